@@ -1,0 +1,51 @@
+"""Canonical JSON: the one byte encoding that manifests, journal entries and records are signed in.
+
+Rules (docs/FORMAT.md): UTF-8, keys sorted by code point, no insignificant white space,
+integers only (no floats, so every implementation prints numbers identically), ``ensure_ascii``
+off. A parser re-encodes what it read and refuses anything that was not already canonical, so
+one logical record has exactly one byte form and one hash.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from evidence_store.clip.errors import FormatError
+
+
+def _check(value: Any, where: str) -> None:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return
+    if isinstance(value, int):
+        return
+    if isinstance(value, float):
+        raise FormatError(f"{where}: floats are not allowed in canonical JSON")
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            _check(item, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise FormatError(f"{where}: object keys must be strings")
+            _check(item, f"{where}.{key}")
+        return
+    raise FormatError(f"{where}: {type(value).__name__} cannot be encoded")
+
+
+def dumps(value: Any) -> bytes:
+    """Encode ``value`` canonically. Raises FormatError for floats or foreign types."""
+    _check(value, "$")
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def loads(data: bytes, what: str) -> Any:
+    """Decode canonical JSON; ``what`` names the file in the error. Refuses non-canonical bytes."""
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FormatError(f"{what}: not valid JSON ({exc})") from None
+    if dumps(value) != data:
+        raise FormatError(f"{what}: not in canonical form")
+    return value

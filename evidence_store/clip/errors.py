@@ -1,0 +1,36 @@
+"""Errors of the clip format. Leaf errors also inherit a builtin, as gpiozero's do."""
+
+from evidence_store.errors import EvidenceError, IntegrityError
+
+
+class ClipError(EvidenceError):
+    """Root of clip-format errors."""
+
+
+class FormatError(ClipError, ValueError):
+    """A file does not follow the format (age header, manifest, journal, outbox record)."""
+
+    exit_code = 3
+
+
+class DecryptError(ClipError):
+    """No identity matches, the passphrase is wrong, or a chunk fails authentication."""
+
+    exit_code = 4
+
+
+class CutError(DecryptError):
+    """The segment ends before its final chunk: use salvage to read what is complete."""
+
+    def __init__(self, message: str, *hints: str, plaintext_bytes: int = 0, offset: int = 0):
+        super().__init__(message, *hints)
+        self.plaintext_bytes = plaintext_bytes
+        self.offset = offset
+
+
+class SignatureError(IntegrityError, ClipError):
+    """An Ed25519 signature does not verify."""
+
+
+class HashMismatch(IntegrityError, ClipError):
+    """A file's SHA-256 or size differs from what was signed."""
