@@ -7,7 +7,9 @@ file in the same folder, fsync it, rename it over the target, fsync the folder.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from pathlib import Path
 
 
@@ -48,3 +50,37 @@ def append_durable(path: str | os.PathLike, data: bytes) -> None:
         os.fdatasync(fd)
     finally:
         os.close(fd)
+
+
+class UnsafeFileError(OSError):
+    """A path is a link, a device, a fifo, or too large: hostile media, never followed."""
+
+
+def open_regular(path: str | os.PathLike, *, max_bytes: int | None = None) -> int:
+    """Open ``path`` read-only without following a final symlink; refuse anything but a regular
+    file (a camera's partition is untrusted: a link could point at /etc/shadow, a fifo could hang
+    the dock). Returns an fd; the caller closes it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:: the last component is a symlink
+            raise UnsafeFileError(f"{path}: is a symbolic link") from None
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise UnsafeFileError(f"{path}: not a regular file")
+    if max_bytes is not None and st.st_size > max_bytes:
+        os.close(fd)
+        raise UnsafeFileError(f"{path}: {st.st_size} bytes, more than the {max_bytes} allowed")
+    return fd
+
+
+def read_regular(path: str | os.PathLike, max_bytes: int) -> bytes:
+    """Read a whole regular file of at most ``max_bytes`` (see open_regular)."""
+    fd = open_regular(path, max_bytes=max_bytes)
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise UnsafeFileError(f"{path}: grew beyond {max_bytes} bytes while being read")
+    return data

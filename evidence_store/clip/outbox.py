@@ -1,0 +1,278 @@
+"""The outbox: the camera's evidence partition, the one place camera and dock meet.
+
+    device.json          device id and public key                 written by the camera at init
+    enrollment           signed note by the store key: recipients, profile, officer, verifier key
+    clock                the dock's time at the last docking
+    clips/<clip-id>/     seg-NNNNN.age, journal, manifest (written last, atomically: present = sealed)
+    receipts/<clip-id>   signed note by the store key: the clip is durably stored (or quarantined)
+
+Both sides treat the folder as untrusted: the dock reads a partition anyone could have written,
+and the camera reads records the dock wrote. Every read refuses links and special files, caps
+sizes, and validates names before they become paths.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from evidence_store.clip import canonical, note
+from evidence_store.clip.devkey import DevicePublicKey
+from evidence_store.clip.errors import FormatError
+from evidence_store.clip.fsutil import UnsafeFileError, atomic_write, fsync_dir, read_regular
+from evidence_store.clip.ids import check_clip_id, check_device_id, format_time, parse_time
+from evidence_store.clip.manifest import MANIFEST_FILE
+
+DEVICE_FILE = "device.json"
+ENROLLMENT_FILE = "enrollment"
+CLOCK_FILE = "clock"
+CLIPS_DIR = "clips"
+RECEIPTS_DIR = "receipts"
+DEVICE_FORMAT = "bodycam-device/v1"
+ENROLLMENT_FORMAT = "bodycam-enrollment/v1"
+RECEIPT_FORMAT = "bodycam-receipt/v1"
+CLOCK_FORMAT = "bodycam-clock/v1"
+MAX_RECORD_BYTES = 64 * 1024
+STORED = "stored"
+QUARANTINED = "quarantined"
+
+
+@dataclass(frozen=True)
+class DeviceRecord:
+    device_id: str
+    public_key: str
+    firmware: str = ""
+
+    def to_bytes(self) -> bytes:
+        return canonical.dumps({"format": DEVICE_FORMAT} | asdict(self)) + b"\n"
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "DeviceRecord":
+        record = _json_record(data, DEVICE_FILE, DEVICE_FORMAT)
+        try:
+            out = cls(**record)
+        except TypeError:
+            raise FormatError(f"{DEVICE_FILE}: unexpected fields") from None
+        check_device_id(out.device_id)
+        DevicePublicKey.parse(out.public_key)
+        return out
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The legal profile the store assigns. NRW: no pre-recording at all, 14 days retention."""
+
+    name: str = "NRW"
+    prerecord_max_seconds: int = 0
+    retention_days: int = 14
+    announcement_required: bool = True
+
+
+NRW = Profile()
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    device_id: str
+    device_public_key: str
+    recipients: list[str]
+    profile: Profile
+    officer: str | None
+    verifier_key: str
+    issued_at: str
+
+    def text(self) -> str:
+        body = {"format": ENROLLMENT_FORMAT} | asdict(self)
+        return canonical.dumps(body).decode() + "\n"
+
+    def sign(self, signer: "note.NoteSigner") -> bytes:
+        return note.sign_note(self.text(), signer)
+
+    @classmethod
+    def open(cls, data: bytes, verifier_key: str | None = None) -> "Enrollment":
+        """Verify and parse an enrollment note.
+
+        ``verifier_key`` is the store key the camera pinned at its first enrollment; without it
+        the note must at least be signed by the key it names (first enrollment, trust on first
+        use at the dock the city controls). Raises FormatError or SignatureError.
+        """
+        text = _note_text(data, ENROLLMENT_FILE)
+        record = _json_record(text.encode(), ENROLLMENT_FILE, ENROLLMENT_FORMAT)
+        try:
+            record["profile"] = Profile(**record["profile"])
+            enrollment = cls(**record)
+        except (TypeError, KeyError):
+            raise FormatError(f"{ENROLLMENT_FILE}: unexpected fields") from None
+        key = verifier_key or enrollment.verifier_key
+        if verifier_key and verifier_key != enrollment.verifier_key:
+            raise FormatError(f"{ENROLLMENT_FILE}: names a store key other than the pinned one")
+        note.open_note(data, note.NoteVerifier.from_vkey(key))
+        check_device_id(enrollment.device_id)
+        if not enrollment.recipients:
+            raise FormatError(f"{ENROLLMENT_FILE}: no recipients")
+        return enrollment
+
+
+@dataclass(frozen=True)
+class Receipt:
+    clip_id: str
+    device_id: str
+    manifest_sha256: str
+    status: str  # STORED or QUARANTINED
+    at: str
+    reason: str = ""
+
+    def sign(self, signer: "note.NoteSigner") -> bytes:
+        body = {"format": RECEIPT_FORMAT} | asdict(self)
+        return note.sign_note(canonical.dumps(body).decode() + "\n", signer)
+
+    @classmethod
+    def open(cls, data: bytes, verifier_key: str) -> "Receipt":
+        note.open_note(data, note.NoteVerifier.from_vkey(verifier_key))
+        record = _json_record(_note_text(data, RECEIPTS_DIR).encode(), "receipt", RECEIPT_FORMAT)
+        try:
+            receipt = cls(**record)
+        except TypeError:
+            raise FormatError("receipt: unexpected fields") from None
+        check_clip_id(receipt.clip_id)
+        return receipt
+
+
+def _note_text(data: bytes, what: str) -> str:
+    text, sep, _ = data.decode("utf-8", errors="replace").rpartition("\n\n")
+    if not sep:
+        raise FormatError(f"{what}: not a signed note")
+    return text + "\n"
+
+
+def _json_record(data: bytes, what: str, fmt: str) -> dict:
+    try:
+        record = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise FormatError(f"{what}: not valid JSON") from None
+    if not isinstance(record, dict) or record.pop("format", None) != fmt:
+        raise FormatError(f"{what}: not a {fmt} record")
+    return record
+
+
+@dataclass
+class ClipListing:
+    """What a look at clips/ found. Names that are not clip ids are reported, never opened."""
+
+    sealed: list[str] = field(default_factory=list)
+    unsealed: list[str] = field(default_factory=list)
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (name, why)
+
+
+class Outbox:
+    """Library access to an outbox folder for the camera, the dock and the tests."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    # -- records -----------------------------------------------------------------------------
+
+    def _read(self, name: str, max_bytes: int = MAX_RECORD_BYTES) -> bytes | None:
+        try:
+            return read_regular(self.root / name, max_bytes)
+        except FileNotFoundError:
+            return None
+        except UnsafeFileError as exc:
+            raise FormatError(str(exc)) from None
+
+    def init(self, record: DeviceRecord) -> None:
+        for sub in ("", CLIPS_DIR, RECEIPTS_DIR):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        atomic_write(self.root / DEVICE_FILE, record.to_bytes())
+
+    def device(self) -> DeviceRecord:
+        data = self._read(DEVICE_FILE)
+        if data is None:
+            raise FormatError(f"{self.root}: no {DEVICE_FILE} (not a camera outbox)")
+        return DeviceRecord.from_bytes(data)
+
+    def write_enrollment(self, data: bytes) -> None:
+        atomic_write(self.root / ENROLLMENT_FILE, data)
+
+    def enrollment(self, verifier_key: str | None = None) -> Enrollment | None:
+        data = self._read(ENROLLMENT_FILE)
+        return None if data is None else Enrollment.open(data, verifier_key)
+
+    def write_clock(self, moment: datetime, source: str = "dock") -> None:
+        body = {"format": CLOCK_FORMAT, "time": format_time(moment), "source": source}
+        atomic_write(self.root / CLOCK_FILE, canonical.dumps(body) + b"\n")
+
+    def clock(self) -> tuple[datetime, str] | None:
+        data = self._read(CLOCK_FILE)
+        if data is None:
+            return None
+        record = _json_record(data, CLOCK_FILE, CLOCK_FORMAT)
+        return parse_time(record.get("time"), CLOCK_FILE), str(record.get("source", "dock"))
+
+    # -- clips -------------------------------------------------------------------------------
+
+    def clip_dir(self, clip_id: str) -> Path:
+        return self.root / CLIPS_DIR / check_clip_id(clip_id)
+
+    def list_clips(self) -> ClipListing:
+        listing = ClipListing()
+        base = self.root / CLIPS_DIR
+        try:
+            entries = sorted(os.scandir(base), key=lambda e: e.name)
+        except FileNotFoundError:
+            return listing
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue  # the camera's own temporary files
+            try:
+                check_clip_id(entry.name)
+            except FormatError as exc:
+                listing.rejected.append((entry.name, str(exc)))
+                continue
+            if entry.is_symlink() or not entry.is_dir(follow_symlinks=False):
+                listing.rejected.append((entry.name, "not a plain folder"))
+                continue
+            manifest = Path(entry.path) / MANIFEST_FILE
+            (listing.sealed if manifest.exists() or manifest.is_symlink() else listing.unsealed).append(entry.name)
+        return listing
+
+    def delete_clip(self, clip_id: str) -> None:
+        """Remove a clip folder (only after a receipt). Links inside are removed, never followed."""
+        path = self.clip_dir(clip_id)
+        if path.is_symlink():
+            path.unlink()
+        elif path.exists():
+            shutil.rmtree(path)
+        fsync_dir(path.parent)
+
+    # -- receipts ----------------------------------------------------------------------------
+
+    def write_receipt(self, clip_id: str, data: bytes) -> None:
+        (self.root / RECEIPTS_DIR).mkdir(exist_ok=True)
+        atomic_write(self.root / RECEIPTS_DIR / check_clip_id(clip_id), data)
+
+    def receipt_ids(self) -> list[str]:
+        try:
+            names = sorted(os.listdir(self.root / RECEIPTS_DIR))
+        except FileNotFoundError:
+            return []
+        out = []
+        for name in names:
+            try:
+                out.append(check_clip_id(name))
+            except FormatError:
+                continue
+        return out
+
+    def receipt(self, clip_id: str, verifier_key: str) -> Receipt | None:
+        data = self._read(f"{RECEIPTS_DIR}/{check_clip_id(clip_id)}")
+        if data is None:
+            return None
+        receipt = Receipt.open(data, verifier_key)
+        if receipt.clip_id != clip_id:
+            raise FormatError(f"receipt {clip_id}: is for clip {receipt.clip_id}")
+        return receipt
