@@ -79,7 +79,8 @@ def _check_name(name: str, what: str) -> None:
 
 def _split_key_text(text: str, what: str) -> tuple[str, int, bytes]:
     """Split ``<name>+<hex id>+<base64(0x01 || key)>`` into (name, key id, 32-byte key)."""
-    parts = text.split("+")
+    # Only the first two '+' separate fields: base64 key data may itself hold '+'.
+    parts = text.split("+", 2)
     if len(parts) != 3:
         raise FormatError(f"{what}: expected <name>+<key id>+<key data>, got {len(parts)} fields")
     name, id_hex, data = parts
