@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# One shift, end to end, with the real command lines: the same ones the README documents.
+# Usage: demo.sh [FOLDER]   (default ./demo-data). Writes only under FOLDER; can be run again.
+set -euo pipefail
+
+DIR=${1:-demo-data}
+case "$DIR" in
+  "" | "/" | "." | "..") echo "demo: refusing to use '$DIR' as the demo folder" >&2; exit 2 ;;
+esac
+rm -rf -- "$DIR"
+mkdir -p -- "$DIR"
+DIR=$(cd -- "$DIR" && pwd)
+
+STORE="$DIR/store"
+OUTBOX="$DIR/camera-outbox"
+PASS="$DIR/passphrase"
+EXPORT="$DIR/court-export"
+# A low scrypt work factor keeps the demo quick; a real store uses age's default (2^18).
+export BODYCAM_SCRYPT_LOG_N=${BODYCAM_SCRYPT_LOG_N:-12}
+export BODYCAM_PASSPHRASE_FILE="$PASS"
+SECONDS_PER_CLIP=${DEMO_SECONDS:-3}
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+run() { printf '$ %s\n' "$*"; "$@"; }
+# Clip ids come from `list --json`: the n-th clip by recording time, or the emergency one.
+pick() {
+  python3 -c '
+import json, sys
+clips = sorted(json.load(sys.stdin)["clips"], key=lambda c: c["recorded_at"])
+if sys.argv[1] == "emergency":
+    clips = [c for c in clips if c["trigger"] == "emergency"]
+    print(clips[0]["clip_id"])
+else:
+    print(clips[int(sys.argv[1])]["clip_id"])
+' "$1"
+}
+
+say "1. The evidence store is created. Its identity (the only key that can decrypt video) is protected by a passphrase."
+printf 'correct horse battery staple\n' > "$PASS"
+chmod 600 "$PASS"
+run bodycam-evidence --store "$STORE" init --passphrase-file "$PASS"
+
+say "2. A new camera makes its own signing key; the dock enrolls it and hands it the store's public encryption key."
+run bodycam-device init --outbox "$OUTBOX" --device-id cam-07
+run bodycam-dock --store "$STORE" enroll "$OUTBOX" --device-id cam-07
+run bodycam-dock --store "$STORE" assign cam-07 --officer "PK-4711"
+echo "The assignment reaches the camera at its next docking:"
+run bodycam-dock --store "$STORE" ingest "$OUTBOX"
+
+say "3. Seventeen days ago: an officer announces the recording (button, amber light, beep), then records."
+run bodycam-device simulate --outbox "$OUTBOX" --seconds "$SECONDS_PER_CLIP" \
+    --clock "$(date -u -d '17 days ago' +%Y-%m-%dT%H:%M:%SZ)"
+
+say "4. Sixteen days ago: another announced recording. This one will be needed as evidence."
+run bodycam-device simulate --outbox "$OUTBOX" --seconds "$SECONDS_PER_CLIP" \
+    --clock "$(date -u -d '16 days ago' +%Y-%m-%dT%H:%M:%SZ)"
+
+say "5. Today: imminent danger. The emergency button records at once, without announcement."
+run bodycam-device simulate --outbox "$OUTBOX" --seconds "$SECONDS_PER_CLIP" --emergency
+
+echo "The camera holds only encrypted segments, signed journals and manifests:"
+run bodycam-device status --outbox "$OUTBOX"
+
+say "6. End of shift: the camera is docked. The dock verifies every signature and hash, stores, receipts, clears."
+run bodycam-dock --store "$STORE" ingest "$OUTBOX"
+run bodycam-dock --store "$STORE" status
+echo "Left on the camera: only the store's signed receipts."
+run ls "$OUTBOX/clips" "$OUTBOX/receipts"
+
+say "7. The evidence officer sees what is stored and checks the whole store: every object, the log, every checkpoint."
+run bodycam-evidence --store "$STORE" list
+LIST_JSON=$(bodycam-evidence --store "$STORE" list --json)
+EMERGENCY=$(pick emergency <<<"$LIST_JSON")
+OLDEST=$(pick 0 <<<"$LIST_JSON")
+EVIDENCE=$(pick 1 <<<"$LIST_JSON")
+run bodycam-evidence --store "$STORE" show "$EMERGENCY"
+run bodycam-evidence --store "$STORE" verify
+
+say "8. The emergency recording must be justified: the officer records why there was no announcement."
+run bodycam-evidence --store "$STORE" justify "$EMERGENCY" --reason "Attack with a knife; no time to announce"
+
+say "9. Review before keeping (the law keeps a clip beyond two weeks only after review): view, logged with a reason."
+run bodycam-evidence --store "$STORE" view "$EVIDENCE" --reason "Review for complaint 2026/123" \
+    --contact-sheet "$DIR/review-contact-sheet.png"
+run bodycam-evidence --store "$STORE" hold "$EVIDENCE" --case "StA-2026-123" \
+    --reason "Evidence of assault on officer" --kind evidence
+
+say "10. The hourly expiry runs: what is past its two weeks and not held is deleted; the held clip stays."
+run bodycam-evidence --store "$STORE" expire
+run bodycam-evidence --store "$STORE" list --all
+run bodycam-evidence --store "$STORE" verify
+
+say "11. Export for court: decrypted video, MP4, signed manifest and journal, log proofs, signed file list."
+run bodycam-evidence --store "$STORE" export "$EVIDENCE" --out "$EXPORT" --reason "Requested by public prosecutor, StA-2026-123"
+echo "Anyone can check the package offline, without the store:"
+run bodycam-evidence verify-export "$EXPORT"
+
+say "12. Oversight: the monthly report for the data-protection officer, and the event log."
+run bodycam-evidence --store "$STORE" report
+run bodycam-evidence --store "$STORE" log --clip "$OLDEST"
+run bodycam-evidence --store "$STORE" checkpoint
+
+say "Done. Everything above lives in $DIR."
