@@ -63,7 +63,7 @@ def open_regular(path: str | os.PathLike, *, max_bytes: int | None = None) -> in
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
-        if exc.errno == errno.ELOOP:: the last component is a symlink
+        if exc.errno == errno.ELOOP:  # the last component is a symlink
             raise UnsafeFileError(f"{path}: is a symbolic link") from None
         raise
     st = os.fstat(fd)
