@@ -221,7 +221,7 @@ class Controller:
             self._stop(STOP_SHUTDOWN, now)
         elif self._state is State.ANNOUNCING:
             self._enter(State.IDLE, now)
-        self._hw.render(hw.PATTERN_OFF, 0.0, now)
+        self._hw.off()
 
     def resume_interrupted(self, trigger: Trigger) -> bool:
         """After a crash while recording: continue recording at once in a new clip, keeping the

@@ -7,7 +7,9 @@ Two decisions keep tests deterministic and timing honest:
 
 * **Inputs** are stamped on the injected clock the moment gpiozero reports an edge, queued, and
   debounced in ``poll()`` on that same clock. gpiozero's ``bounce_time`` and ``when_held`` are not
-  used: both run on real time in background threads.
+  used: both run on real time. The buttons are ``DigitalInputDevice``, the base class of
+  ``gpiozero.Button`` without its ``HoldMixin``, which would start one real-time hold thread per
+  button (and block 0.1 s on close) only to do what the controller does on the injected clock.
 * **Outputs** (LED blinking, beeps) are computed from the injected clock each time the controller
   calls ``render()``. gpiozero's ``blink()``/``beep()`` are not used: they run background threads
   whose timing tests cannot control.
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
-from gpiozero import LED, Button, Buzzer, DigitalInputDevice
+from gpiozero import LED, Buzzer, DigitalInputDevice
 from gpiozero.exc import GPIOZeroError
 
 from device.clock import Clock
@@ -161,12 +163,12 @@ class Hardware:
         self._lock = threading.Lock()
         self._devices: list = []
         try:
-            self.buttons: dict[str, Button | DigitalInputDevice] = {}
+            self.buttons: dict[str, DigitalInputDevice] = {}
             for name, pin in ((RECORD, pins.record), (EMERGENCY, pins.emergency), (HOMES, pins.homes)):
                 if pin is not None:
                     # Buttons switch to ground against the internal pull-up: pressed = low.
-                    self.buttons[name] = self._add(Button(pin, pull_up=True, bounce_time=None,
-                                                          pin_factory=pin_factory))
+                    self.buttons[name] = self._add(DigitalInputDevice(pin, pull_up=True, bounce_time=None,
+                                                                      pin_factory=pin_factory))
             if pins.dock is not None:
                 # The dock shorts its contact to ground: docked = low.
                 self.buttons[DOCK] = self._add(DigitalInputDevice(pins.dock, pull_up=True, bounce_time=None,
@@ -246,6 +248,13 @@ class Hardware:
             if self._written[name] != level:
                 self._outputs[name].value = level
                 self._written[name] = level
+
+    def off(self) -> None:
+        """Every output off, any beep cut short."""
+        self._beep = None
+        for name, device in self._outputs.items():
+            device.value = False
+            self._written[name] = False
 
     def close(self) -> None:
         """Release every pin (outputs off)."""
