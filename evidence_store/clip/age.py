@@ -20,6 +20,9 @@ import hashlib
 import hmac
 import io
 import os
+import queue
+import threading
+import weakref
 from dataclasses import dataclass, field
 from typing import BinaryIO, Iterator, Sequence
 
@@ -298,6 +301,50 @@ def unwrap_file_key(header: Header, identities: Sequence[Identity | Passphrase])
 # --- Writer ---------------------------------------------------------------------------------
 
 
+class _Hasher:
+    """A SHA-256 fed on its own thread, in order, with back-pressure.
+
+    Why: the writer must hash both plaintext and ciphertext (the journal signs both), and two
+    SHA-256 passes cost four times what ChaCha20-Poly1305 does. hashlib and cryptography both
+    release the GIL on large buffers, so on a multi-core camera or store the hashes run beside
+    the encryption instead of after it. Items must be immutable (bytes, or a view of bytes).
+    """
+
+    _DEPTH = 16  # batches in flight; one batch is one write() call's worth
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self._queue: queue.Queue = queue.Queue(self._DEPTH)
+        self._thread = threading.Thread(
+            target=self._run, args=(self._queue, self._hash), name="age-sha256", daemon=True
+        )
+        self._thread.start()
+        # An abandoned writer must not leave its thread waiting forever.
+        self._stop = weakref.finalize(self, self._queue.put, None)
+
+    @staticmethod
+    def _run(q: queue.Queue, digest) -> None:
+        while (batch := q.get()) is not None:
+            if isinstance(batch, threading.Event):
+                batch.set()
+                continue
+            for piece in batch:
+                digest.update(piece)
+
+    def update(self, batch: list) -> None:
+        if batch:
+            self._queue.put(batch)
+
+    def hexdigest(self) -> str:
+        done = threading.Event()
+        self._queue.put(done)
+        done.wait()
+        return self._hash.hexdigest()
+
+    def stop(self) -> None:
+        self._stop()  # a finalizer runs at most once: close() and garbage collection agree
+
+
 class AgeWriter:
     """Encrypt a stream incrementally into ``dst`` (a binary file object).
 
@@ -309,6 +356,8 @@ class AgeWriter:
 
     It keeps running SHA-256 hashes of the ciphertext written and of the plaintext sealed so
     far: the camera signs exactly those in its journal. Plaintext never reaches ``dst``.
+    The hashes are computed on helper threads; ``ciphertext_sha256()`` and
+    ``plaintext_sha256()`` wait for them, so they always cover every byte written so far.
     """
 
     def __init__(self, dst: BinaryIO, recipients: Sequence[str | Recipient | Passphrase]):
@@ -326,19 +375,29 @@ class AgeWriter:
         self._closed = False
         self.ciphertext_bytes = 0
         self.plaintext_bytes = 0  # plaintext bytes inside sealed chunks
-        self._ct_hash = hashlib.sha256()
-        self._pt_hash = hashlib.sha256()
+        self._ct_hash = _Hasher()
+        self._pt_hash = _Hasher()
+        # Pieces sealed during the current write(), handed to the hashers in one batch.
+        self._ct_batch: list = []
+        self._pt_batch: list = []
         self._emit(encode_header(file_key, [r.wrap(file_key) for r in parsed]) + nonce)
+        self._hand_over()
 
     def _emit(self, data: bytes) -> None:
         self._dst.write(data)
-        self._ct_hash.update(data)
+        self._ct_batch.append(data)
         self.ciphertext_bytes += len(data)
 
-    def _seal(self, chunk: bytes | memoryview, final: bool) -> None:
+    def _hand_over(self) -> None:
+        self._ct_hash.update(self._ct_batch)
+        self._pt_hash.update(self._pt_batch)
+        self._ct_batch, self._pt_batch = [], []
+
+    def _seal(self, chunk: bytes | bytearray | memoryview, final: bool) -> None:
+        # ``chunk`` must not change afterwards: it waits in _pt_batch for the hasher.
         nonce = self._counter.to_bytes(11, "big") + (b"\x01" if final else b"\x00")
         self._emit(self._aead.encrypt(nonce, chunk, None))
-        self._pt_hash.update(chunk)
+        self._pt_batch.append(chunk)
         self.plaintext_bytes += len(chunk)
         self._counter += 1
         if self._counter >= 1 << 88:
@@ -349,6 +408,10 @@ class AgeWriter:
             raise ValueError("write to a closed AgeWriter")
         view = memoryview(data).cast("B")
         n = len(view)
+        if not isinstance(view.obj, bytes):
+            # The caller may reuse a mutable buffer after we return, but the hasher thread may
+            # still be reading: take one copy (cheap next to the hashing itself).
+            view = memoryview(bytes(view))
         if self._buf:
             take = min(CHUNK_SIZE - len(self._buf), len(view))
             self._buf += view[:take]
@@ -362,6 +425,7 @@ class AgeWriter:
             view = view[CHUNK_SIZE:]
         if view:
             self._buf += view
+        self._hand_over()
         return n
 
     def bytes_to_seal(self) -> int:
@@ -372,19 +436,26 @@ class AgeWriter:
         self._dst.flush()
 
     def ciphertext_sha256(self) -> str:
-        return self._ct_hash.hexdigest()
+        """SHA-256 (hex) of every ciphertext byte written so far."""
+        return self._ct_digest if self._closed else self._ct_hash.hexdigest()
 
     def plaintext_sha256(self) -> str:
-        return self._pt_hash.hexdigest()
+        """SHA-256 (hex) of the plaintext in the sealed chunks so far."""
+        return self._pt_digest if self._closed else self._pt_hash.hexdigest()
 
     def close(self) -> None:
         """Seal the final chunk. Does not close ``dst``."""
         if self._closed:
             return
         self._seal(bytes(self._buf), final=True)
+        self._hand_over()
         self._buf = bytearray()
         self._closed = True
         self._dst.flush()
+        # Final digests stay readable after close; the hasher threads end here.
+        self._ct_digest, self._pt_digest = self._ct_hash.hexdigest(), self._pt_hash.hexdigest()
+        self._ct_hash.stop()
+        self._pt_hash.stop()
 
 
 def encrypt(data: bytes, recipients: Sequence[str | Recipient | Passphrase]) -> bytes:
