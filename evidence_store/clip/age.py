@@ -519,7 +519,8 @@ def read_chunks(
         following = src.read(SEALED_CHUNK_SIZE) if len(sealed) == SEALED_CHUNK_SIZE else b""
         last = not following
         if len(sealed) <= TAG_SIZE and not (counter == 0 and len(sealed) == TAG_SIZE):
-            cut(f"chunk {counter} is incomplete ({len(sealed)} bytes)" if sealed else f"no final chunk after chunk {counter - 1}")
+            cut(f"chunk {counter} is incomplete ({len(sealed)} bytes)" if sealed
+                else f"no final chunk after chunk {counter - 1}" if counter else "no chunk after the payload nonce")
             return
         prefix = counter.to_bytes(11, "big")
         try:

@@ -146,4 +146,9 @@ def parse_manifest(data: bytes, public_key: DevicePublicKey | None) -> Manifest:
         raise FormatError(f"manifest: unexpected or missing fields ({exc})") from None
     if public_key is not None:
         public_key.verify(MANIFEST_CONTEXT, canonical.dumps(body), unb64(outer["signature"], "manifest signature"), f"manifest of clip {body.get('clip_id')}")
-    return manifest.validate()
+    try:
+        return manifest.validate()
+    except (TypeError, AttributeError):
+        # An unsigned (public_key=None) manifest is hostile input: a string where a number
+        # belongs must be a format error, not a traceback.
+        raise FormatError("manifest: a field has the wrong type") from None
