@@ -495,9 +495,8 @@ def read_chunks(
     header = parse_header(src)
     file_key = unwrap_file_key(header, identities)
     nonce = src.read(NONCE_SIZE)
-    offset = len(header.raw) + len(nonce)
     report = salvage if salvage is not None else Salvage()
-    report.ciphertext_offset = offset
+    report.ciphertext_offset = len(header.raw)  # a partial nonce is not readable
 
     def cut(reason: str) -> None:
         report.cut, report.reason = True, reason
@@ -512,6 +511,7 @@ def read_chunks(
     if len(nonce) != NONCE_SIZE:
         cut("file ends inside the payload nonce")
         return
+    report.ciphertext_offset += NONCE_SIZE
     aead = ChaCha20Poly1305(_hkdf(file_key, nonce, b"payload"))
     counter = 0
     sealed = src.read(SEALED_CHUNK_SIZE)
