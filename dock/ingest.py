@@ -1,0 +1,509 @@
+"""Ingest one docked camera: verify every sealed clip, store it durably, then receipt and clear it.
+
+The order per clip never changes, because it is what makes a crash at any instant harmless:
+
+    1. read    manifest (capped, no links), parse it untrusted for its sequence number (scan.py)
+    2. check   clip id and device id, enrolled and not revoked, manifest signature by the enrolled
+               key, journal signatures, sequence not at or below the device's last stored one
+    3. copy    each segment named in the manifest into the store (temp, fsync, rename, fsync dir),
+               hashing it and checking it against the journal in the same single read; compare
+               size/mtime/inode before and after so a file that changed is not trusted
+    4. commit  store.ingest: clip, segments, gap events, ingest event, in ONE transaction
+    5. receipt store.sign_receipt, written onto the camera atomically
+    6. clear   delete the clip folder on the camera
+
+A crash before 4 leaves at most unreferenced objects (content-addressed, so a rerun reuses them);
+a crash between 4 and 6 leaves a stored clip on the camera, which the rerun recognises by its
+manifest hash and only receipts and clears (step 2 is skipped for it). A clip that fails a check
+in 2 or 3 is quarantined (its bytes kept under their content hash with the reason), then
+receipted as quarantined and cleared. An I/O error (a camera unplugged mid-copy) is never taken
+for a failed check: such a clip is left on the camera for the next docking.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Callable
+
+from evidence_store.clip.devkey import DevicePublicKey
+from evidence_store.clip.fsutil import UnsafeFileError, atomic_write, open_regular, read_regular
+from evidence_store.clip.ids import SEGMENT_RE, format_time, parse_time
+from evidence_store.clip.journal import CUT, JOURNAL_FILE, MAX_JOURNAL_BYTES, TAMPERED, Journal, parse_journal
+from evidence_store.clip.manifest import MANIFEST_FILE, Manifest, SegmentRecord, manifest_hash, parse_manifest
+from evidence_store.clip.outbox import QUARANTINED, STORED, Outbox, Receipt
+from evidence_store.errors import EvidenceError, IntegrityError
+
+from dock._clock import Clock, SystemClock
+from dock._copy import copy_and_check
+from dock.errors import DockError, NotEnrolledError
+from dock.lock import DeviceLocks
+from dock.scan import Candidate, is_transient, outbox_present, read_device, scan_outbox
+
+log = logging.getLogger(__name__)
+
+# Outcomes of one clip.
+OUT_STORED = "stored"  # verified, stored, receipted, cleared
+OUT_ALREADY = "already-stored"  # stored by an earlier run: only receipted and cleared
+OUT_QUARANTINED = "quarantined"  # failed a check: kept in quarantine, receipted, cleared
+OUT_SKIPPED = "skipped"  # I/O failure: left on the camera for the next docking
+
+# Flags recorded with the ingest event (the store keeps them; reviewers see them).
+FLAG_BEFORE_DOCKING = "dated-before-last-docking"
+FLAG_FUTURE = "dated-in-future"
+FLAG_CUT = "cut"
+FLAG_EXTRA_FILES = "extra-files"
+
+FUTURE_TOLERANCE = timedelta(minutes=5)  # camera clocks are set at each docking; minutes of drift are normal
+QUARANTINE_MAX_FILE = 8 * 2**30  # a quarantined file larger than any real segment is named, not kept
+FaultHook = Callable[[str, "str | None"], None]
+
+
+class _Skip(Exception):
+    """Leave this clip on the camera (I/O failure, a file changed under us)."""
+
+
+class _Quarantine(Exception):
+    def __init__(self, reason: str, *, journal_bytes: bytes | None = None, objects: dict | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.journal_bytes = journal_bytes
+        self.objects = objects
+
+
+@dataclass
+class ClipResult:
+    clip_id: str
+    outcome: str
+    sequence: int | None = None
+    manifest_sha256: str | None = None
+    reason: str = ""
+    flags: list[str] = field(default_factory=list)
+    extra_files: list[str] = field(default_factory=list)
+    bytes: int = 0
+    cleared: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in (OUT_STORED, OUT_ALREADY) and self.cleared
+
+
+@dataclass
+class IngestReport:
+    outbox: str
+    device_id: str | None = None
+    clips: list[ClipResult] = field(default_factory=list)
+    unsealed: list[str] = field(default_factory=list)
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    started_at: str | None = None
+    finished_at: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True only if every clip on the camera was stored and cleared and nothing was left."""
+        return not self.errors and not self.unsealed and not self.rejected and all(c.ok for c in self.clips)
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for c in self.clips if c.outcome == outcome)
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        out["rejected"] = [{"name": n, "reason": r} for n, r in self.rejected]
+        out["ok"] = self.ok
+        out["counts"] = {o: self.count(o) for o in (OUT_STORED, OUT_ALREADY, OUT_QUARANTINED, OUT_SKIPPED)}
+        return out
+
+    def summary(self) -> str:
+        parts = [f"{self.count(o)} {o}" for o in (OUT_STORED, OUT_ALREADY, OUT_QUARANTINED, OUT_SKIPPED) if self.count(o)]
+        if self.unsealed:
+            parts.append(f"{len(self.unsealed)} unsealed")
+        if self.rejected:
+            parts.append(f"{len(self.rejected)} refused")
+        if self.errors:
+            parts.append(f"{len(self.errors)} error(s)")
+        return f"camera {self.device_id or '?'} at {self.outbox}: " + (", ".join(parts) or "nothing to ingest")
+
+
+class _Unplugged(Exception):
+    """The outbox vanished: stop this docking. ``result`` is the clip being worked on, if known."""
+
+    def __init__(self, message: str, result: "ClipResult | None" = None):
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass
+class _Docking:
+    outbox: Outbox
+    device_id: str
+    previous_docking: datetime | None
+    report: IngestReport
+    total_bytes: int = 0
+    done_bytes: int = 0
+
+
+class Ingester:
+    """Ingests outboxes into ``store``. Thread-safe: cameras are ingested in parallel, each under
+    its own lock (``locks``). ``fault(step, clip_id)`` is called at every step boundary (tests
+    inject crashes there); ``progress(done, total, label)`` reports copied bytes."""
+
+    def __init__(self, store, *, locks: DeviceLocks, clock: Clock | None = None, fault: FaultHook | None = None,
+                 progress: Callable[[int, int, str], None] | None = None, state_dir: str | os.PathLike | None = None):
+        self.store = store
+        self.locks = locks
+        self.clock = clock or SystemClock()
+        self._fault = fault or (lambda step, clip_id: None)
+        self.progress = progress
+        self.state_dir = Path(state_dir) if state_dir else None
+
+    # -- one camera ---------------------------------------------------------------------------
+
+    def ingest(self, outbox_path: str | os.PathLike, *, expect_device: str | None = None) -> IngestReport:
+        """Ingest every sealed clip of the outbox at ``outbox_path``.
+
+        ``expect_device`` is the serial a docked partition announced; device.json must agree.
+        Returns the report (``report.ok`` tells whether everything was stored and cleared).
+        Raises NotEnrolledError for a camera the store does not know (nothing is touched) and
+        DockError when the folder is not an outbox.
+        """
+        outbox = Outbox(outbox_path)
+        report = IngestReport(outbox=str(outbox_path), started_at=format_time(self.clock.now()))
+        record = read_device(outbox)
+        report.device_id = record.device_id
+        if expect_device is not None and record.device_id != expect_device:
+            raise DockError(f"{outbox_path}: device.json names {record.device_id!r} but the partition's serial is {expect_device!r}",
+                            "hint: a partition that lies about its camera is not ingested; check the device")
+        info = self.store.device(record.device_id)
+        if info is None:
+            raise NotEnrolledError(f"camera {record.device_id} is not enrolled in this store; its clips were not touched",
+                                   f"hint: bodycam-dock --store DIR enroll {outbox_path} --device-id {record.device_id}")
+        if info.public_key != record.public_key:
+            # device.json is only informational: verification always uses the enrolled key.
+            log.warning("camera %s: device.json carries a public key other than the enrolled one; the enrolled key is used", record.device_id)
+        with self.locks.hold(record.device_id):
+            info = self.store.device(record.device_id)  # re-read under the lock
+            docking = _Docking(outbox, record.device_id, info.last_docking, report)
+            self._run(docking, revoked=info.revoked)
+        report.finished_at = format_time(self.clock.now())
+        self._save_report(report)
+        log.log(logging.INFO if report.ok else logging.WARNING, "%s", report.summary())
+        return report
+
+    def _run(self, dk: _Docking, *, revoked: bool) -> None:
+        report = dk.report
+        scan = scan_outbox(dk.outbox)
+        report.unsealed = list(scan.unsealed)
+        report.rejected = list(scan.rejected)
+        dk.total_bytes = scan.total_bytes
+        self._fault("scanned", None)
+        for index, cand in enumerate(scan.candidates):
+            try:
+                result = self._clip(dk, cand)
+            except _Unplugged as exc:
+                report.errors.append(str(exc))
+                log.error("camera %s: %s; %d clip(s) left for the next docking", dk.device_id, exc, len(scan.candidates) - index)
+                if exc.result is not None:
+                    report.clips.append(exc.result)
+                for rest in scan.candidates[index + (exc.result is not None):]:
+                    report.clips.append(ClipResult(rest.clip_id, OUT_SKIPPED, reason=str(exc)))
+                return
+            report.clips.append(result)
+        self._finish(dk, revoked=revoked)
+
+    def _finish(self, dk: _Docking, *, revoked: bool) -> None:
+        """Each docking gives the camera the current time and enrollment note, and is recorded."""
+        now = self.clock.now()
+        try:
+            dk.outbox.write_clock(now)
+            self._fault("clock-written", None)
+            if revoked:
+                log.warning("camera %s is revoked: no enrollment note written", dk.device_id)
+            else:
+                dk.outbox.write_enrollment(self.store.enrollment_note(dk.device_id))
+                self._fault("enrollment-written", None)
+        except OSError as exc:
+            dk.report.errors.append(f"cannot write clock/enrollment onto the camera: {exc.strerror or exc}")
+            log.error("camera %s: %s", dk.device_id, dk.report.errors[-1])
+        # The previous docking dates the "recorded before the last docking" flag. A docking that
+        # left clips behind is not recorded, so a rerun flags exactly as the first run would have.
+        if not dk.report.errors and all(c.outcome != OUT_SKIPPED for c in dk.report.clips):
+            self.store.record_docking(dk.device_id, now)
+            self._fault("docking-recorded", None)
+
+    # -- one clip -----------------------------------------------------------------------------
+
+    def _clip(self, dk: _Docking, cand: Candidate) -> ClipResult:
+        res = ClipResult(cand.clip_id, OUT_SKIPPED, sequence=cand.manifest.sequence if cand.manifest else None)
+        if cand.manifest_bytes is not None:
+            res.manifest_sha256 = manifest_hash(cand.manifest_bytes)
+        self._fault("clip-start", cand.clip_id)
+        try:
+            try:
+                if cand.transient:
+                    raise _Skip(cand.transient)
+                if cand.problem:
+                    raise _Quarantine(cand.problem)
+                if self.store.manifest_status(res.manifest_sha256) == "stored":
+                    log.info("clip %s: already stored by an earlier docking; receipting it", cand.clip_id)
+                    res.outcome = OUT_ALREADY
+                    self._receipt_and_clear(dk, res, STORED)
+                    return res
+                self._verify_and_store(dk, cand, res)
+                res.outcome = OUT_STORED
+                log.info("clip %s (sequence %d): stored%s", cand.clip_id, res.sequence,
+                         f" [{', '.join(res.flags)}]" if res.flags else "")
+                self._receipt_and_clear(dk, res, STORED)
+            except _Quarantine as q:
+                self._quarantine(dk, cand, res, q)
+        except _Skip as exc:
+            self._skip(dk, res, str(exc))
+        except OSError as exc:
+            self._skip(dk, res, f"I/O error: {exc.strerror or exc}")
+        except EvidenceError as exc:
+            # The store refused (full disk, locked database, ...): the clip stays on the camera.
+            self._skip(dk, res, f"store: {exc}")
+        return res
+
+    def _skip(self, dk: _Docking, res: ClipResult, reason: str) -> None:
+        if res.outcome in (OUT_STORED, OUT_ALREADY, OUT_QUARANTINED):
+            # Already committed in the store; only the receipt or the clearing failed. The next
+            # docking recognises the manifest hash and finishes the job.
+            res.reason = f"not cleared: {reason}"
+            log.error("clip %s: %s but %s; the next docking will finish it", res.clip_id, res.outcome, res.reason)
+            if not outbox_present(dk.outbox):
+                raise _Unplugged(f"the camera went away ({reason})", res)
+            return
+        res.outcome = OUT_SKIPPED
+        res.reason = reason
+        log.error("clip %s: %s; left on the camera for the next docking", res.clip_id, reason)
+        if not outbox_present(dk.outbox):
+            raise _Unplugged(f"the camera went away ({reason})", res)
+
+    def _verify_and_store(self, dk: _Docking, cand: Candidate, res: ClipResult) -> None:
+        manifest = cand.manifest
+        assert manifest is not None and cand.manifest_bytes is not None
+        # Step 2: who says this clip is what.
+        if manifest.clip_id != cand.clip_id:
+            raise _Quarantine(f"manifest names clip {manifest.clip_id} but lies in folder {cand.clip_id}")
+        if manifest.device_id != dk.device_id:
+            raise _Quarantine(f"manifest of device {manifest.device_id} found on camera {dk.device_id}")
+        info = self.store.device(dk.device_id)  # fresh: last_sequence moves as clips are stored
+        if info is None or info.revoked:
+            raise _Quarantine(f"camera {dk.device_id} is revoked")
+        try:
+            manifest = parse_manifest(cand.manifest_bytes, DevicePublicKey.parse(info.public_key))
+        except EvidenceError as exc:
+            raise _Quarantine(f"manifest signature: {exc}") from None
+        journal_bytes, journal = self._journal(cand, DevicePublicKey.parse(info.public_key))
+        if info.last_sequence is not None and manifest.sequence <= info.last_sequence:
+            raise _Quarantine(f"out-of-order or replayed sequence {manifest.sequence} (last stored {info.last_sequence})",
+                              journal_bytes=journal_bytes)
+        res.extra_files = self._extra_files(cand, manifest)
+        if res.extra_files:
+            log.warning("clip %s: files not named in the manifest are ignored: %s", cand.clip_id, ", ".join(res.extra_files))
+        self._fault("checked", cand.clip_id)
+        # Step 3: copy, hash and journal-check in one read.
+        objects: dict = {}
+        states: dict[str, str] = {}
+        problems: list[str] = []
+        for seg in manifest.segments:
+            ref, state, problem = self._copy_segment(dk, cand, seg, journal)
+            if ref is not None:
+                objects[seg.name] = ref
+            if problem:
+                problems.append(problem)
+            else:
+                states[seg.name] = state
+            self._fault("segment-copied", cand.clip_id)
+            res.bytes += ref.size if ref is not None else 0
+        if problems:
+            raise _Quarantine("; ".join(problems), journal_bytes=journal_bytes, objects=objects)
+        res.flags = self._flags(dk, manifest, states, res.extra_files)
+        # Step 4: one transaction in the store (gap events included).
+        try:
+            self.store.ingest(cand.manifest_bytes, journal_bytes, manifest, objects, segment_states=states, flags=res.flags)
+        except IntegrityError as exc:
+            # For example the clip id is already stored with another manifest: the newcomer is
+            # quarantined and can never block the genuine clip.
+            raise _Quarantine(f"store refused: {exc}", journal_bytes=journal_bytes, objects=objects) from None
+        self._fault("ingested", cand.clip_id)
+
+    def _journal(self, cand: Candidate, key: DevicePublicKey) -> tuple[bytes, Journal]:
+        path = cand.path / JOURNAL_FILE
+        try:
+            data = read_regular(path, MAX_JOURNAL_BYTES)
+        except UnsafeFileError as exc:
+            raise _Quarantine(f"journal: {_rel(exc, cand.path)}") from None
+        except FileNotFoundError:
+            if cand.path.is_dir():
+                raise _Quarantine("journal: missing") from None
+            raise
+        try:
+            journal = parse_journal(data, key, cand.clip_id)
+        except EvidenceError as exc:
+            raise _Quarantine(f"journal: {exc}", journal_bytes=data) from None
+        if journal.torn_tail:
+            log.warning("clip %s: the journal's last line was torn by a crash (ignored)", cand.clip_id)
+        return data, journal
+
+    def _copy_segment(self, dk: _Docking, cand: Candidate, seg: SegmentRecord, journal: Journal):
+        """Returns (ObjectRef or None, segment state, problem or None); raises _Skip or OSError."""
+        path = cand.path / seg.name
+        try:
+            fd = open_regular(path)
+        except UnsafeFileError as exc:
+            return None, None, f"{seg.name}: {_rel(exc, cand.path)}"
+        except FileNotFoundError:
+            if cand.path.is_dir() and outbox_present(dk.outbox):
+                return None, None, f"{seg.name}: missing"
+            raise
+        try:
+            before = os.fstat(fd)
+            if before.st_size != seg.bytes:
+                # Keep what is there for the quarantine (one plain read), but never more than the
+                # file claimed when opened and never a monster.
+                ref = None
+                if before.st_size <= QUARANTINE_MAX_FILE:
+                    ref = self._put_plain(fd, before.st_size)
+                more = "larger" if before.st_size > seg.bytes else "smaller"
+                return ref, None, f"{seg.name}: {before.st_size} bytes, {more} than the {seg.bytes} the manifest says"
+            label = f"{cand.clip_id[:13]} {seg.name}"
+
+            def on_bytes(n: int) -> None:
+                dk.done_bytes += n
+                if self.progress:
+                    self.progress(dk.done_bytes, dk.total_bytes, label)
+
+            try:
+                result = copy_and_check(self.store.put_object, fd, seg.name, journal.entries, seg.bytes, on_bytes)
+            except EvidenceError as exc:
+                # The size was checked before the copy: more bytes arriving means the file grew.
+                raise _Skip(f"{seg.name}: changed during ingest ({exc})") from None
+            after = os.fstat(fd)
+            try:
+                now = os.stat(path, follow_symlinks=False)
+            except FileNotFoundError:
+                raise _Skip(f"{seg.name}: vanished during ingest") from None
+            if _identity(before) != _identity(after) or _identity(before) != _identity(now) or result.ref.size != before.st_size:
+                raise _Skip(f"{seg.name}: changed during ingest (size, mtime or inode differ before and after the copy)")
+        finally:
+            os.close(fd)
+        ref = result.ref
+        if ref.size != seg.bytes or ref.sha256 != seg.sha256:
+            return ref, None, f"{seg.name}: SHA-256 differs from the manifest (file altered)"
+        check = result.check
+        if check is None or check.status == TAMPERED:
+            return ref, None, f"{seg.name}: journal check failed: {check.detail if check else 'no result'}"
+        if check.status == CUT:
+            log.info("clip %s: %s", cand.clip_id, check.detail)
+        return ref, check.status, None
+
+    def _put_plain(self, fd: int, size: int):
+        with os.fdopen(os.dup(fd), "rb", buffering=0) as src:
+            try:
+                return self.store.put_object(src, size)
+            except EvidenceError:
+                return None  # grew while read; the reason already says the size is wrong
+
+    def _extra_files(self, cand: Candidate, manifest: Manifest) -> list[str]:
+        expected = {MANIFEST_FILE, JOURNAL_FILE} | {s.name for s in manifest.segments}
+        try:
+            names = os.listdir(cand.path)
+        except FileNotFoundError:
+            return []
+        return sorted(repr(n) if "/" in n or not n.isprintable() else n for n in names if n not in expected)
+
+    def _flags(self, dk: _Docking, manifest: Manifest, states: dict[str, str], extra: list[str]) -> list[str]:
+        flags = []
+        started = parse_time(manifest.started_at)
+        ended = parse_time(manifest.ended_at)
+        if dk.previous_docking is not None and started < dk.previous_docking:
+            flags.append(FLAG_BEFORE_DOCKING)
+        if max(started, ended) > self.clock.now() + FUTURE_TOLERANCE:
+            flags.append(FLAG_FUTURE)
+        if any(state == CUT for state in states.values()):
+            flags.append(FLAG_CUT)
+        if extra:
+            flags.append(FLAG_EXTRA_FILES)
+        return flags
+
+    # -- quarantine, receipts -----------------------------------------------------------------
+
+    def _quarantine(self, dk: _Docking, cand: Candidate, res: ClipResult, q: _Quarantine) -> None:
+        objects = q.objects if q.objects is not None else self._salvage(cand)
+        journal_bytes = q.journal_bytes if q.journal_bytes is not None else self._salvage_journal(cand)
+        self.store.quarantine(reason=q.reason, device_id=dk.device_id, clip_id=cand.clip_id,
+                              manifest_bytes=cand.manifest_bytes, journal_bytes=journal_bytes, objects=objects)
+        self._fault("quarantined", cand.clip_id)
+        res.outcome = OUT_QUARANTINED
+        res.reason = q.reason
+        log.error("clip %s: quarantined: %s", cand.clip_id, q.reason)
+        self._receipt_and_clear(dk, res, QUARANTINED)
+
+    def _salvage(self, cand: Candidate) -> dict:
+        """Keep the segment-named regular files of a clip that failed before its copy."""
+        objects = {}
+        try:
+            names = sorted(os.listdir(cand.path))
+        except FileNotFoundError:
+            return objects
+        for name in names:
+            if not SEGMENT_RE.match(name):
+                continue
+            try:
+                fd = open_regular(cand.path / name, max_bytes=QUARANTINE_MAX_FILE)
+            except UnsafeFileError:
+                continue  # links, fifos, devices, monsters: named in the reason, never read
+            try:
+                ref = self._put_plain(fd, os.fstat(fd).st_size)
+            finally:
+                os.close(fd)
+            if ref is not None:
+                objects[name] = ref
+        return objects
+
+    def _salvage_journal(self, cand: Candidate) -> bytes | None:
+        try:
+            return read_regular(cand.path / JOURNAL_FILE, MAX_JOURNAL_BYTES)
+        except UnsafeFileError:
+            return None
+        except FileNotFoundError:
+            return None
+
+    def _receipt_and_clear(self, dk: _Docking, res: ClipResult, status: str) -> None:
+        receipt = Receipt(clip_id=res.clip_id, device_id=dk.device_id, manifest_sha256=res.manifest_sha256 or "",
+                          status=status, at=format_time(self.clock.now()), reason=res.reason if status == QUARANTINED else "")
+        data = self.store.sign_receipt(receipt)
+        dk.outbox.write_receipt(res.clip_id, data)
+        self._fault("receipt-written", res.clip_id)
+        dk.outbox.delete_clip(res.clip_id)
+        res.cleared = True
+        self._fault("clip-deleted", res.clip_id)
+
+    # -- docking reports (for ``status``) -----------------------------------------------------
+
+    def _save_report(self, report: IngestReport) -> None:
+        if self.state_dir is None or report.device_id is None:
+            return
+        try:
+            folder = self.state_dir / "dockings"
+            folder.mkdir(parents=True, exist_ok=True)
+            atomic_write(folder / f"{report.device_id}.json", (json.dumps(report.to_json(), sort_keys=True) + "\n").encode())
+        except OSError as exc:
+            log.warning("cannot save the docking report: %s", exc)
+
+
+def _identity(st: os.stat_result) -> tuple:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, stat.S_IFMT(st.st_mode))
+
+
+def _rel(exc: Exception, base: Path) -> str:
+    # Reasons name files relative to the clip: mount points differ between dockings, and the
+    # quarantine is idempotent on its reason.
+    return str(exc).replace(f"{base}/", "")
