@@ -32,9 +32,14 @@ def b64(data: bytes) -> str:
 
 def unb64(text: str, what: str) -> bytes:
     try:
-        return base64.b64decode(text, validate=True)
+        data = base64.b64decode(text, validate=True)
     except (ValueError, TypeError):
         raise FormatError(f"{what}: not valid base64") from None
+    # Stray padding bits decode to the same bytes: without this check a flipped bit in a
+    # signature would go unnoticed while changing the line's or manifest's hash.
+    if b64(data) != text:
+        raise FormatError(f"{what}: base64 is not in canonical form")
+    return data
 
 
 @dataclass(frozen=True)
