@@ -1,0 +1,164 @@
+"""Content-addressed objects: ``objects/ab/<64-hex SHA-256>``, read-only, written atomically.
+
+Every ciphertext segment, signed manifest and journal is stored under the SHA-256 of its bytes, so
+storing the same bytes twice is a no-op (a dock that crashed and reruns), and an object can be
+checked against its name without any index. Files are made read-only (0444) so that a slip of a
+tool cannot alter evidence in place; deletion (expiry) is a separate, logged act.
+
+Growth path: ``ObjectStore`` is the seam. A backend for an S3-compatible store with Object Lock
+implements the same five methods (put, put_bytes, open, exists, delete, plus iteration); legal
+holds map to S3 legal hold there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterator, Protocol
+
+from evidence_store.clip.fsutil import fsync_dir
+from evidence_store.errors import EvidenceError, IntegrityError
+
+log = logging.getLogger(__name__)
+
+OBJECTS_DIR = "objects"
+TMP_DIR = "tmp"
+COPY_BLOCK = 1 << 20
+OBJECT_MODE = 0o444
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """A stored object: its SHA-256 (64 hex) and size in bytes."""
+
+    sha256: str
+    size: int
+
+
+class ObjectTooLarge(EvidenceError):
+    """More bytes arrived than the caller allowed (a segment larger than its manifest says)."""
+
+
+class ObjectStore(Protocol):
+    def put(self, src: BinaryIO, max_bytes: int) -> ObjectRef: ...
+    def put_bytes(self, data: bytes) -> ObjectRef: ...
+    def open(self, sha256: str) -> BinaryIO: ...
+    def exists(self, sha256: str) -> bool: ...
+    def delete(self, sha256: str) -> bool: ...
+    def names(self) -> Iterator[str]: ...
+
+
+def check_sha256(text: str) -> str:
+    """Return ``text`` if it is 64 lower-case hex digits; IntegrityError otherwise (it becomes a path)."""
+    if not isinstance(text, str) or not HEX64.match(text):
+        raise IntegrityError(f"not a SHA-256 object name: {str(text)[:70]!r}", where=str(text)[:70])
+    return text
+
+
+class LocalObjects:
+    """Objects in a local folder. Safe for concurrent writers: each writes its own temp file and
+    the final rename is atomic; two writers of the same bytes produce the same file."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root) / OBJECTS_DIR
+        self.tmp = Path(root) / TMP_DIR
+
+    def path(self, sha256: str) -> Path:
+        check_sha256(sha256)
+        return self.root / sha256[:2] / sha256
+
+    def exists(self, sha256: str) -> bool:
+        return self.path(sha256).is_file()
+
+    def put(self, src: BinaryIO, max_bytes: int) -> ObjectRef:
+        """Copy ``src`` into the store while hashing it (temp, fsync, rename, fsync folder).
+
+        Returns the ObjectRef. Idempotent: if the object exists, the copy is discarded. Raises
+        ObjectTooLarge if more than ``max_bytes`` arrive; nothing is stored then.
+        """
+        self.tmp.mkdir(exist_ok=True)
+        digest = hashlib.sha256()
+        size = 0
+        tmp = self.tmp / f"put-{os.getpid()}-{os.urandom(6).hex()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            while True:
+                block = src.read(min(COPY_BLOCK, max_bytes - size + 1))
+                if not block:
+                    break
+                size += len(block)
+                if size > max_bytes:
+                    raise ObjectTooLarge(f"more than the {max_bytes} bytes expected arrived",
+                                         "hint: the file is larger than its manifest says; it was not stored")
+                digest.update(block)
+                view = memoryview(block)
+                while view:
+                    view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        return self._commit(tmp, ObjectRef(digest.hexdigest(), size))
+
+    def put_bytes(self, data: bytes) -> ObjectRef:
+        import io
+
+        return self.put(io.BytesIO(data), len(data))
+
+    def _commit(self, tmp: Path, ref: ObjectRef) -> ObjectRef:
+        target = self.path(ref.sha256)
+        if target.is_file():
+            tmp.unlink()
+            return ref
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(tmp, OBJECT_MODE)
+        os.replace(tmp, target)
+        fsync_dir(target.parent)
+        return ref
+
+    def open(self, sha256: str) -> BinaryIO:
+        """Open an object for reading. Raises IntegrityError if it is missing."""
+        try:
+            return open(self.path(sha256), "rb")
+        except FileNotFoundError:
+            raise IntegrityError(f"object {sha256} is missing", where=sha256) from None
+
+    def read(self, sha256: str) -> bytes:
+        with self.open(sha256) as f:
+            return f.read()
+
+    def delete(self, sha256: str) -> bool:
+        """Remove an object (expiry). Returns False if it was already gone (a rerun after a crash)."""
+        path = self.path(sha256)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        fsync_dir(path.parent)
+        return True
+
+    def names(self) -> Iterator[str]:
+        """Every object name on disk (for verify: objects without an index row)."""
+        if not self.root.is_dir():
+            return
+        for sub in sorted(self.root.iterdir()):
+            if sub.is_dir():
+                for entry in sorted(sub.iterdir()):
+                    yield entry.name
+
+    def rehash(self, sha256: str) -> tuple[str, int]:
+        """SHA-256 and size of the object's current bytes. Raises IntegrityError if missing."""
+        digest = hashlib.sha256()
+        size = 0
+        with self.open(sha256) as f:
+            while block := f.read(COPY_BLOCK):
+                digest.update(block)
+                size += len(block)
+        return digest.hexdigest(), size

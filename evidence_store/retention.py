@@ -1,0 +1,111 @@
+"""Retention: a pure function from (clips, holds, policy, now, next run) to decisions with reasons.
+
+The law (§ 15c (5) PolG NRW via § 24 OBG NRW): recordings are deleted two weeks after they were
+made at the latest, unless, after review, they are needed as evidence, for hazard prevention, or
+because the recorded person asked for a review. So:
+
+* deadline = recording start + retention; a policy may shorten the 14 days, never lengthen them;
+* the expiry timer runs every ``run_interval``; a run deletes everything that falls due *before
+  the next run*, because waiting for the next run would keep it past its deadline;
+* a clip that arrives already past its deadline is deleted at the next run and counted late;
+* a hold suspends the deadline (a clip may have several); after the last release the deadline
+  applies again, so a clip whose deadline has passed goes at the next run;
+* quarantined material follows the same deadline.
+
+Nothing here reads a clock, a file or a database: tests drive it with any ``now``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Iterable
+
+from evidence_store.clip.ids import format_time
+from evidence_store.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+#: § 15c (5) PolG NRW: two weeks at the latest.
+MAX_RETENTION = timedelta(days=14)
+#: systemd/bodycam-expire.timer runs hourly.
+DEFAULT_RUN_INTERVAL = timedelta(hours=1)
+
+DELETE = "delete"
+KEEP = "keep"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """``retention`` at most 14 days (UsageError otherwise); ``run_interval`` of the expiry timer."""
+
+    retention: timedelta = MAX_RETENTION
+    run_interval: timedelta = DEFAULT_RUN_INTERVAL
+
+    def __post_init__(self) -> None:
+        if not timedelta(0) < self.retention <= MAX_RETENTION:
+            raise UsageError(f"retention of {self.retention} is not allowed: the law allows at most 14 days")
+        if self.run_interval <= timedelta(0):
+            raise UsageError("the expiry run interval must be positive")
+
+
+@dataclass(frozen=True)
+class Item:
+    """A clip (or quarantined material): when its recording started and when it reached the store."""
+
+    item_id: str
+    started_at: datetime
+    arrived_at: datetime
+    quarantined: bool = False
+
+
+@dataclass(frozen=True)
+class Hold:
+    item_id: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    item_id: str
+    action: str  # DELETE or KEEP
+    reason: str
+    deadline: datetime
+    late: bool  # arrived after its deadline
+    quarantined: bool = False
+
+
+def deadline(started_at: datetime, policy: Policy) -> datetime:
+    return started_at + policy.retention
+
+
+def decide(items: Iterable[Item], holds: Iterable[Hold], policy: Policy, now: datetime,
+           next_run: datetime | None = None) -> list[Decision]:
+    """One decision per item, in input order.
+
+    ``next_run`` defaults to ``now + policy.run_interval``. An item with any hold is kept; else it
+    is deleted if its deadline is at or before ``next_run``; else kept until its deadline.
+    """
+    if next_run is None:
+        next_run = now + policy.run_interval
+    held: dict[str, list[str]] = {}
+    for hold in holds:
+        held.setdefault(hold.item_id, []).append(hold.kind)
+    out = []
+    for item in items:
+        due = deadline(item.started_at, policy)
+        late = item.arrived_at > due
+        kinds = held.get(item.item_id)
+        if kinds:
+            action, reason = KEEP, f"held ({len(kinds)} hold(s): {', '.join(sorted(set(kinds)))})"
+        elif late:
+            action, reason = DELETE, f"arrived {format_time(item.arrived_at)}, after its deadline {format_time(due)}"
+        elif due <= now:
+            action, reason = DELETE, f"deadline {format_time(due)} has passed"
+        elif due <= next_run:
+            action, reason = DELETE, f"falls due at {format_time(due)}, before the next run at {format_time(next_run)}"
+        else:
+            action, reason = KEEP, f"kept until {format_time(due)}"
+        out.append(Decision(item.item_id, action, reason, due, late, item.quarantined))
+    return out

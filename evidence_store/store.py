@@ -1,0 +1,829 @@
+"""The Store: one folder with objects, one SQLite database (index + event log), keys, identity.
+
+Layout::
+
+    store.json       format marker, log origin, retention policy
+    evidence.db      index and event log (db.py)
+    objects/ab/<sha256>   ciphertext segments, signed manifests and journals (objects.py)
+    log.key          the log's note signer key (0600): signs checkpoints, enrollments, receipts
+    log.vkey         its verifier key (publish it out of band)
+    recipients       the age recipient(s) cameras encrypt to
+    identity.age     the age identity, encrypted to a passphrase (age -p); may be moved elsewhere
+    tmp/             temporary files of object writes (same file system: rename is atomic)
+
+The dock calls enroll/assign/revoke/record_docking/put_object/ingest/quarantine/sign_receipt (see
+/tmp/store_contract.md); the officers' CLI calls the rest. Every method that changes state runs
+in one ``BEGIN IMMEDIATE`` transaction that appends its events and signs a new checkpoint before it
+commits, so the index, the log and the checkpoint never disagree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import pwd
+import socket
+import sqlite3
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterator
+
+from evidence_store import db, retention
+from evidence_store import events as ev
+from evidence_store.clip import canonical
+from evidence_store.clip.age import Identity, Passphrase, decrypt_identity, encrypt_identity
+from evidence_store.clip.devkey import DevicePublicKey
+from evidence_store.clip.errors import FormatError
+from evidence_store.clip.fsutil import atomic_write, fsync_dir
+from evidence_store.clip.ids import check_clip_id, check_device_id, format_time, parse_time
+from evidence_store.clip.manifest import EMERGENCY, Manifest, manifest_hash, parse_manifest
+from evidence_store.clip.note import NoteSigner, NoteVerifier, generate_signer
+from evidence_store.clip.outbox import NRW, Enrollment, Profile, Receipt
+from evidence_store.errors import EvidenceError, IntegrityError, UsageError
+from evidence_store.log import Appended, EventLog
+from evidence_store.objects import LocalObjects, ObjectRef
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Store", "ObjectRef", "DeviceInfo", "IngestResult", "ClipInfo", "ExpiryResult", "NotAStore"]
+
+STORE_FILE = "store.json"
+STORE_FORMAT = "bodycam-store/v1"
+LOG_KEY_FILE = "log.key"
+VKEY_FILE = "log.vkey"
+RECIPIENTS_FILE = "recipients"
+IDENTITY_FILE = "identity.age"
+#: Access logs (and the other personal texts of events) are kept two years, then erased.
+TEXT_RETENTION = timedelta(days=730)
+DEFAULT_SCRYPT_LOG_N = 18
+HOLD_KINDS = ("evidence", "hazard", "subject-request")
+#: Clip states as ARCHITECTURE.md names them for ``list --json``.
+STORED, HELD, EXPIRED, QUARANTINED = "stored", "held", "expired", "quarantined"
+JUSTIFICATION_PENDING, JUSTIFIED = "pending", "justified"
+
+
+class NotAStore(EvidenceError):
+    """The folder is not an evidence store (or not a readable one)."""
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    device_id: str
+    public_key: str
+    officer: str | None
+    revoked: bool
+    revoked_reason: str | None
+    enrolled_at: datetime
+    last_docking: datetime | None
+    last_sequence: int | None
+    last_manifest_sha256: str | None
+    profile: Profile = NRW
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    clip_id: str
+    manifest_sha256: str
+    already: bool
+    event_index: int | None = None
+    gaps: list[int] = field(default_factory=list)
+    late: bool = False
+
+
+@dataclass
+class ClipInfo:
+    """A clip (or quarantined material) as list/show present it."""
+
+    clip_id: str
+    device_id: str | None
+    officer: str | None
+    recorded_at: str
+    trigger: str | None
+    justification: str | None
+    holds: list[dict]
+    deadline: str
+    state: str
+    sequence: int | None = None
+    manifest_sha256: str | None = None
+    journal_sha256: str | None = None
+    ingested_at: str | None = None
+    flags: list[str] = field(default_factory=list)
+    late: bool = False
+    expired_at: str | None = None
+    quarantine_reason: str | None = None
+
+    def summary(self) -> dict:
+        """Exactly the fields of ``list --json`` (ARCHITECTURE.md)."""
+        return {k: getattr(self, k) for k in (
+            "clip_id", "device_id", "officer", "recorded_at", "trigger", "justification",
+            "holds", "deadline", "state")}
+
+
+@dataclass
+class ExpiryResult:
+    now: datetime
+    decisions: list[retention.Decision]
+    deleted_objects: int = 0
+    erased_texts: int = 0
+    dry_run: bool = False
+
+    @property
+    def deleted(self) -> list[retention.Decision]:
+        return [d for d in self.decisions if d.action == retention.DELETE]
+
+
+def current_actor() -> str:
+    """The effective user, plus SUDO_USER when someone used sudo (ARCHITECTURE.md)."""
+    try:
+        user = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        user = f"uid-{os.geteuid()}"
+    sudo = os.environ.get("SUDO_USER")
+    return f"{sudo} (as {user})" if sudo and sudo != user else user
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class Store:
+    """An evidence store. Create with ``Store.init``, open with ``Store.open``.
+
+    ``clock`` (returns an aware UTC datetime) and ``actor`` are seams for tests; the CLI uses the
+    system clock and the effective user.
+    """
+
+    def __init__(self, root: Path, config: dict, conn: sqlite3.Connection, *,
+                 clock: Callable[[], datetime] | None = None, actor: str | None = None):
+        self.root = root
+        self.config = config
+        self.conn = conn
+        self.clock = clock or _utcnow
+        self.actor = actor or current_actor()
+        self.objects = LocalObjects(root)
+        self.origin: str = config["origin"]
+        self.policy = retention.Policy(
+            retention=timedelta(days=config.get("retention_days", 14)),
+            run_interval=timedelta(minutes=config.get("run_interval_minutes", 60)),
+        )
+        self._signer: NoteSigner | None = None
+        self.verifier = NoteVerifier.from_vkey(self.verifier_key)
+
+    # -- opening -----------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, root: str | os.PathLike, *, clock: Callable[[], datetime] | None = None,
+             actor: str | None = None) -> "Store":
+        """Open an existing store. Raises NotAStore (one line, with a hint) and changes nothing
+        if ``root`` is not one."""
+        root = Path(root)
+        hint = f"hint: create one with 'bodycam-evidence --store {root} init', or check --store / BODYCAM_STORE"
+        try:
+            config = json.loads((root / STORE_FILE).read_text())
+        except FileNotFoundError:
+            raise NotAStore(f"{root} is not an evidence store (no {STORE_FILE})", hint) from None
+        except (OSError, ValueError) as exc:
+            raise NotAStore(f"{root}: cannot read {STORE_FILE} ({exc})", hint) from None
+        if not isinstance(config, dict) or config.get("format") != STORE_FORMAT:
+            raise NotAStore(f"{root} is not an evidence store ({STORE_FILE} has another format)", hint)
+        try:
+            conn = db.connect(root / db.DB_FILE)
+        except db.DatabaseError as exc:
+            raise NotAStore(f"{root}: {exc}", hint) from None
+        return cls(root, config, conn, clock=clock, actor=actor)
+
+    @classmethod
+    def init(cls, root: str | os.PathLike, passphrase: bytes, *, scrypt_log_n: int = DEFAULT_SCRYPT_LOG_N,
+             origin: str | None = None, clock: Callable[[], datetime] | None = None,
+             actor: str | None = None, retention_days: int = 14) -> "Store":
+        """Create a store in ``root`` (missing or empty): identity (age scrypt file), log key,
+        database with an empty signed checkpoint. Returns the open store. Raises UsageError if
+        ``root`` holds anything, or the passphrase is empty."""
+        root = Path(root)
+        if not passphrase:
+            raise UsageError("the passphrase is empty")
+        if root.exists() and (not root.is_dir() or any(root.iterdir())):
+            raise UsageError(f"{root} exists and is not empty; a store is created in a new or empty folder")
+        retention.Policy(retention=timedelta(days=retention_days))  # refuses more than 14 days
+        origin = origin or f"bodycam-evidence.{socket.gethostname().split('.')[0] or 'store'}/{os.urandom(4).hex()}"
+        signer = generate_signer(origin)
+        identity = Identity.generate()
+        root.mkdir(parents=True, exist_ok=True, mode=0o750)
+        (root / "objects").mkdir(mode=0o750)
+        (root / "tmp").mkdir(mode=0o700)
+        atomic_write(root / LOG_KEY_FILE, (signer.skey() + "\n").encode(), mode=0o600)
+        atomic_write(root / VKEY_FILE, (signer.verifier_key() + "\n").encode())
+        atomic_write(root / RECIPIENTS_FILE, f"{identity.recipient}\n".encode())
+        atomic_write(root / IDENTITY_FILE, encrypt_identity(identity, Passphrase(passphrase, scrypt_log_n)),
+                     mode=0o600)
+        now = (clock or _utcnow)()
+        config = {"format": STORE_FORMAT, "origin": origin, "created_at": format_time(now),
+                  "retention_days": retention_days, "run_interval_minutes": 60}
+        conn = db.connect(root / db.DB_FILE, create=True)
+        store = cls(root, config, conn, clock=clock, actor=actor)
+        with store._command() as tx:
+            tx.log.sign_checkpoint(format_time(now))
+        # store.json last: its presence says "this is a complete store".
+        atomic_write(root / STORE_FILE, json.dumps(config, indent=2).encode() + b"\n")
+        fsync_dir(root)
+        log.info("created evidence store %s (log %s)", root, origin)
+        return store
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- keys --------------------------------------------------------------------------------
+
+    @property
+    def verifier_key(self) -> str:
+        """The C2SP note verifier key of the store key."""
+        return (self.root / VKEY_FILE).read_text().strip()
+
+    @property
+    def signer(self) -> NoteSigner:
+        if self._signer is None:
+            try:
+                text = (self.root / LOG_KEY_FILE).read_text()
+            except PermissionError:
+                raise EvidenceError(f"{self.root / LOG_KEY_FILE}: permission denied",
+                                    "hint: commands that write run as the store's owner (or with sudo)") from None
+            self._signer = NoteSigner.from_skey(text.strip())
+        return self._signer
+
+    @property
+    def recipients(self) -> list[str]:
+        return [line.strip() for line in (self.root / RECIPIENTS_FILE).read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+
+    def identities(self, passphrase: bytes, identity_file: str | os.PathLike | None = None) -> list[Identity]:
+        """Open the passphrase-protected identity (``identity_file`` or the store's). Raises
+        DecryptError ("wrong passphrase") or EvidenceError if the file is missing."""
+        path = Path(identity_file) if identity_file else self.root / IDENTITY_FILE
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise EvidenceError(f"{path}: no identity file",
+                                "hint: give it with --identity FILE or BODYCAM_IDENTITY") from None
+        return decrypt_identity(data, Passphrase(passphrase))
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def _log(self, writable: bool = False) -> EventLog:
+        return EventLog(self.conn, self.origin, self.signer if writable else None, self.verifier)
+
+    @property
+    def log(self) -> EventLog:
+        """The event log for reading (proofs, checkpoints)."""
+        return self._log()
+
+    # -- the transaction of one command ------------------------------------------------------
+
+    @contextmanager
+    def _command(self) -> Iterator["_Tx"]:
+        with db.transaction(self.conn):
+            tx = _Tx(self, self._log(writable=True), self.now())
+            yield tx
+            if tx.appended:
+                tx.log.sign_checkpoint(format_time(tx.now))
+
+    # -- devices (the dock) ------------------------------------------------------------------
+
+    def devices(self) -> list[DeviceInfo]:
+        rows = self.conn.execute("SELECT * FROM devices ORDER BY device_id").fetchall()
+        return [self._device_info(r) for r in rows]
+
+    def device(self, device_id: str) -> DeviceInfo | None:
+        row = self.conn.execute("SELECT * FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+        return None if row is None else self._device_info(row)
+
+    def _device_info(self, row) -> DeviceInfo:
+        (device_id, public_key, profile, officer, revoked, revoked_reason, enrolled_at,
+         last_docking, last_sequence, last_manifest) = row
+        return DeviceInfo(device_id, public_key, officer, bool(revoked), revoked_reason,
+                          parse_time(enrolled_at), parse_time(last_docking) if last_docking else None,
+                          last_sequence, last_manifest, Profile(**json.loads(profile)))
+
+    def enroll(self, device_id: str, public_key: str, *, profile: Profile = NRW) -> bytes:
+        """Register a camera's key (enroll event) and return its signed enrollment note.
+
+        Enrolling the same key again only returns a fresh note. Raises UsageError if the id is
+        enrolled with another key (a replaced camera gets a new id; the old one is revoked).
+        """
+        check_device_id(device_id)
+        DevicePublicKey.parse(public_key)
+        with self._command() as tx:
+            row = self.conn.execute("SELECT public_key FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+            if row is not None and row[0] != public_key:
+                raise UsageError(f"device {device_id} is enrolled with another key",
+                                 "hint: revoke it and enroll the new camera under a new device id")
+            if row is None:
+                self.conn.execute(
+                    "INSERT INTO devices (device_id, public_key, profile, enrolled_at) VALUES (?, ?, ?, ?)",
+                    (device_id, public_key, json.dumps(asdict(profile)), tx.time))
+                tx.append(ev.Event(ev.ENROLL, tx.time, f"device:{device_id}", device=device_id,
+                                   personal={"actor": self.actor},
+                                   data={"public_key": public_key, "profile": asdict(profile)}))
+        return self.enrollment_note(device_id)
+
+    def _require_device(self, device_id: str) -> DeviceInfo:
+        info = self.device(device_id)
+        if info is None:
+            raise UsageError(f"unknown device {device_id}", "hint: enroll it with 'bodycam-dock enroll'")
+        return info
+
+    def assign(self, device_id: str, officer: str) -> None:
+        """Assign the camera to an officer (assign event); reaches the camera at the next docking."""
+        if not officer.strip():
+            raise UsageError("the officer id is empty")
+        with self._command() as tx:
+            self._require_device(device_id)
+            self.conn.execute("UPDATE devices SET officer = ? WHERE device_id = ?", (officer, device_id))
+            tx.append(ev.Event(ev.ASSIGN, tx.time, f"device:{device_id}", device=device_id,
+                               personal={"actor": self.actor, "officer": officer}))
+
+    def revoke(self, device_id: str, reason: str) -> None:
+        """Revoke a lost or retired camera (revoke event): its manifests are quarantined from now on."""
+        _require_reason(reason)
+        with self._command() as tx:
+            self._require_device(device_id)
+            self.conn.execute("UPDATE devices SET revoked = 1, revoked_reason = ? WHERE device_id = ?",
+                              (reason, device_id))
+            tx.append(ev.Event(ev.REVOKE, tx.time, f"device:{device_id}", device=device_id,
+                               personal={"actor": self.actor, "reason": reason}))
+
+    def enrollment_note(self, device_id: str) -> bytes:
+        """The current signed enrollment (recipients, profile, officer, verifier key)."""
+        info = self._require_device(device_id)
+        return Enrollment(device_id, info.public_key, self.recipients, info.profile, info.officer,
+                          self.verifier_key, format_time(self.now())).sign(self.signer)
+
+    def record_docking(self, device_id: str, at: datetime) -> datetime | None:
+        """Remember a docking time; returns the previous one (the dock flags older manifests)."""
+        with db.transaction(self.conn):
+            previous = self._require_device(device_id).last_docking
+            self.conn.execute("UPDATE devices SET last_docking = ? WHERE device_id = ?",
+                              (format_time(at), device_id))
+        return previous
+
+    # -- objects and ingest (the dock) -------------------------------------------------------
+
+    def put_object(self, src: BinaryIO, max_bytes: int) -> ObjectRef:
+        """Stream ``src`` into objects/ab/<sha256> (see objects.LocalObjects.put)."""
+        return self.objects.put(src, max_bytes)
+
+    def manifest_status(self, manifest_sha256: str) -> str | None:
+        """"stored" (also after expiry: the clip was stored), "quarantined", or None."""
+        if self.conn.execute("SELECT 1 FROM clips WHERE manifest_sha256 = ?", (manifest_sha256,)).fetchone():
+            return "stored"
+        if self.conn.execute("SELECT 1 FROM quarantine WHERE manifest_sha256 = ?", (manifest_sha256,)).fetchone():
+            return "quarantined"
+        return None
+
+    def ingest(self, manifest_bytes: bytes, journal_bytes: bytes, manifest: Manifest,
+               segments: dict[str, ObjectRef], *, segment_states: dict[str, str],
+               flags: list[str]) -> IngestResult:
+        """Index a verified clip whose segments are already objects: clip and segment rows, the
+        signed manifest and journal as objects, gap events, the ingest event and a checkpoint,
+        all in one transaction.
+
+        Idempotent on the manifest hash (IngestResult(already=True)). Raises IntegrityError if the
+        clip id is stored with another manifest, the device is unknown or revoked, the manifest
+        signature or a segment reference does not match, or the device chain is broken (the dock
+        then quarantines it).
+        """
+        mhash = manifest_hash(manifest_bytes)
+        where = f"clip {manifest.clip_id}"
+        # Objects first (outside the transaction: copying is slow; an object without an index row
+        # is harmless and the rerun finds it).
+        manifest_ref = self.objects.put_bytes(manifest_bytes)
+        journal_ref = self.objects.put_bytes(journal_bytes)
+        with self._command() as tx:
+            row = self.conn.execute("SELECT manifest_sha256 FROM clips WHERE clip_id = ?", (manifest.clip_id,)).fetchone()
+            if row is not None:
+                if row[0] == mhash:
+                    return IngestResult(manifest.clip_id, mhash, already=True)
+                raise IntegrityError(f"clip {manifest.clip_id} is already stored with another manifest",
+                                     "hint: the newcomer is quarantined; compare both with 'bodycam-evidence show'",
+                                     where=where)
+            device = self.device(manifest.device_id)
+            if device is None or device.revoked:
+                state = "revoked" if device else "not enrolled"
+                raise IntegrityError(f"{where}: device {manifest.device_id} is {state}", where=where)
+            parse_manifest(manifest_bytes, DevicePublicKey.parse(device.public_key))  # defence in depth
+            names = [s.name for s in manifest.segments]
+            if sorted(segments) != sorted(names):
+                raise IntegrityError(f"{where}: segments {sorted(segments)} differ from the manifest's {names}",
+                                     where=where)
+            for seg in manifest.segments:
+                ref = segments[seg.name]
+                if (ref.sha256, ref.size) != (seg.sha256, seg.bytes) or not self.objects.exists(ref.sha256):
+                    raise IntegrityError(f"{where}: segment {seg.name} is not the stored object the manifest names",
+                                         where=f"{where} {seg.name}")
+            gaps = self._check_chain(device, manifest, mhash, where)
+            for missing in gaps:
+                tx.append(ev.Event(ev.GAP, tx.time, f"device:{device.device_id}", device=device.device_id,
+                                   data={"sequence": missing, "cause": "missing from the device chain"}))
+            started = parse_time(manifest.started_at, "manifest started_at")
+            late = tx.now > retention.deadline(started, self.policy)
+            all_flags = sorted(set(flags) | ({"late"} if late else set()))
+            officer = manifest.officer or device.officer
+            self.conn.execute(
+                "INSERT INTO clips (clip_id, device_id, sequence, officer, trigger, started_at, ended_at, homes, "
+                "manifest_sha256, journal_sha256, ingested_at, flags, state, justification, late) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (manifest.clip_id, manifest.device_id, manifest.sequence, officer, manifest.trigger,
+                 format_time(started), manifest.ended_at, int(manifest.homes), mhash, journal_ref.sha256,
+                 tx.time, json.dumps(all_flags), STORED,
+                 JUSTIFICATION_PENDING if manifest.trigger == EMERGENCY else None, int(late)))
+            self.conn.executemany(
+                "INSERT INTO segments (clip_id, name, bytes, sha256, plaintext_bytes, plaintext_sha256, "
+                "duration_ms, cut, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(manifest.clip_id, s.name, s.bytes, s.sha256, s.plaintext_bytes, s.plaintext_sha256,
+                  s.duration_ms, int(s.cut), segment_states.get(s.name, "cut" if s.cut else "whole"))
+                 for s in manifest.segments])
+            tx.index_object(manifest_ref, "manifest")
+            tx.index_object(journal_ref, "journal")
+            for seg in manifest.segments:
+                tx.index_object(segments[seg.name], "segment")
+            self.conn.execute(
+                "UPDATE devices SET last_sequence = ?, last_manifest_sha256 = ? WHERE device_id = ? "
+                "AND (last_sequence IS NULL OR last_sequence < ?)",
+                (manifest.sequence, mhash, device.device_id, manifest.sequence))
+            personal = {"actor": self.actor}
+            if officer:
+                personal["officer"] = officer
+            appended = tx.append(ev.Event(
+                ev.INGEST, tx.time, manifest.clip_id, clip=manifest.clip_id, device=device.device_id,
+                personal=personal,
+                data={"sequence": manifest.sequence, "manifest": mhash, "journal": journal_ref.sha256,
+                      "trigger": manifest.trigger, "started_at": format_time(started),
+                      "objects": [{"name": s.name, "sha256": s.sha256, "bytes": s.bytes,
+                                   "state": segment_states.get(s.name, "cut" if s.cut else "whole")}
+                                  for s in manifest.segments],
+                      "flags": all_flags}))
+        log.info("ingested clip %s (device %s, sequence %d)%s", manifest.clip_id, manifest.device_id,
+                 manifest.sequence, " late" if late else "")
+        return IngestResult(manifest.clip_id, mhash, already=False, event_index=appended.index, gaps=gaps, late=late)
+
+    def _check_chain(self, device: DeviceInfo, manifest: Manifest, mhash: str, where: str) -> list[int]:
+        """The per-device chain rule of the contract; returns the missing sequence numbers."""
+        last = device.last_sequence
+        seq = manifest.sequence
+        if last is None:
+            if seq == 0 and manifest.previous_manifest is not None:
+                raise IntegrityError(f"{where}: sequence 0 names a previous manifest", where=where)
+            return list(range(0, seq))
+        if seq <= last:
+            raise IntegrityError(f"{where}: out-of-order or replayed sequence {seq} (last stored {last})",
+                                 where=where)
+        if seq == last + 1 and manifest.previous_manifest != device.last_manifest_sha256:
+            raise IntegrityError(f"{where}: previous_manifest does not name the device's last stored manifest",
+                                 where=where)
+        return list(range(last + 1, seq))
+
+    def quarantine(self, *, reason: str, device_id: str | None, clip_id: str | None,
+                   manifest_bytes: bytes | None, journal_bytes: bytes | None,
+                   objects: dict[str, ObjectRef]) -> str:
+        """Keep rejected material under its content hashes with the reason (quarantine event).
+        Returns the quarantine id; idempotent on (manifest hash, reason, objects)."""
+        mref = self.objects.put_bytes(manifest_bytes) if manifest_bytes is not None else None
+        jref = self.objects.put_bytes(journal_bytes) if journal_bytes is not None else None
+        key = "\n".join([mref.sha256 if mref else "", reason,
+                         *sorted(f"{n}={r.sha256}" for n, r in objects.items())])
+        qid = "q-" + _sha(key.encode())[:24]
+        started_at = None
+        if manifest_bytes is not None:
+            try:
+                started_at = parse_time(parse_manifest(manifest_bytes, None).started_at)
+            except (EvidenceError, ValueError):
+                started_at = None
+        with self._command() as tx:
+            if self.conn.execute("SELECT 1 FROM quarantine WHERE qid = ?", (qid,)).fetchone():
+                return qid
+            # Untrusted material: its claimed start may be a lie, so never later than its arrival.
+            start = min(started_at, tx.now) if started_at else tx.now
+            late = tx.now > retention.deadline(start, self.policy)
+            self.conn.execute(
+                "INSERT INTO quarantine (qid, clip_id, device_id, manifest_sha256, journal_sha256, reason, at, "
+                "started_at, state, late) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (qid, clip_id, device_id, mref.sha256 if mref else None, jref.sha256 if jref else None,
+                 reason, tx.time, format_time(start), QUARANTINED, int(late)))
+            self.conn.executemany("INSERT INTO quarantine_objects (qid, name, sha256, size) VALUES (?, ?, ?, ?)",
+                                  [(qid, n, r.sha256, r.size) for n, r in sorted(objects.items())])
+            for ref, kind in ([(mref, "manifest")] if mref else []) + ([(jref, "journal")] if jref else []):
+                tx.index_object(ref, kind)
+            for ref in objects.values():
+                tx.index_object(ref, "quarantine")
+            tx.append(ev.Event(
+                ev.QUARANTINE, tx.time, qid, device=device_id, personal={"actor": self.actor},
+                data={"quarantine": qid, "claimed_clip": clip_id, "cause": reason,
+                      "manifest": mref.sha256 if mref else None, "journal": jref.sha256 if jref else None,
+                      "objects": [{"name": n, "sha256": r.sha256, "bytes": r.size} for n, r in sorted(objects.items())]}))
+        log.warning("quarantined %s (clip %s, device %s): %s", qid, clip_id, device_id, reason)
+        return qid
+
+    def sign_receipt(self, receipt: Receipt) -> bytes:
+        """The receipt note signed by the store key."""
+        return receipt.sign(self.signer)
+
+    # -- clips (the officers) ----------------------------------------------------------------
+
+    def clip(self, clip_id: str) -> ClipInfo:
+        """The clip (or quarantined item) ``clip_id``. Raises UsageError if there is none."""
+        row = self.conn.execute(_CLIP_SELECT + " WHERE clip_id = ?", (clip_id,)).fetchone()
+        if row is not None:
+            return self._clip_info(row, self._holds({clip_id}))
+        row = self.conn.execute(_QUARANTINE_SELECT + " WHERE qid = ? OR clip_id = ?", (clip_id, clip_id)).fetchone()
+        if row is not None:
+            return self._quarantine_info(row)
+        raise UsageError(f"unknown clip {clip_id}", "hint: 'bodycam-evidence list --all' shows every clip")
+
+    def clips(self, *, include_expired: bool = False) -> list[ClipInfo]:
+        """All clips and quarantined items, oldest recording first."""
+        holds = self._holds(None)
+        out = [self._clip_info(r, holds) for r in self.conn.execute(_CLIP_SELECT + " ORDER BY started_at, clip_id")]
+        out += [self._quarantine_info(r) for r in self.conn.execute(_QUARANTINE_SELECT + " ORDER BY started_at")]
+        if not include_expired:
+            out = [c for c in out if c.state != EXPIRED]
+        out.sort(key=lambda c: (c.recorded_at, c.clip_id))
+        return out
+
+    def _holds(self, clip_ids: set[str] | None) -> dict[str, list[dict]]:
+        sql = ("SELECT h.clip_id, h.kind, c.text, h.created_at, h.hold_id FROM holds h "
+               "JOIN texts c ON c.text_id = h.case_text WHERE h.released_at IS NULL")
+        out: dict[str, list[dict]] = {}
+        for clip_id, kind, case, created, hold_id in self.conn.execute(sql + " ORDER BY h.hold_id"):
+            if clip_ids is None or clip_id in clip_ids:
+                out.setdefault(clip_id, []).append({"kind": kind, "case": case, "since": created})
+        return out
+
+    def _clip_info(self, row, holds: dict[str, list[dict]]) -> ClipInfo:
+        (clip_id, device_id, sequence, officer, trigger, started_at, manifest_sha, journal_sha, ingested_at,
+         flags, state, justification, late, expired_at) = row
+        mine = holds.get(clip_id, []) if state != EXPIRED else []
+        shown = EXPIRED if state == EXPIRED else (HELD if mine else STORED)
+        deadline = retention.deadline(parse_time(started_at), self.policy)
+        return ClipInfo(clip_id, device_id, officer, started_at, trigger, justification, mine,
+                        format_time(deadline), shown, sequence, manifest_sha, journal_sha, ingested_at,
+                        json.loads(flags), bool(late), expired_at)
+
+    def _quarantine_info(self, row) -> ClipInfo:
+        qid, clip_id, device_id, manifest_sha, journal_sha, reason, at, started_at, state, late, expired_at = row
+        deadline = retention.deadline(parse_time(started_at), self.policy)
+        return ClipInfo(clip_id or qid, device_id, None, started_at, None, None, [], format_time(deadline),
+                        EXPIRED if state == EXPIRED else QUARANTINED, None, manifest_sha, journal_sha, at,
+                        [], bool(late), expired_at, quarantine_reason=f"{qid}: {reason}")
+
+    def segments(self, clip_id: str) -> list[dict]:
+        """Segments of a clip: name, bytes, sha256 (ciphertext), plaintext bytes/sha256, state."""
+        rows = self.conn.execute(
+            "SELECT name, bytes, sha256, plaintext_bytes, plaintext_sha256, duration_ms, cut, status "
+            "FROM segments WHERE clip_id = ? ORDER BY name", (clip_id,)).fetchall()
+        return [{"name": n, "bytes": b, "sha256": s, "plaintext_bytes": pb, "plaintext_sha256": ps,
+                 "duration_ms": d, "cut": bool(c), "state": st} for n, b, s, pb, ps, d, c, st in rows]
+
+    def events(self, *, clip_id: str | None = None) -> list[dict]:
+        """Events (all, or those about ``clip_id``) with their texts where not erased."""
+        if clip_id is None:
+            rows = self.conn.execute("SELECT idx, kind, time, clip_id, device_id, leaf FROM events ORDER BY idx")
+        else:
+            rows = self.conn.execute("SELECT idx, kind, time, clip_id, device_id, leaf FROM events "
+                                     "WHERE subject = ? ORDER BY idx", (clip_id,))
+        texts: dict[int, dict[str, str | None]] = {}
+        for idx, fieldname, text in self.conn.execute(
+                "SELECT et.idx, et.field, t.text FROM event_texts et JOIN texts t USING (text_id)"
+                + ("" if clip_id is None else " WHERE t.clip_id = ?"), () if clip_id is None else (clip_id,)):
+            texts.setdefault(idx, {})[fieldname] = text
+        out = []
+        for idx, kind, time, clip, device, leaf in rows.fetchall():
+            body = ev.parse_leaf(bytes(leaf), f"log entry {idx}")
+            extra = {k: v for k, v in body.items() if k not in ev.BASE_FIELDS and k not in ev.PERSONAL_FIELDS}
+            personal = {f: (texts.get(idx, {}).get(f, None) if f in body else None) for f in ev.PERSONAL_FIELDS}
+            item = {"index": idx, "kind": kind, "time": time, "clip": clip, "device": device}
+            item.update({f: ("[erased]" if t is None and f in body else t) for f, t in personal.items() if f in body})
+            item.update(extra)
+            item["leaf_sha256"] = ev.leaf_hash_hex(bytes(leaf))
+            out.append(item)
+        return out
+
+    def _live_clip(self, clip_id: str) -> ClipInfo:
+        check = self.clip(clip_id)
+        if check.state == EXPIRED:
+            raise UsageError(f"clip {clip_id} has expired; its objects are deleted")
+        if check.state == QUARANTINED:
+            raise UsageError(f"{clip_id} is quarantined material, not a stored clip")
+        return check
+
+    def hold(self, clip_id: str, *, case: str, reason: str, kind: str = "evidence") -> int:
+        """Hold a clip (hold event). Returns the hold id. UsageError for an unknown or expired
+        clip, an unknown kind, or a missing reason or case reference."""
+        if kind not in HOLD_KINDS:
+            raise UsageError(f"hold kind must be one of {', '.join(HOLD_KINDS)}")
+        _require_reason(reason)
+        if not case.strip():
+            raise UsageError("a hold needs a case reference (--case REF)")
+        with self._command() as tx:
+            self._live_clip(clip_id)
+            viewed = self.conn.execute("SELECT 1 FROM events WHERE subject = ? AND kind = ?",
+                                       (clip_id, ev.VIEW)).fetchone() is not None
+            appended = tx.append(ev.Event(ev.HOLD, tx.time, clip_id, clip=clip_id,
+                                          personal={"actor": self.actor, "case": case, "reason": reason},
+                                          data={"hold_kind": kind, "after_view": viewed}))
+            text_ids = dict(self.conn.execute("SELECT field, text_id FROM event_texts WHERE idx = ?", (appended.index,)))
+            cur = self.conn.execute(
+                "INSERT INTO holds (clip_id, kind, case_text, reason_text, actor_text, created_at, event_index, "
+                "after_view) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (clip_id, kind, text_ids["case"], text_ids["reason"], text_ids["actor"], tx.time,
+                 appended.index, int(viewed)))
+            return cur.lastrowid
+
+    def release(self, clip_id: str, *, case: str, reason: str) -> None:
+        """Release the active hold with case reference ``case`` (release event). After the last
+        release the deadline applies again. UsageError if there is no such hold."""
+        _require_reason(reason)
+        with self._command() as tx:
+            self._live_clip(clip_id)
+            row = self.conn.execute(
+                "SELECT h.hold_id, h.event_index FROM holds h JOIN texts t ON t.text_id = h.case_text "
+                "WHERE h.clip_id = ? AND h.released_at IS NULL AND t.text = ? ORDER BY h.hold_id LIMIT 1",
+                (clip_id, case)).fetchone()
+            if row is None:
+                raise UsageError(f"clip {clip_id} has no active hold with case {case!r}",
+                                 f"hint: 'bodycam-evidence show {clip_id}' lists its holds")
+            appended = tx.append(ev.Event(ev.RELEASE, tx.time, clip_id, clip=clip_id,
+                                          personal={"actor": self.actor, "case": case, "reason": reason},
+                                          data={"hold_event": row[1]}))
+            self.conn.execute("UPDATE holds SET released_at = ?, release_event = ? WHERE hold_id = ?",
+                              (tx.time, appended.index, row[0]))
+
+    def justify(self, clip_id: str, *, reason: str) -> None:
+        """Record why an emergency clip was not announced (justify event)."""
+        _require_reason(reason)
+        with self._command() as tx:
+            info = self._live_clip(clip_id)
+            if info.trigger != EMERGENCY:
+                raise UsageError(f"clip {clip_id} was announced; only emergency clips need a justification")
+            self.conn.execute("UPDATE clips SET justification = ? WHERE clip_id = ?", (JUSTIFIED, clip_id))
+            tx.append(ev.Event(ev.JUSTIFY, tx.time, clip_id, clip=clip_id,
+                               personal={"actor": self.actor, "reason": reason}))
+
+    def log_access(self, kind: str, clip_id: str, *, reason: str, data: dict | None = None) -> Appended:
+        """Commit a view or export event *before* any plaintext exists (the law: every access is
+        logged; a crash after decrypting must not leave an unlogged access). Returns the event."""
+        if kind not in ev.ACCESS_KINDS:
+            raise ValueError(f"{kind} is not an access")
+        _require_reason(reason)
+        with self._command() as tx:
+            self._live_clip(clip_id)
+            objects = [s["sha256"] for s in self.segments(clip_id)]
+            return tx.append(ev.Event(kind, tx.time, clip_id, clip=clip_id,
+                                      personal={"actor": self.actor, "reason": reason},
+                                      data={"objects": objects} | (data or {})))
+
+    def append_event(self, kind: str, clip_id: str, *, data: dict) -> Appended:
+        """Append a non-personal follow-up event about a clip (export: the sealed file list)."""
+        with self._command() as tx:
+            return tx.append(ev.Event(kind, tx.time, clip_id, clip=clip_id,
+                                      personal={"actor": self.actor}, data=data))
+
+    # -- expiry ------------------------------------------------------------------------------
+
+    def expire(self, *, now: datetime | None = None, dry_run: bool = False) -> ExpiryResult:
+        """Delete what retention says is due (expire event each, tombstone rows kept), erase
+        personal texts whose retention ended, sign a checkpoint; then remove the objects.
+
+        ``now`` only with ``dry_run`` (a preview): deleting by a made-up clock is refused with
+        UsageError, because it would delete evidence early or keep it too long.
+        """
+        if now is not None and not dry_run:
+            raise UsageError("--now only previews: use it with --dry-run",
+                             "hint: expire deletes by the system clock")
+        if dry_run:
+            with db.snapshot(self.conn):
+                when = now or self.now()
+                return ExpiryResult(when, self._decide(when), dry_run=True)
+        with self._command() as tx:
+            decisions = self._decide(tx.now)
+            doomed: set[str] = set()
+            batch = []
+            for d in decisions:
+                if d.action != retention.DELETE:
+                    continue
+                hashes = self._item_objects(d.item_id, d.quarantined)
+                doomed.update(hashes)
+                if d.quarantined:
+                    self.conn.execute("UPDATE quarantine SET state = ?, expired_at = ? WHERE qid = ?",
+                                      (EXPIRED, tx.time, d.item_id))
+                else:
+                    self.conn.execute("UPDATE clips SET state = ?, expired_at = ? WHERE clip_id = ?",
+                                      (EXPIRED, tx.time, d.item_id))
+                batch.append(ev.Event(ev.EXPIRE, tx.time, d.item_id, clip=None if d.quarantined else d.item_id,
+                                      personal={"actor": self.actor},
+                                      data={"cause": d.reason, "deadline": format_time(d.deadline),
+                                            "late": d.late, "objects": sorted(hashes)}))
+            tx.append_many(batch)
+            # Only objects no live clip or quarantine item still names (the same bytes may be both a
+            # clip's segment and a quarantined copy's).
+            live = self._live_objects(doomed)
+            gone = sorted(doomed - live)
+            self.conn.executemany("UPDATE objects SET deleted_at = ? WHERE sha256 = ?", [(tx.time, h) for h in gone])
+            held = [r[0] for r in self.conn.execute("SELECT DISTINCT clip_id FROM holds WHERE released_at IS NULL")]
+            erased = tx.log.erase_texts(tx.time, held)
+            result = ExpiryResult(tx.now, decisions, erased_texts=erased)
+        # After the commit: a crash here leaves files of expired clips, which sweep() removes on the
+        # next run; the other order could leave a stored clip without its objects.
+        result.deleted_objects = self.sweep()
+        return result
+
+    def sweep(self) -> int:
+        """Remove object files whose index row says deleted (finishing an interrupted expiry)."""
+        count = 0
+        for (sha,) in self.conn.execute("SELECT sha256 FROM objects WHERE deleted_at IS NOT NULL").fetchall():
+            count += self.objects.delete(sha)
+        return count
+
+    def _decide(self, now: datetime) -> list[retention.Decision]:
+        items = [retention.Item(cid, parse_time(s), parse_time(a))
+                 for cid, s, a in self.conn.execute(
+                     "SELECT clip_id, started_at, ingested_at FROM clips WHERE state = ? ORDER BY started_at", (STORED,))]
+        items += [retention.Item(q, parse_time(s), parse_time(a), quarantined=True)
+                  for q, s, a in self.conn.execute(
+                      "SELECT qid, started_at, at FROM quarantine WHERE state = ? ORDER BY started_at", (QUARANTINED,))]
+        holds = [retention.Hold(c, k) for c, k in self.conn.execute(
+            "SELECT clip_id, kind FROM holds WHERE released_at IS NULL")]
+        return retention.decide(items, holds, self.policy, now, now + self.policy.run_interval)
+
+    def _item_objects(self, item_id: str, quarantined: bool) -> set[str]:
+        if quarantined:
+            hashes = {h for (h,) in self.conn.execute("SELECT sha256 FROM quarantine_objects WHERE qid = ?", (item_id,))}
+            row = self.conn.execute("SELECT manifest_sha256, journal_sha256 FROM quarantine WHERE qid = ?", (item_id,)).fetchone()
+        else:
+            hashes = {h for (h,) in self.conn.execute("SELECT sha256 FROM segments WHERE clip_id = ?", (item_id,))}
+            row = self.conn.execute("SELECT manifest_sha256, journal_sha256 FROM clips WHERE clip_id = ?", (item_id,)).fetchone()
+        return hashes | {h for h in row if h}
+
+    def _live_objects(self, candidates: set[str]) -> set[str]:
+        live = set()
+        for h in candidates:
+            if (self.conn.execute("SELECT 1 FROM segments s JOIN clips c USING (clip_id) WHERE s.sha256 = ? AND c.state = ?", (h, STORED)).fetchone()
+                    or self.conn.execute("SELECT 1 FROM clips WHERE state = ? AND (manifest_sha256 = ? OR journal_sha256 = ?)", (STORED, h, h)).fetchone()
+                    or self.conn.execute("SELECT 1 FROM quarantine_objects o JOIN quarantine q USING (qid) WHERE o.sha256 = ? AND q.state = ?", (h, QUARANTINED)).fetchone()
+                    or self.conn.execute("SELECT 1 FROM quarantine WHERE state = ? AND (manifest_sha256 = ? OR journal_sha256 = ?)", (QUARANTINED, h, h)).fetchone()):
+                live.add(h)
+        return live
+
+
+_CLIP_SELECT = ("SELECT clip_id, device_id, sequence, officer, trigger, started_at, manifest_sha256, journal_sha256, "
+                "ingested_at, flags, state, justification, late, expired_at FROM clips")
+_QUARANTINE_SELECT = ("SELECT qid, clip_id, device_id, manifest_sha256, journal_sha256, reason, at, started_at, "
+                      "state, late, expired_at FROM quarantine")
+
+
+def _require_reason(reason: str | None) -> str:
+    if not reason or not reason.strip():
+        raise UsageError("a reason is required (--reason TEXT)",
+                         "hint: the law requires every access, hold and release to be logged with a reason")
+    return reason
+
+
+class _Tx:
+    """The state of one writing command: its time, and whether it appended (then a checkpoint)."""
+
+    def __init__(self, store: Store, event_log: EventLog, now: datetime):
+        self.store = store
+        self.log = event_log
+        self.now = now
+        self.time = format_time(now)
+        self.appended = False
+
+    def _retain_until(self) -> str:
+        return format_time(self.now + TEXT_RETENTION)
+
+    def append(self, event: ev.Event) -> Appended:
+        return self.append_many([event])[0]
+
+    def append_many(self, batch: list[ev.Event]) -> list[Appended]:
+        if not batch:
+            return []
+        self.appended = True
+        return self.log.append_many(batch, retain_until=self._retain_until())
+
+    def index_object(self, ref: ObjectRef, kind: str) -> None:
+        self.store.conn.execute(
+            "INSERT INTO objects (sha256, size, kind, created_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (sha256) DO UPDATE SET deleted_at = NULL", (ref.sha256, ref.size, kind, self.time))

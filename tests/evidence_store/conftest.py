@@ -1,0 +1,83 @@
+"""Fixtures for the evidence store tests: a store with a low scrypt work factor, a fake clock,
+an enrolled camera, and helpers that ingest real signed clips (tests/clipfactory.py)."""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from evidence_store.clip.journal import parse_journal
+from evidence_store.clip.devkey import DevicePublicKey
+from evidence_store.store import Store
+from tests.clipfactory import DeviceFixture, make_clip
+
+PASSPHRASE = b"correct horse battery staple"
+#: scrypt 2^10 instead of age's 2^18: tests open the identity many times.
+TEST_LOG_N = 10
+T0 = datetime(2026, 11, 1, 8, 0, tzinfo=timezone.utc)
+
+
+class FakeClock:
+    """A clock the test moves by hand (STYLE.md: inject the clock, never patch datetime)."""
+
+    def __init__(self, now: datetime = T0):
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs) -> datetime:
+        self.now += timedelta(**kwargs)
+        return self.now
+
+
+@pytest.fixture(autouse=True)
+def _low_scrypt(monkeypatch):
+    monkeypatch.setenv("BODYCAM_SCRYPT_LOG_N", str(TEST_LOG_N))
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def store(tmp_path, clock):
+    s = Store.init(tmp_path / "store", PASSPHRASE, scrypt_log_n=TEST_LOG_N, clock=clock, actor="officer-a")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def camera(store):
+    cam = DeviceFixture.new("cam-07")
+    store.enroll(cam.device_id, cam.public_key)
+    return cam
+
+
+def put_and_ingest(store, clip, *, flags=()):
+    """What the dock does for a verified clip: copy the segments, then one ingest transaction."""
+    refs = {name: store.put_object(io.BytesIO(data), len(data)) for name, data in clip.segments.items()}
+    device = store.device(clip.manifest.device_id)
+    journal = parse_journal(clip.journal_bytes, DevicePublicKey.parse(device.public_key), clip.clip_id)
+    assert journal.entries
+    states = {s.name: ("cut" if s.cut else "whole") for s in clip.manifest.segments}
+    return store.ingest(clip.manifest_bytes, clip.journal_bytes, clip.manifest, refs,
+                        segment_states=states, flags=list(flags))
+
+
+@pytest.fixture
+def add_clip(store, camera, tmp_path, clock):
+    """add_clip(age=timedelta, **make_clip options) -> Clip, recorded ``age`` before the clock."""
+    outbox = tmp_path / "outbox"
+
+    def add(age: timedelta = timedelta(hours=1), **kwargs):
+        kwargs.setdefault("started_at", clock() - age)
+        clip = make_clip(outbox, kwargs.pop("device", camera), store.recipients, **kwargs)
+        put_and_ingest(store, clip)
+        return clip
+
+    return add
