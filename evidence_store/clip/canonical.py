@@ -46,6 +46,10 @@ def loads(data: bytes, what: str) -> Any:
         value = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise FormatError(f"{what}: not valid JSON ({exc})") from None
-    if dumps(value) != data:
+    try:
+        encoded = dumps(value)
+    except FormatError as exc:  # a float: name the file, not just the JSON path
+        raise FormatError(f"{what}: {exc}") from None
+    if encoded != data:
         raise FormatError(f"{what}: not in canonical form")
     return value
