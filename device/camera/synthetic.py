@@ -1,0 +1,154 @@
+"""A synthetic camera: colour bars, a moving bar and a burnt-in clock, encoded to H.264 with
+PyAV (libx264) and muxed to MPEG-TS in memory.
+
+It runs either in real time on its own thread (``simulate``, the benchmarks), pacing frames on the
+injected clock, or not at all until a test asks for frames with ``produce(n)``, which encodes them
+as fast as it can on the caller's thread (so tests with a fake clock never sleep).
+
+Thread rule: in real-time mode the sink is called on this camera's thread; with ``produce`` on
+the caller's. Never both: ``produce`` refuses while the thread runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from fractions import Fraction
+
+from device.camera.base import Camera, Sink
+from device.camera._h264 import open_x264
+from device.camera._tsmux import TsMuxer
+from device.errors import HardwareError
+
+log = logging.getLogger(__name__)
+
+BARS = ((235, 235, 235), (235, 235, 16), (16, 235, 235), (16, 235, 16),
+        (235, 16, 235), (235, 16, 16), (16, 16, 235), (16, 16, 16))
+
+
+class SyntheticCamera(Camera):
+    """``clock`` stamps the burnt-in time (its ``now()``) and paces frames (its ``monotonic()``).
+    ``realtime`` False: no thread, frames only through ``produce``."""
+
+    def __init__(self, clock, *, width: int = 320, height: int = 240, fps: float = 25.0,
+                 bitrate: int = 400_000, realtime: bool = True):
+        self.width, self.height, self.fps = int(width) & ~1, int(height) & ~1, float(fps)
+        self.bitrate = int(bitrate)
+        self.realtime = realtime
+        self._clock = clock
+        self._codec = None
+        self._background = None
+        self._sink: Sink | None = None
+        self._muxer: TsMuxer | None = None
+        self._frame_index = 0
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.error: BaseException | None = None  # what ended the thread, if not stop()
+
+    # --- encoder ---------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Open libx264 now, so that ``start`` (on an emergency press) only encodes."""
+        if self._codec is not None:
+            return
+        import numpy as np
+
+        codec = open_x264(self.width, self.height, self.fps, self.bitrate)
+        self._codec = codec
+        if self._background is None:
+            bars = np.zeros((self.height, self.width, 3), np.uint8)
+            step = max(1, self.width // len(BARS))
+            for i, colour in enumerate(BARS):
+                bars[:, i * step:(i + 1) * step] = colour
+            self._background = bars
+
+    def _picture(self, index: int):
+        import av
+        from PIL import Image, ImageDraw
+
+        frame = self._background.copy()
+        x = int(index * 4) % self.width  # a moving bar shows frozen video at a glance
+        frame[:, x:x + 4] = 255
+        image = Image.fromarray(frame)
+        draw = ImageDraw.Draw(image)
+        now = self._clock.now()
+        text = now.strftime("%Y-%m-%d %H:%M:%S.") + f"{now.microsecond // 1000:03d}  #{index}"
+        draw.rectangle((0, self.height - 14, self.width, self.height), fill=(0, 0, 0))
+        draw.text((2, self.height - 13), text, fill=(255, 255, 255))
+        return av.VideoFrame.from_image(image).reformat(format="yuv420p")
+
+    def _encode_one(self) -> None:
+        index = self._frame_index
+        self._frame_index += 1
+        picture = self._picture(index)
+        pts = round(index * 1_000_000 / self.fps)
+        picture.pts = pts
+        picture.time_base = Fraction(1, 1_000_000)
+        self._emit(self._codec.encode(picture))
+
+    def _emit(self, packets) -> None:
+        for packet in packets:
+            ts = int(packet.pts) if packet.pts is not None else 0
+            self._sink(self._muxer.mux(bytes(packet), bool(packet.is_keyframe), ts))
+
+    # --- Camera ----------------------------------------------------------------------------
+
+    def start(self, sink: Sink) -> None:
+        self.open()
+        if self._sink is not None:
+            raise HardwareError("the synthetic camera is already running")
+        self._sink = sink
+        self._muxer = TsMuxer(self.width, self.height, self.fps)
+        self._frame_index = 0
+        self.error = None
+        self._stop.clear()
+        if self.realtime:
+            self._thread = threading.Thread(target=self._run, name="synthetic-camera", daemon=True)
+            self._thread.start()
+
+    def produce(self, frames: int) -> None:
+        """Encode ``frames`` frames now, on the caller's thread (tests, benchmarks)."""
+        if self._sink is None or self._thread is not None:
+            raise HardwareError("produce() needs a started camera without its real-time thread")
+        for _ in range(frames):
+            self._encode_one()
+
+    def _run(self) -> None:
+        # The camera's thread: paces frames on the injected clock, encodes, calls the sink.
+        t0 = self._clock.monotonic()
+        try:
+            while not self._stop.is_set():
+                due = t0 + self._frame_index / self.fps
+                wait = due - self._clock.monotonic()
+                if wait > 0:
+                    if self._stop.wait(min(wait, 0.1)):
+                        break
+                    continue
+                self._encode_one()
+        except BaseException as exc:  # the recorder learns of it through poll(): no silent stop
+            log.exception("the synthetic camera stopped")
+            self.error = exc
+
+    def stop(self) -> None:
+        if self._sink is None:
+            return
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        try:
+            self._emit(self._codec.encode(None))  # frames still inside the encoder
+        except Exception as exc:
+            log.warning("flushing the encoder: %s", exc)
+        tail = self._muxer.close()
+        if tail:
+            log.debug("muxer left %d bytes at close (dropped: no frame)", len(tail))
+        self._sink = None
+        self._muxer = None
+        self._codec = None
+        self.open()  # ready for the next start, off the emergency path
+
+    def close(self) -> None:
+        self.stop()
+        self._codec = None

@@ -1,0 +1,640 @@
+"""The encrypting recorder: camera frames in, sealed encrypted clips in the outbox out.
+
+It implements ``device.recorder_api.Recorder`` for the controller. What it guarantees, and why:
+
+* **Encrypted as written** (§ 15c PolG NRW: recordings kept encrypted and tamper-proof): every
+  frame goes straight into an age writer for the enrollment's recipients; plaintext never touches
+  the disk, and nothing on the camera can decrypt a segment.
+* **Power loss costs at most a second**: every ``COMMIT_INTERVAL`` on the injected clock the
+  current 64 KiB chunk is completed (padding the transport stream with whole MPEG-TS null
+  packets when the video has not filled it for a while), the segment is fdatasynced, and only then
+  is a signed journal line appended. The first frame of a clip is committed at once: the start of
+  an emergency recording is the part that matters most.
+* **Sealing**: closing the writer seals age's final chunk, a final journal line follows, and the
+  signed manifest is written last (see sealing.py for the chain head).
+* **Not enrolled**: without an enrollment there is no recipient, and a recording that cannot be
+  encrypted may not be made at all. ``can_start()`` then says ``"not enrolled"`` and the
+  controller refuses, with its LED pattern, even in an emergency; cameras are enrolled at the dock
+  before they are issued, so this is a commissioning fault that the officer sees at once.
+* **Storage**: no start below the reserve; ``poll()`` seals before the disk fills; nothing here
+  ever deletes a clip (only ``undock`` does, for clips the store has receipted).
+* **Pre-recording**: only if the effective profile allows N > 0 seconds is a RAM ring buffer
+  constructed and the encoder run while idle. In NRW the buffer object never exists and the
+  encoder runs only between ``start`` and ``stop``.
+
+Thread rule: the controller's thread calls the Recorder methods. The camera calls ``_on_unit``
+on its encoder thread; with ``threaded=True`` that only queues, and the recorder's writer thread
+does the encryption and disk I/O, so an SD card's slow fdatasync never holds up the encoder.
+``self._lock`` guards the running clip (and the pre-recording buffer hand-over) between the
+writer thread and the controller's thread (``poll`` commits, ``stop`` seals).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import queue
+import threading
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+from evidence_store.clip.age import AgeWriter
+from evidence_store.clip.devkey import DeviceKey
+from evidence_store.clip.errors import ClipError
+from evidence_store.clip.fsutil import append_durable, fsync_dir
+from evidence_store.clip.ids import format_time, new_clip_id
+from evidence_store.clip.journal import GENESIS, JOURNAL_FILE, JournalEntry, line_hash, sign_entry
+from evidence_store.clip.manifest import ANNOUNCED, Manifest, SegmentRecord
+from evidence_store.clip.outbox import Enrollment, Outbox
+
+from device.camera.base import NULL_PACKET, TS_PACKET_SIZE, Camera, TsUnit
+from device.clock import Clock
+from device.config import ProfileConfig, effective_profile
+from device.docking import DockClock, UsbGadget, apply_undock, load_enrollment
+from device.errors import NotEnrolledError, RecorderError, StorageFullError
+from device.prerecord import PrerecordBuffer
+from device.recorder_api import (
+    REFUSE_NOT_ENROLLED,
+    REFUSE_STORAGE,
+    STOP_DOCKED,
+    STOP_REASONS,
+    STOP_SHUTDOWN,
+    STOP_STORAGE,
+    TRIGGER_ANNOUNCED,
+    Trigger,
+)
+from device.sealing import firmware_version, seal
+from device.state import RecordingMarker, StateDir, boot_id
+
+log = logging.getLogger(__name__)
+
+COMMIT_INTERVAL = 0.5  # seconds between commits: with PAD_AGE, a crash loses at most ~0.75 s
+PAD_AGE = 0.25  # pad a chunk that has been filling this long; younger ones are sealed by the video
+SEGMENT_NAME = "seg-{:05d}.age"
+REFUSE_DOCKED = "docked"
+MIB = 1024 * 1024
+STORAGE_CHECK_INTERVAL = 0.5
+
+
+def disk_free(path: Path) -> int:
+    """Bytes available to us on the filesystem holding ``path``."""
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+class _RawFile:
+    """An unbuffered segment file: every byte the age writer emits is in the kernel at once, so
+    the ciphertext count the journal signs is exactly what fdatasync makes durable."""
+
+    def __init__(self, path: Path):
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+
+    def write(self, data) -> int:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view):]
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def datasync(self) -> None:
+        os.fdatasync(self.fd)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+@dataclass
+class _Segment:
+    name: str
+    file: _RawFile
+    writer: AgeWriter
+    first_us: int | None = None
+    last_us: int | None = None
+    written: int = 0  # plaintext handed to the writer (sealed or not)
+    chunk_since: float = 0.0  # monotonic time the unsealed chunk got its first byte
+    sealed_seen: int = 0
+
+
+class ClipWriter:
+    """Segments and journal of one clip. Not thread-safe: the recorder's lock guards it.
+
+    ``write`` takes units in order; the first unit must be a keyframe (others before it are
+    dropped: they could not be decoded). ``commit`` makes everything so far durable and signed.
+    ``close`` seals the last segment and returns the segment records for the manifest.
+    """
+
+    def __init__(self, clip_dir: Path, clip_id: str, recipients: list[str], key: DeviceKey, clock: Clock, *,
+                 segment_seconds: float, fps: float):
+        self.dir = clip_dir
+        self.clip_id = clip_id
+        self._recipients = recipients
+        self._key = key
+        self._clock = clock
+        self._segment_us = int(segment_seconds * 1_000_000)
+        self._frame_us = round(1_000_000 / fps) if fps else 40_000
+        self._journal = clip_dir / JOURNAL_FILE
+        self._prev = GENESIS
+        self.segments: list[SegmentRecord] = []
+        self.frames = 0
+        self.dropped = 0
+        self.padding_bytes = 0
+        self.last_commit: float | None = None
+        self.first_commit: float | None = None
+        clip_dir.mkdir(mode=0o755)
+        fsync_dir(clip_dir.parent)
+        self._seg = self._open_segment()
+
+    def _open_segment(self) -> _Segment:
+        name = SEGMENT_NAME.format(len(self.segments))
+        raw = _RawFile(self.dir / name)
+        fsync_dir(self.dir)  # the file's name must survive a power cut as well as its bytes
+        return _Segment(name, raw, AgeWriter(raw, self._recipients), chunk_since=self._clock.monotonic())
+
+    def write(self, unit: TsUnit) -> None:
+        seg = self._seg
+        if seg.first_us is None:
+            if not unit.keyframe:
+                self.dropped += 1
+                return
+        elif unit.keyframe and unit.timestamp_us - seg.first_us >= self._segment_us:
+            self._close_segment()
+            seg = self._seg = self._open_segment()
+        if seg.first_us is None:
+            seg.first_us = unit.timestamp_us
+        seg.last_us = unit.timestamp_us
+        self._feed(seg, unit.data)
+        self.frames += 1
+        if self.first_commit is None:
+            self.commit()
+
+    def _feed(self, seg: _Segment, data: bytes) -> None:
+        seg.writer.write(data)
+        seg.written += len(data)
+        if seg.writer.plaintext_bytes != seg.sealed_seen:
+            seg.sealed_seen = seg.writer.plaintext_bytes
+            seg.chunk_since = self._clock.monotonic()
+
+    def due(self, now: float) -> bool:
+        return self.last_commit is None or now - self.last_commit >= COMMIT_INTERVAL
+
+    def commit(self) -> None:
+        """Complete the current chunk if it has waited long enough, fdatasync, sign a journal line."""
+        seg = self._seg
+        now = self._clock.monotonic()
+        unsealed = seg.written - seg.writer.plaintext_bytes
+        if unsealed > 0 and (self.first_commit is None or now - seg.chunk_since >= PAD_AGE):
+            # Whole null packets only, between two TS packets: the stream stays valid and every
+            # player skips them. Enough of them to pass the chunk boundary, so the chunk is sealed.
+            count = -(-seg.writer.bytes_to_seal() // TS_PACKET_SIZE)
+            self._feed(seg, NULL_PACKET * count)
+            self.padding_bytes += count * TS_PACKET_SIZE
+        seg.file.datasync()  # the bytes first, then the journal line that vouches for them
+        self._append(seg, final=False)
+        self.last_commit = now
+        if self.first_commit is None:
+            self.first_commit = now
+
+    def _append(self, seg: _Segment, final: bool) -> None:
+        w = seg.writer
+        entry = JournalEntry(self.clip_id, seg.name, w.ciphertext_bytes, w.ciphertext_sha256(), w.plaintext_bytes,
+                             w.plaintext_sha256(), format_time(self._clock.now()), final, self._prev)
+        line = sign_entry(entry, self._key)
+        first = self._prev == GENESIS
+        append_durable(self._journal, line)
+        if first:
+            fsync_dir(self.dir)
+        self._prev = line_hash(line)
+
+    def _close_segment(self) -> None:
+        seg = self._seg
+        seg.writer.close()
+        seg.file.datasync()
+        seg.file.close()
+        self._append(seg, final=True)
+        w = seg.writer
+        duration = 0 if seg.first_us is None else (seg.last_us - seg.first_us + self._frame_us) // 1000
+        self.segments.append(SegmentRecord(seg.name, w.ciphertext_bytes, w.ciphertext_sha256(), w.plaintext_bytes,
+                                           w.plaintext_sha256(), int(duration), False, w.ciphertext_bytes))
+
+    def close(self) -> list[SegmentRecord]:
+        self._close_segment()
+        self._seg = None
+        return self.segments
+
+
+@dataclass
+class _ClipMeta:
+    """What the manifest needs besides the segments."""
+
+    marker: RecordingMarker
+    bookmarks: list[str] = field(default_factory=list)
+    homes_at: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+_BARRIER = object()
+
+
+class EncryptingRecorder:
+    """The Recorder. ``outbox`` and ``state`` are folders; ``key`` the device key; ``camera`` a
+    Camera (opened here); ``clock`` the injected clock (a DockClock lets undocking set it).
+
+    ``reserve_mib``: no recording starts with less free space; ``seal_margin_mib``: a running one
+    is sealed below this (default: an eighth of the reserve, at least 8 MiB). ``local_prerecord``:
+    the camera's configuration, which can only narrow the enrolled profile. ``gadget``: the USB
+    gadget for docking (None: docking only stops using the outbox). ``threaded`` False: the camera's
+    sink writes on the calling thread (tests with ``produce``). Raises NotEnrolledError only for a
+    forged or foreign enrollment record (a missing one just makes ``can_start`` refuse).
+    """
+
+    def __init__(self, outbox: str | os.PathLike, state: str | os.PathLike, key: DeviceKey, camera: Camera,
+                 clock: Clock, *, reserve_mib: float = 512, seal_margin_mib: float | None = None,
+                 segment_seconds: float = 60.0, local_prerecord: int = 0, gadget: UsbGadget | None = None,
+                 threaded: bool = True, free_bytes: Callable[[Path], int] = disk_free,
+                 firmware: str | None = None):
+        self._outbox = Outbox(outbox)
+        self._state = StateDir(state).ensure()
+        self._key = key
+        self._camera = camera
+        self._clock = clock
+        self._reserve = int(reserve_mib * MIB)
+        margin = seal_margin_mib if seal_margin_mib is not None else max(8, reserve_mib / 8)
+        self._seal_margin = int(margin * MIB)
+        self._segment_seconds = segment_seconds
+        self._local_prerecord = local_prerecord
+        self._gadget = gadget
+        self._free_bytes = free_bytes
+        self._firmware = firmware or firmware_version()
+        device = self._outbox.device()
+        if device.public_key != str(key.public):
+            raise NotEnrolledError(f"{self._outbox.root}/device.json names another key than the state folder's",
+                                   "hint: the outbox and --state belong to different cameras")
+        self.device_id = device.device_id
+        self._lock = threading.Lock()
+        self._clip: ClipWriter | None = None
+        self._meta: _ClipMeta | None = None
+        self._resume_of: str | None = None
+        self._docked = False
+        self._docked_at: float | None = None
+        self._failure: BaseException | None = None
+        self._next_storage_check = 0.0
+        self._prerecord: PrerecordBuffer | None = None  # NRW: stays None, the object never exists
+        self._camera_running = False
+        self.last_sealed: Manifest | None = None
+        self.last_undock = None  # the UndockReport of the last undocking
+        self.first_commit_at: float | None = None  # monotonic: the benchmarks read it
+        self._enrollment: Enrollment | None = None
+        self._enrollment_error: str | None = None
+        self._load_enrollment()
+        self._threaded = threaded
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        if threaded:
+            self._writer = threading.Thread(target=self._writer_loop, name="recorder-writer", daemon=True)
+            self._writer.start()
+        self._camera.open()
+        self._apply_profile()
+
+    # --- enrollment and profile ----------------------------------------------------------------
+
+    def _load_enrollment(self) -> None:
+        try:
+            self._enrollment = load_enrollment(self._outbox, self._state, self.device_id, str(self._key.public))
+            self._enrollment_error = None
+        except NotEnrolledError as exc:
+            log.error("%s", exc)
+            self._enrollment, self._enrollment_error = None, str(exc)
+
+    @property
+    def enrollment(self) -> Enrollment | None:
+        return self._enrollment
+
+    @property
+    def prerecord_seconds(self) -> int:
+        """The pre-recording the effective profile allows (0: no buffer exists)."""
+        if self._enrollment is None:
+            return 0
+        return effective_profile(self._enrollment.profile,
+                                 ProfileConfig(prerecord_seconds=self._local_prerecord)).prerecord_max_seconds
+
+    def _apply_profile(self) -> None:
+        """Build or drop the RAM buffer (and the idle encoder) to match the effective profile."""
+        seconds = 0 if self._docked else self.prerecord_seconds
+        if seconds > 0 and (self._prerecord is None or self._prerecord.window_us != seconds * 1_000_000):
+            self._prerecord = PrerecordBuffer(seconds)
+            log.info("pre-recording: %d s in RAM (profile %s)", seconds, self._enrollment.profile.name)
+            if not self._camera_running:
+                self._start_camera()
+        elif seconds == 0 and self._prerecord is not None:
+            if self._camera_running and self._clip is None:
+                self._stop_camera()
+            self._prerecord = None  # dropped: its frames are gone with it
+
+    # --- the camera's side (encoder thread) ----------------------------------------------------
+
+    def _on_unit(self, unit: TsUnit) -> None:
+        # Encoder thread. Queue only: the disk is the writer thread's business.
+        if self._threaded:
+            self._queue.put(unit)
+        else:
+            self._handle(unit)
+
+    def _handle(self, unit: TsUnit) -> None:
+        with self._lock:
+            clip = self._clip
+            if clip is None:
+                if self._prerecord is not None:
+                    self._prerecord.add(unit)
+                return  # a late frame after stop: the clip is sealed, it is not ours any more
+            if self._failure is not None:
+                return
+            try:
+                clip.write(unit)
+                if clip.first_commit is not None and self.first_commit_at is None:
+                    self.first_commit_at = clip.first_commit
+                if clip.due(self._clock.monotonic()):
+                    clip.commit()
+            except (OSError, ClipError) as exc:
+                log.error("writing clip %s failed: %s", clip.clip_id, exc)
+                self._failure = exc
+
+    def _writer_loop(self) -> None:
+        # The writer thread: everything that touches a segment while recording.
+        while True:
+            try:
+                item = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                self._commit_if_due()
+                continue
+            if item is None:
+                return
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
+            self._handle(item)
+
+    def _drain(self) -> None:
+        """Wait until the writer thread has handled every queued unit."""
+        if self._threaded and self._writer is not None and self._writer.is_alive():
+            done = threading.Event()
+            self._queue.put(done)
+            done.wait()
+
+    def _commit_if_due(self) -> None:
+        with self._lock:
+            clip = self._clip
+            if clip is None or self._failure is not None or not clip.due(self._clock.monotonic()):
+                return
+            try:
+                clip.commit()
+            except (OSError, ClipError) as exc:
+                log.error("committing clip %s failed: %s", clip.clip_id, exc)
+                self._failure = exc
+
+    def _start_camera(self) -> None:
+        self._camera.start(self._on_unit)
+        self._camera_running = True
+
+    def _stop_camera(self) -> None:
+        self._camera.stop()
+        self._camera_running = False
+        self._drain()
+
+    # --- Recorder protocol (controller's thread) ----------------------------------------------
+
+    def can_start(self) -> str | None:
+        if self._docked:
+            return REFUSE_DOCKED
+        if self._enrollment is None:
+            return REFUSE_NOT_ENROLLED
+        if self._free() < self._reserve:
+            return REFUSE_STORAGE
+        return None
+
+    def _free(self) -> int:
+        try:
+            return self._free_bytes(self._outbox.root)
+        except OSError as exc:
+            log.error("cannot read the free space of %s: %s", self._outbox.root, exc)
+            return 0
+
+    @property
+    def recording(self) -> bool:
+        return self._clip is not None
+
+    @property
+    def clip_id(self) -> str | None:
+        return None if self._clip is None else self._clip.clip_id
+
+    def set_resume(self, clip_id: str | None) -> None:
+        """The clip a crash interrupted: the next ``start`` with ``trigger.resumed_at`` links to it."""
+        self._resume_of = clip_id
+
+    def start(self, trigger: Trigger) -> None:
+        """Open a new clip and start the encoder into it. Raises RecorderError / StorageFullError."""
+        if self._clip is not None:
+            raise RecorderError("a recording is already running")
+        reason = self.can_start()
+        if reason == REFUSE_STORAGE:
+            raise StorageFullError("the outbox is below its storage reserve")
+        if reason is not None:
+            raise RecorderError(f"cannot record: {reason}")
+        enrollment = self._enrollment
+        profile = effective_profile(enrollment.profile, ProfileConfig(prerecord_seconds=self._local_prerecord))
+        now = self._clock.now()
+        clip_id = new_clip_id(now)
+        resumes = self._resume_of if trigger.resumed_at is not None else None
+        started = trigger.resumed_at or trigger.started_at
+        notes = []
+        announced_at = format_time(trigger.announced_at) if trigger.kind == TRIGGER_ANNOUNCED else None
+        interrupted = None
+        if trigger.kind != TRIGGER_ANNOUNCED and trigger.announced_at is not None:
+            interrupted = format_time(trigger.announced_at)
+            notes.append(f"an announcement began at {interrupted} and was overridden by the emergency trigger")
+        if resumes:
+            notes.append(f"resumes clip {resumes}, interrupted by a crash; the recording was ordered at "
+                         f"{format_time(trigger.started_at)}")
+        try:
+            with self._lock:
+                self._failure = None
+                clip = ClipWriter(self._outbox.clip_dir(clip_id), clip_id, list(enrollment.recipients), self._key,
+                                  self._clock, segment_seconds=self._segment_seconds, fps=self._camera.fps)
+                prerecorded = self._prerecord.drain() if self._prerecord is not None else []
+                for unit in prerecorded:
+                    clip.write(unit)
+                pre_s = 0
+                if prerecorded:
+                    span = prerecorded[-1].timestamp_us - prerecorded[0].timestamp_us
+                    pre_s = min(profile.prerecord_max_seconds, round(span / 1_000_000))
+                marker = RecordingMarker(
+                    clip_id=clip_id, trigger=trigger.kind, announced_at=announced_at, started_at=format_time(started),
+                    ordered_at=format_time(trigger.started_at), interrupted_announcement=interrupted,
+                    profile=profile.name, prerecord_seconds=pre_s, clock_source=self._clock.clock_source,
+                    officer=enrollment.officer, resumes=resumes, boot_id=boot_id())
+                self._meta = _ClipMeta(marker, notes=notes)
+                self._clip = clip
+            if not self._camera_running:
+                self._start_camera()  # the encoder starts here, and (NRW) nowhere else
+            # After the camera: the first frame is being encoded while this fsyncs.
+            self._state.write_marker(marker)
+        except (OSError, ClipError) as exc:
+            self._abandon()
+            raise RecorderError(f"cannot start recording: {exc}") from exc
+        self._resume_of = None
+        log.info("recording clip %s (%s%s)", clip_id, trigger.kind, f", resumes {resumes}" if resumes else "")
+
+    def _abandon(self) -> None:
+        """A start that failed half-way: stop the encoder; what exists of the clip is left for
+        recovery to seal (never deleted: it may already hold frames)."""
+        if self._camera_running and self._prerecord is None:
+            self._stop_camera()
+        with self._lock:
+            self._clip = None
+            self._meta = None
+
+    def bookmark(self, at: datetime) -> None:
+        if self._meta is None:
+            raise RecorderError("no recording to bookmark")
+        self._meta.bookmarks.append(format_time(at))
+        self._update_marker()
+
+    def set_homes(self, at: datetime) -> None:
+        if self._meta is None:
+            raise RecorderError("no recording to flag")
+        if self._meta.homes_at is None:
+            self._meta.homes_at = format_time(at)
+            self._update_marker()
+
+    def _update_marker(self) -> None:
+        meta = self._meta
+        meta.marker = replace(meta.marker, bookmarks=tuple(meta.bookmarks), homes_at=meta.homes_at)
+        try:
+            self._state.write_marker(meta.marker)
+        except OSError as exc:
+            log.error("cannot update the recording marker: %s", exc)
+
+    def stop(self, reason: str) -> None:
+        """Stop the encoder (unless it feeds a pre-recording buffer) and seal the clip."""
+        if reason not in STOP_REASONS:
+            raise ValueError(f"unknown stop reason {reason!r}")
+        if self._clip is None:
+            return
+        if self._prerecord is None:
+            self._stop_camera()
+        else:
+            self._drain()
+        with self._lock:
+            clip, meta = self._clip, self._meta
+            self._clip, self._meta = None, None
+            failure, self._failure = self._failure, None
+        ended = self._clock.now()
+        try:
+            segments = clip.close()
+        except (OSError, ClipError) as exc:
+            # The journal still vouches for everything committed; recovery seals it as interrupted.
+            raise RecorderError(f"cannot close clip {clip.clip_id}: {exc}",
+                                "hint: run bodycam-device recover to seal it from its journal") from exc
+        if failure is not None:
+            meta.notes.append(f"writing stopped early: {failure}")
+        if clip.dropped:
+            meta.notes.append(f"{clip.dropped} frame(s) before the first keyframe could not be decoded and were dropped")
+        try:
+            manifest, _ = seal(clip.dir, self._state, self._key,
+                               lambda seq, prev: self._manifest(clip.clip_id, seq, prev, meta, segments, reason, ended))
+        except (OSError, ClipError) as exc:
+            raise RecorderError(f"cannot seal clip {clip.clip_id}: {exc}",
+                                "hint: run bodycam-device recover to seal it from its journal") from exc
+        self._state.clear_marker()
+        self.last_sealed = manifest
+        log.info("clip %s: %d frames, %d segment(s), %d bytes of padding", clip.clip_id, clip.frames,
+                 len(segments), clip.padding_bytes)
+
+    def _manifest(self, clip_id: str, sequence: int, previous: str | None, meta: _ClipMeta,
+                  segments: list[SegmentRecord], reason: str, ended: datetime) -> Manifest:
+        m = meta.marker
+        return Manifest(
+            clip_id=clip_id, sequence=sequence, device_id=self.device_id, officer=m.officer,
+            firmware=self._firmware, profile=m.profile, trigger=m.trigger,
+            announced_at=m.announced_at if m.trigger == ANNOUNCED else None,
+            started_at=m.started_at, ended_at=format_time(ended), end_reason=reason,
+            homes=meta.homes_at is not None, prerecord_seconds=m.prerecord_seconds, resumes=m.resumes,
+            bookmarks=list(meta.bookmarks), segments=list(segments), clock_source=m.clock_source,
+            previous_manifest=previous, homes_at=meta.homes_at, notes=list(meta.notes))
+
+    def poll(self) -> str | None:
+        """Seal by itself when the disk is nearly full (returns "storage"); commit if the camera
+        has gone quiet. Raises RecorderError if writing failed for another reason (the clip is
+        sealed first) or the camera died."""
+        if self._clip is None:
+            return None
+        failure = self._failure
+        camera_error = getattr(self._camera, "error", None)
+        if failure is not None or camera_error is not None:
+            full = isinstance(failure, OSError) and failure.errno in (errno.ENOSPC, errno.EDQUOT)
+            self.stop(STOP_STORAGE if full else STOP_SHUTDOWN)
+            if full:
+                return STOP_STORAGE
+            raise RecorderError(f"recording stopped: {failure or camera_error}")
+        now = self._clock.monotonic()
+        if now >= self._next_storage_check:
+            self._next_storage_check = now + STORAGE_CHECK_INTERVAL
+            if self._free() < self._seal_margin:
+                log.warning("outbox nearly full: sealing the clip before the disk fills")
+                self.stop(STOP_STORAGE)
+                return STOP_STORAGE
+        if not self._threaded:
+            self._commit_if_due()  # with a writer thread, it commits on its own
+        return None
+
+    def dock(self) -> None:
+        """Seal (if the controller has not), stop using the outbox, expose it over USB."""
+        if self._clip is not None:
+            self.stop(STOP_DOCKED)
+        self._docked = True
+        self._docked_at = self._clock.monotonic()
+        self._apply_profile()  # no pre-recording while docked: the buffer is dropped
+        if self._camera_running:
+            self._stop_camera()
+        if self._gadget is not None:
+            self._gadget.attach(self.device_id)
+        else:
+            log.info("docked (no USB gadget configured: the outbox stays where it is)")
+
+    def undock(self) -> None:
+        """Take the partition back; apply enrollment, clock and receipts."""
+        if self._gadget is not None:
+            self._gadget.detach()
+        clock = self._clock if isinstance(self._clock, DockClock) else None
+        try:
+            enrollment, report = apply_undock(self._outbox, self._state, self.device_id, str(self._key.public),
+                                              clock, self._docked_at)
+            self._enrollment, self._enrollment_error = enrollment, None
+        except NotEnrolledError as exc:
+            # A forged or foreign enrollment: keep the one we had, which the pinned key verified.
+            log.error("enrollment not applied: %s", exc)
+            self._enrollment_error = str(exc)
+            report = None
+        self._docked = False
+        self._docked_at = None
+        self._apply_profile()
+        if report is not None:
+            log.info("undocked: %d clip(s) deleted after receipt, %d kept", len(report.deleted), len(report.kept))
+        self.last_undock = report
+
+    def close(self) -> None:
+        """Seal a running clip (shutdown), stop the encoder and the writer thread."""
+        if self._clip is not None:
+            self.stop(STOP_SHUTDOWN)
+        if self._camera_running:
+            self._stop_camera()
+        self._prerecord = None
+        if self._writer is not None:
+            self._queue.put(None)
+            self._writer.join()
+            self._writer = None
+        self._camera.close()
