@@ -140,6 +140,7 @@ class _Unplugged(Exception):
 
 @dataclass
 class _Docking:
+    store: object
     outbox: Outbox
     device_id: str
     previous_docking: datetime | None
@@ -149,13 +150,14 @@ class _Docking:
 
 
 class Ingester:
-    """Ingests outboxes into ``store``. Thread-safe: cameras are ingested in parallel, each under
+    """Ingests outboxes into the store that ``open_store()`` opens (once per ingest: an SQLite
+    connection belongs to one thread). Thread-safe: cameras are ingested in parallel, each under
     its own lock (``locks``). ``fault(step, clip_id)`` is called at every step boundary (tests
     inject crashes there); ``progress(done, total, label)`` reports copied bytes."""
 
-    def __init__(self, store, *, locks: DeviceLocks, clock: Clock | None = None, fault: FaultHook | None = None,
+    def __init__(self, open_store: Callable[[], object], *, locks: DeviceLocks, clock: Clock | None = None, fault: FaultHook | None = None,
                  progress: Callable[[int, int, str], None] | None = None, state_dir: str | os.PathLike | None = None):
-        self.store = store
+        self.open_store = open_store
         self.locks = locks
         self.clock = clock or SystemClock()
         self._fault = fault or (lambda step, clip_id: None)
@@ -172,14 +174,23 @@ class Ingester:
         Raises NotEnrolledError for a camera the store does not know (nothing is touched) and
         DockError when the folder is not an outbox.
         """
-        outbox = Outbox(outbox_path)
+        store = self.open_store()
+        try:
+            return self._ingest(store, Outbox(outbox_path), expect_device)
+        finally:
+            close = getattr(store, "close", None)
+            if close is not None:
+                close()
+
+    def _ingest(self, store, outbox: Outbox, expect_device: str | None) -> IngestReport:
+        outbox_path = outbox.root
         report = IngestReport(outbox=str(outbox_path), started_at=format_time(self.clock.now()))
         record = read_device(outbox)
         report.device_id = record.device_id
         if expect_device is not None and record.device_id != expect_device:
             raise DockError(f"{outbox_path}: device.json names {record.device_id!r} but the partition's serial is {expect_device!r}",
                             "hint: a partition that lies about its camera is not ingested; check the device")
-        info = self.store.device(record.device_id)
+        info = store.device(record.device_id)
         if info is None:
             raise NotEnrolledError(f"camera {record.device_id} is not enrolled in this store; its clips were not touched",
                                    f"hint: bodycam-dock --store DIR enroll {outbox_path} --device-id {record.device_id}")
@@ -187,8 +198,8 @@ class Ingester:
             # device.json is only informational: verification always uses the enrolled key.
             log.warning("camera %s: device.json carries a public key other than the enrolled one; the enrolled key is used", record.device_id)
         with self.locks.hold(record.device_id):
-            info = self.store.device(record.device_id)  # re-read under the lock
-            docking = _Docking(outbox, record.device_id, info.last_docking, report)
+            info = store.device(record.device_id)  # re-read under the lock
+            docking = _Docking(store, outbox, record.device_id, info.last_docking, report)
             self._run(docking, revoked=info.revoked)
         report.finished_at = format_time(self.clock.now())
         self._save_report(report)
@@ -225,7 +236,7 @@ class Ingester:
             if revoked:
                 log.warning("camera %s is revoked: no enrollment note written", dk.device_id)
             else:
-                dk.outbox.write_enrollment(self.store.enrollment_note(dk.device_id))
+                dk.outbox.write_enrollment(dk.store.enrollment_note(dk.device_id))
                 self._fault("enrollment-written", None)
         except OSError as exc:
             dk.report.errors.append(f"cannot write clock/enrollment onto the camera: {exc.strerror or exc}")
@@ -233,7 +244,7 @@ class Ingester:
         # The previous docking dates the "recorded before the last docking" flag. A docking that
         # left clips behind is not recorded, so a rerun flags exactly as the first run would have.
         if not dk.report.errors and all(c.outcome != OUT_SKIPPED for c in dk.report.clips):
-            self.store.record_docking(dk.device_id, now)
+            dk.store.record_docking(dk.device_id, now)
             self._fault("docking-recorded", None)
 
     # -- one clip -----------------------------------------------------------------------------
@@ -249,7 +260,7 @@ class Ingester:
                     raise _Skip(cand.transient)
                 if cand.problem:
                     raise _Quarantine(cand.problem)
-                if self.store.manifest_status(res.manifest_sha256) == "stored":
+                if dk.store.manifest_status(res.manifest_sha256) == "stored":
                     log.info("clip %s: already stored by an earlier docking; receipting it", cand.clip_id)
                     res.outcome = OUT_ALREADY
                     self._receipt_and_clear(dk, res, STORED)
@@ -293,7 +304,7 @@ class Ingester:
             raise _Quarantine(f"manifest names clip {manifest.clip_id} but lies in folder {cand.clip_id}")
         if manifest.device_id != dk.device_id:
             raise _Quarantine(f"manifest of device {manifest.device_id} found on camera {dk.device_id}")
-        info = self.store.device(dk.device_id)  # fresh: last_sequence moves as clips are stored
+        info = dk.store.device(dk.device_id)  # fresh: last_sequence moves as clips are stored
         if info is None or info.revoked:
             raise _Quarantine(f"camera {dk.device_id} is revoked")
         try:
@@ -327,7 +338,7 @@ class Ingester:
         res.flags = self._flags(dk, manifest, states, res.extra_files)
         # Step 4: one transaction in the store (gap events included).
         try:
-            self.store.ingest(cand.manifest_bytes, journal_bytes, manifest, objects, segment_states=states, flags=res.flags)
+            dk.store.ingest(cand.manifest_bytes, journal_bytes, manifest, objects, segment_states=states, flags=res.flags)
         except IntegrityError as exc:
             # For example the clip id is already stored with another manifest: the newcomer is
             # quarantined and can never block the genuine clip.
@@ -370,7 +381,7 @@ class Ingester:
                 # file claimed when opened and never a monster.
                 ref = None
                 if before.st_size <= QUARANTINE_MAX_FILE:
-                    ref = self._put_plain(fd, before.st_size)
+                    ref = self._put_plain(dk, fd, before.st_size)
                 more = "larger" if before.st_size > seg.bytes else "smaller"
                 return ref, None, f"{seg.name}: {before.st_size} bytes, {more} than the {seg.bytes} the manifest says"
             label = f"{cand.clip_id[:13]} {seg.name}"
@@ -381,7 +392,7 @@ class Ingester:
                     self.progress(dk.done_bytes, dk.total_bytes, label)
 
             try:
-                result = copy_and_check(self.store.put_object, fd, seg.name, journal.entries, seg.bytes, on_bytes)
+                result = copy_and_check(dk.store.put_object, fd, seg.name, journal.entries, seg.bytes, on_bytes)
             except EvidenceError as exc:
                 # The size was checked before the copy: more bytes arriving means the file grew.
                 raise _Skip(f"{seg.name}: changed during ingest ({exc})") from None
@@ -404,10 +415,10 @@ class Ingester:
             log.info("clip %s: %s", cand.clip_id, check.detail)
         return ref, check.status, None
 
-    def _put_plain(self, fd: int, size: int):
+    def _put_plain(self, dk: _Docking, fd: int, size: int):
         with os.fdopen(os.dup(fd), "rb", buffering=0) as src:
             try:
-                return self.store.put_object(src, size)
+                return dk.store.put_object(src, size)
             except EvidenceError:
                 return None  # grew while read; the reason already says the size is wrong
 
@@ -436,9 +447,9 @@ class Ingester:
     # -- quarantine, receipts -----------------------------------------------------------------
 
     def _quarantine(self, dk: _Docking, cand: Candidate, res: ClipResult, q: _Quarantine) -> None:
-        objects = q.objects if q.objects is not None else self._salvage(cand)
+        objects = q.objects if q.objects is not None else self._salvage(dk, cand)
         journal_bytes = q.journal_bytes if q.journal_bytes is not None else self._salvage_journal(cand)
-        self.store.quarantine(reason=q.reason, device_id=dk.device_id, clip_id=cand.clip_id,
+        dk.store.quarantine(reason=q.reason, device_id=dk.device_id, clip_id=cand.clip_id,
                               manifest_bytes=cand.manifest_bytes, journal_bytes=journal_bytes, objects=objects)
         self._fault("quarantined", cand.clip_id)
         res.outcome = OUT_QUARANTINED
@@ -446,7 +457,7 @@ class Ingester:
         log.error("clip %s: quarantined: %s", cand.clip_id, q.reason)
         self._receipt_and_clear(dk, res, QUARANTINED)
 
-    def _salvage(self, cand: Candidate) -> dict:
+    def _salvage(self, dk: _Docking, cand: Candidate) -> dict:
         """Keep the segment-named regular files of a clip that failed before its copy."""
         objects = {}
         try:
@@ -461,7 +472,7 @@ class Ingester:
             except UnsafeFileError:
                 continue  # links, fifos, devices, monsters: named in the reason, never read
             try:
-                ref = self._put_plain(fd, os.fstat(fd).st_size)
+                ref = self._put_plain(dk, fd, os.fstat(fd).st_size)
             finally:
                 os.close(fd)
             if ref is not None:
@@ -479,7 +490,7 @@ class Ingester:
     def _receipt_and_clear(self, dk: _Docking, res: ClipResult, status: str) -> None:
         receipt = Receipt(clip_id=res.clip_id, device_id=dk.device_id, manifest_sha256=res.manifest_sha256 or "",
                           status=status, at=format_time(self.clock.now()), reason=res.reason if status == QUARANTINED else "")
-        data = self.store.sign_receipt(receipt)
+        data = dk.store.sign_receipt(receipt)
         dk.outbox.write_receipt(res.clip_id, data)
         self._fault("receipt-written", res.clip_id)
         dk.outbox.delete_clip(res.clip_id)
