@@ -1,0 +1,376 @@
+"""``bodycam-device``: the camera's command line.
+
+    bodycam-device init --outbox DIR --device-id ID [--state DIR]   first boot: device key
+    bodycam-device --config FILE run                                the firmware main loop
+    bodycam-device simulate --outbox DIR [--state DIR] [--seconds N] [--emergency] [--clock ISO]
+                            [--camera synthetic|FILE]
+    bodycam-device recover --outbox DIR [--state DIR]               seal interrupted clips
+    bodycam-device status --outbox DIR [--json]
+
+``--state`` defaults to a sibling ``OUTBOX.state`` of the outbox. Exit codes: 0 success, 1 a
+device error, 2 a configuration or usage error, 3 a malformed file, 4 decryption (never here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from evidence_store.clip.devkey import DeviceKey
+from evidence_store.clip.errors import ClipError
+from evidence_store.clip.outbox import DeviceRecord, Outbox
+
+from device.clock import CLOCK_CLI, SetClock, SystemClock
+from device.errors import ConfigError, DeviceError
+from device.state import StateDir, default_state_dir
+
+log = logging.getLogger(__name__)
+
+PROG = "bodycam-device"
+SIMULATE_WIDTH, SIMULATE_HEIGHT, SIMULATE_FPS, SIMULATE_BITRATE = 320, 240, 25.0, 300_000
+SIMULATE_RESERVE_MIB = 16
+TICK = 0.02
+
+
+def _paths(args) -> tuple[Path, Path]:
+    outbox = Path(args.outbox)
+    return outbox, Path(args.state) if args.state else default_state_dir(outbox)
+
+
+def _load_key(state: Path) -> DeviceKey:
+    try:
+        return DeviceKey.load(state)
+    except ClipError as exc:
+        raise DeviceError(str(exc), f"run: {PROG} init --outbox DIR --device-id ID --state {state}") from None
+
+
+# --- init ----------------------------------------------------------------------------------------
+
+def cmd_init(args) -> int:
+    outbox, state = _paths(args)
+    box = Outbox(outbox)
+    try:
+        existing = box.device()
+    except ClipError:
+        existing = None
+    if existing is not None:
+        raise DeviceError(f"{outbox} is already the outbox of device {existing.device_id}",
+                          "a camera is initialised once; its key must never be replaced")
+    from device.sealing import firmware_version
+
+    key = DeviceKey.generate()
+    try:
+        key.save(state)
+        box.init(DeviceRecord(args.device_id, str(key.public), firmware_version()))
+    except ClipError as exc:
+        raise DeviceError(str(exc)) from None
+    StateDir(state).ensure()
+    print(f"device {args.device_id}: key in {state}, outbox {outbox}")
+    print(f"public key: {key.public}")
+    print(f"next: bodycam-dock --store DIR enroll {outbox} --device-id {args.device_id}")
+    return 0
+
+
+# --- recover / status ----------------------------------------------------------------------------
+
+def cmd_recover(args) -> int:
+    from device.recover import recover
+
+    outbox, state = _paths(args)
+    report = recover(outbox, state, _load_key(state))
+    for clip_id in report.sealed:
+        print(f"sealed {clip_id} (interrupted)")
+    for clip_id in report.removed_empty:
+        print(f"removed empty folder {clip_id}")
+    for clip_id, why in report.unsealable:
+        print(f"cannot seal {clip_id}: {why}", file=sys.stderr)
+    if report.resume is not None:
+        print(f"the process died while recording {report.resume.clip_id}; "
+              f"'{PROG} run' resumes such a recording at once")
+    if not (report.sealed or report.removed_empty or report.unsealable):
+        print("nothing to recover")
+    return 1 if report.unsealable else 0
+
+
+def _status(outbox: Path) -> dict:
+    box = Outbox(outbox)
+    try:
+        device = box.device()
+    except ClipError as exc:
+        raise DeviceError(str(exc), f"run: {PROG} init --outbox {outbox} --device-id ID") from None
+    state = default_state_dir(outbox)
+    try:
+        enrollment = box.enrollment(StateDir(state).pinned_key() if state.exists() else None)
+        enrolled = None if enrollment is None else {
+            "officer": enrollment.officer, "profile": enrollment.profile.name,
+            "prerecord_max_seconds": enrollment.profile.prerecord_max_seconds,
+            "recipients": len(enrollment.recipients), "issued_at": enrollment.issued_at}
+        enrollment_error = None
+    except ClipError as exc:
+        enrolled, enrollment_error = None, str(exc)
+    listing = box.list_clips()
+    from device.recorder import disk_free
+
+    out = {"device_id": device.device_id, "public_key": device.public_key, "firmware": device.firmware,
+           "enrollment": enrolled, "enrollment_error": enrollment_error,
+           "sealed": listing.sealed, "unsealed": listing.unsealed,
+           "rejected": [name for name, _ in listing.rejected], "receipts": box.receipt_ids(),
+           "free_bytes": disk_free(outbox)}
+    if state.exists():
+        sd = StateDir(state)
+        head = sd.chain()
+        marker = sd.marker()
+        out["chain"] = {"next_sequence": head.next_sequence, "last_manifest": head.last_manifest}
+        out["recording"] = None if marker is None else marker.clip_id
+    return out
+
+
+def cmd_status(args) -> int:
+    info = _status(Path(args.outbox))
+    if args.json:
+        print(json.dumps(info, indent=2, sort_keys=True))
+        return 0
+    print(f"device      {info['device_id']}  ({info['firmware'] or 'firmware unknown'})")
+    e = info["enrollment"]
+    if e:
+        print(f"enrollment  officer {e['officer']}, profile {e['profile']}, {e['recipients']} recipient(s)")
+    else:
+        print(f"enrollment  none{': ' + info['enrollment_error'] if info['enrollment_error'] else ''}")
+    print(f"clips       {len(info['sealed'])} sealed, {len(info['unsealed'])} unsealed, "
+          f"{len(info['receipts'])} receipt(s)")
+    for clip_id in info["unsealed"]:
+        print(f"  unsealed  {clip_id}  (run: {PROG} recover --outbox {args.outbox})")
+    print(f"free        {info['free_bytes'] // (1024 * 1024)} MiB")
+    if "chain" in info:
+        print(f"sequence    next {info['chain']['next_sequence']}")
+    return 0
+
+
+# --- simulate ------------------------------------------------------------------------------------
+
+def _parse_clock(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"--clock: not an ISO 8601 time: {text!r}", "example: --clock 2024-05-01T10:00:00Z") from None
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+
+
+def _make_camera(spec: str, clock):
+    if spec == "synthetic":
+        from device.camera.synthetic import SyntheticCamera
+
+        return SyntheticCamera(clock, width=SIMULATE_WIDTH, height=SIMULATE_HEIGHT, fps=SIMULATE_FPS,
+                               bitrate=SIMULATE_BITRATE)
+    from device.camera.replay import ReplayCamera
+
+    path = Path(spec)
+    if not path.is_file():
+        raise ConfigError(f"--camera: {spec} is neither 'synthetic' nor a file")
+    return ReplayCamera.from_file(clock, path)
+
+
+def cmd_simulate(args) -> int:
+    """Drive the real controller with mock pins, as an officer would press the buttons."""
+    from gpiozero.pins.mock import MockFactory
+
+    from device import hardware as hw
+    from device.config import ControlsConfig, PinsConfig
+    from device.controller import Controller, State
+    from device.docking import DockClock
+    from device.recorder import EncryptingRecorder
+    from device.recover import recover
+
+    outbox, state = _paths(args)
+    key = _load_key(state)
+    if args.seconds <= 0:
+        raise ConfigError("--seconds must be more than zero")
+    base = SystemClock()
+    clock = SetClock(base, _parse_clock(args.clock), clock_source=CLOCK_CLI) if args.clock else DockClock(base)
+    report = recover(outbox, state, key)
+    for clip_id in report.sealed:
+        log.warning("sealed interrupted clip %s first", clip_id)
+    camera = _make_camera(args.camera, clock)
+    recorder = EncryptingRecorder(outbox, state, key, camera, clock, reserve_mib=SIMULATE_RESERVE_MIB)
+    controls = ControlsConfig()
+    factory = MockFactory()
+    hardware = hw.Hardware(PinsConfig(), clock, pin_factory=factory, debounce_seconds=controls.debounce_seconds)
+    try:
+        controller = Controller(recorder, hardware, clock, controls)
+
+        def run_for(seconds: float, until=None) -> bool:
+            end = time.monotonic() + seconds
+            while True:
+                controller.tick()
+                if until is not None and until():
+                    return True
+                if time.monotonic() >= end:
+                    return until is None
+                time.sleep(TICK)
+
+        def pin(name: str):
+            return hardware.buttons[name].pin
+
+        controller.tick()
+        button = hw.EMERGENCY if args.emergency else hw.RECORD
+        pin(button).drive_low()
+        run_for(0.1)
+        pin(button).drive_high()
+        started = run_for(controls.announcement_seconds + 2.0, lambda: controller.state is State.RECORDING)
+        if not started:
+            reason = controller.last_refusal or "the recording did not start"
+            hints = ["enroll the camera: bodycam-dock --store DIR enroll OUTBOX --device-id ID"] \
+                if reason == "not enrolled" else []
+            raise DeviceError(f"recording refused: {reason}", *hints)
+        print(f"recording {recorder.clip_id}", flush=True)
+        # Stop with a hold timed so that the hold completes N seconds after recording began.
+        run_for(max(0.0, args.seconds - controls.hold_seconds))
+        pin(hw.RECORD).drive_low()
+        stopped = run_for(controls.hold_seconds + 2.0, lambda: controller.state is not State.RECORDING)
+        pin(hw.RECORD).drive_high()
+        run_for(0.1)
+        if not stopped:
+            controller.shutdown()
+        manifest = recorder.last_sealed
+    finally:
+        recorder.close()
+        hardware.close()
+    if manifest is None:
+        raise DeviceError("the recording was not sealed", f"run: {PROG} recover --outbox {outbox}")
+    print(f"sealed {manifest.clip_id}: {manifest.trigger}, {manifest.recorded_seconds:.1f} s, "
+          f"{len(manifest.segments)} segment(s), sequence {manifest.sequence}")
+    return 0
+
+
+# --- run -----------------------------------------------------------------------------------------
+
+def _find_gadget(outbox: Path):
+    """A configfs USB gadget for the partition holding the outbox, if the kernel offers one."""
+    from device.docking import CONFIGFS_ROOT, ConfigfsGadget
+
+    if not CONFIGFS_ROOT.is_dir():
+        return None
+    target = outbox.resolve()
+    best = None
+    try:
+        for line in Path("/proc/self/mounts").read_text().splitlines():
+            source, mountpoint = line.split()[:2]
+            if source.startswith("/dev/") and (target == Path(mountpoint) or Path(mountpoint) in target.parents):
+                if best is None or len(mountpoint) > len(best[1]):
+                    best = (source, mountpoint)
+    except OSError:
+        return None
+    if best is None or best[1] == "/":
+        log.warning("the outbox is not on a partition of its own: docking will not expose it over USB")
+        return None
+    return ConfigfsGadget(best[0], best[1])
+
+
+def cmd_run(args) -> int:
+    from device.camera import open_camera
+    from device.config import DEFAULT_CONFIG_PATH, load_config
+    from device.controller import Controller
+    from device.docking import DockClock
+    from device.hardware import AplayPlayer, Hardware
+    from device.recorder import EncryptingRecorder
+    from device.recover import recover
+    from device.sdnotify import SdNotifier
+
+    config = load_config(args.config or DEFAULT_CONFIG_PATH)
+    storage = config.storage
+    key = _load_key(storage.state)
+    clock = DockClock(SystemClock())
+    report = recover(storage.outbox, storage.state, key)
+    camera = open_camera(config.camera, clock)
+    recorder = EncryptingRecorder(storage.outbox, storage.state, key, camera, clock, reserve_mib=storage.reserve_mib,
+                                  segment_seconds=storage.segment_seconds,
+                                  local_prerecord=config.profile.prerecord_seconds,
+                                  gadget=_find_gadget(storage.outbox))
+    hardware = Hardware(config.pins, clock, debounce_seconds=config.controls.debounce_seconds)
+    stop = threading.Event()
+    try:
+        controller = Controller(recorder, hardware, clock, config.controls, sound_player=AplayPlayer())
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        if report.resume is not None:
+            recorder.set_resume(report.resume.clip_id)
+            controller.resume_interrupted(report.resume.trigger)
+        controller.run_forever(stop, notifier=SdNotifier())
+    finally:
+        recorder.close()
+        hardware.close()
+    return 0
+
+
+# --- main ----------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Body-worn camera firmware.")
+    parser.add_argument("--config", type=Path, help="configuration file (run; default /etc/bodycam/device.toml)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("init", help="first boot: create the device key and the outbox")
+    p.add_argument("--outbox", required=True)
+    p.add_argument("--device-id", required=True)
+    p.add_argument("--state")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("run", help="the firmware main loop (under systemd)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("simulate", help="record a real clip through the real controller with mock buttons")
+    p.add_argument("--outbox", required=True)
+    p.add_argument("--state")
+    p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--emergency", action="store_true", help="emergency button instead of an announcement")
+    p.add_argument("--clock", help="the camera's clock (ISO 8601), recorded as clock source 'cli'")
+    p.add_argument("--camera", default="synthetic", help="'synthetic' or an MPEG-TS/H.264 file to replay")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("recover", help="seal clips a crash or power loss left unsealed")
+    p.add_argument("--outbox", required=True)
+    p.add_argument("--state")
+    p.set_defaults(func=cmd_recover)
+
+    p = sub.add_parser("status", help="what the outbox holds")
+    p.add_argument("--outbox", required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+    return parser
+
+
+def _setup_logging(verbose: bool) -> None:
+    # Plain lines on stderr: journald adds the time and the unit.
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return args.func(args)
+    except (DeviceError, ClipError) as exc:
+        if args.verbose:
+            log.exception("%s failed", args.command)
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        for hint in getattr(exc, "hints", []):
+            print(hint if hint.startswith("hint:") else f"hint: {hint}", file=sys.stderr)
+        return getattr(exc, "exit_code", 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
