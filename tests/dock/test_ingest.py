@@ -1,0 +1,221 @@
+"""Ingest of well-formed clips: order, idempotence, chain gaps, flags, receipts, the camera's notes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from datetime import timedelta
+
+import pytest
+
+from evidence_store.clip.outbox import Enrollment
+from evidence_store.store import Store
+
+import dock._copy
+import dock.ingest
+from dock.errors import NotEnrolledError
+from dock.ingest import FLAG_BEFORE_DOCKING, FLAG_CUT, FLAG_EXTRA_FILES, FLAG_FUTURE, OUT_ALREADY, OUT_QUARANTINED, OUT_STORED
+
+from tests.dock.conftest import new_camera
+from tests.dock.helpers import assert_cleared, assert_store_sound, ingest_events, outbox_clip_names, stored_clips
+
+
+def test_ingest_sealed_clips_stored_receipted_and_cleared(camera, ingester, store, store_root):
+    clips = [camera.clip(), camera.clip(segments=2), camera.clip(trigger="emergency")]
+    report = ingester.ingest(camera.outbox.root)
+    assert report.ok and [c.outcome for c in report.clips] == [OUT_STORED] * 3
+    assert stored_clips(store_root) == {c.clip_id: c.manifest_sha256 for c in clips}
+    assert_cleared(camera.outbox, clips, store.verifier_key)
+    assert outbox_clip_names(camera.outbox) == []
+    assert_store_sound(store_root)
+
+
+def test_ingest_clips_in_sequence_order_not_folder_order(camera, ingester, store_root, clock):
+    # Clip ids sort by their (camera-clock) start time; make the camera clock run backwards so
+    # that folder order is the reverse of sequence order.
+    clips = [camera.clip(started_at=clock.now() - timedelta(minutes=10 + i)) for i in range(4)]
+    assert sorted(c.clip_id for c in clips) == [c.clip_id for c in reversed(clips)]
+    report = ingester.ingest(camera.outbox.root)
+    assert report.ok
+    assert [c.sequence for c in report.clips] == [0, 1, 2, 3]
+    assert [e["sequence"] for e in ingest_events(store_root)] == [0, 1, 2, 3]
+
+
+def test_ingest_unsealed_clip_reported_and_left(camera, ingester, store_root):
+    sealed = camera.clip()
+    unsealed = camera.clip()
+    (unsealed.folder / "manifest").unlink()
+    report = ingester.ingest(camera.outbox.root)
+    assert not report.ok and report.unsealed == [unsealed.clip_id]
+    assert list(stored_clips(store_root)) == [sealed.clip_id]
+    assert outbox_clip_names(camera.outbox) == [unsealed.clip_id]
+    assert sorted(os.listdir(unsealed.folder)) == sorted(["journal", *unsealed.segments])
+
+
+def test_ingest_stored_clip_back_on_camera_only_receipted(camera, ingester, store, store_root, tmp_path):
+    clip = camera.clip()
+    shutil.copytree(clip.folder, tmp_path / "copy")
+    assert ingester.ingest(camera.outbox.root).ok
+    shutil.copytree(tmp_path / "copy", clip.folder)  # a crash before the delete leaves it there
+    before = len(store.events())
+    report = ingester.ingest(camera.outbox.root)
+    assert report.ok and report.clips[0].outcome == OUT_ALREADY
+    assert len(Store.open(store_root).events()) == before  # nothing new in the log
+    assert_cleared(camera.outbox, [clip], store.verifier_key)
+
+
+def test_ingest_missing_clip_becomes_gap_event(camera, ingester, store_root):
+    first, lost, third = camera.clip(), camera.clip(), camera.clip()
+    shutil.rmtree(lost.folder)
+    report = ingester.ingest(camera.outbox.root)
+    assert report.ok
+    with Store.open(store_root) as s:
+        gaps = [e for e in s.events() if e["kind"] == "gap"]
+    assert [g["sequence"] for g in gaps] == [1]
+    assert set(stored_clips(store_root)) == {first.clip_id, third.clip_id}
+
+
+def test_ingest_cut_segment_with_matching_journal_stored_and_flagged(camera, ingester, store_root):
+    clip = camera.clip(cut_last=True, segments=2)
+    report = ingester.ingest(camera.outbox.root)
+    assert report.ok and FLAG_CUT in report.clips[0].flags
+    with Store.open(store_root) as s:
+        states = {seg["name"]: seg for seg in s.segments(clip.clip_id)}
+    assert len(states) == 2
+    assert_store_sound(store_root)
+
+
+def test_ingest_manifest_dated_before_last_docking_flagged(camera, make_ingester, clock):
+    assert make_ingester().ingest(camera.outbox.root).ok  # the first docking
+    clock.advance(3600)
+    camera.clip(started_at=clock.now() - timedelta(hours=2))
+    report = make_ingester().ingest(camera.outbox.root)
+    assert report.ok and report.clips[0].flags == [FLAG_BEFORE_DOCKING]
+
+
+def test_ingest_manifest_dated_in_future_flagged(camera, ingester, clock):
+    camera.clip(started_at=clock.now() + timedelta(hours=3))
+    report = ingester.ingest(camera.outbox.root)
+    assert report.ok and report.clips[0].flags == [FLAG_FUTURE]
+
+
+def test_ingest_extra_file_in_clip_folder_reported_and_flagged(camera, ingester, caplog):
+    clip = camera.clip()
+    (clip.folder / "notes.txt").write_text("not evidence")
+    with caplog.at_level(logging.WARNING):
+        report = ingester.ingest(camera.outbox.root)
+    assert report.ok and report.clips[0].extra_files == ["notes.txt"]
+    assert FLAG_EXTRA_FILES in report.clips[0].flags
+    assert "notes.txt" in caplog.text
+
+
+def test_ingest_unenrolled_camera_refused_and_untouched(store, tmp_path, ingester):
+    stranger = new_camera(store, tmp_path / "stranger", "cam-99", enroll=False)
+    clip = stranger.clip()
+    with pytest.raises(NotEnrolledError, match="cam-99 is not enrolled"):
+        ingester.ingest(stranger.outbox.root)
+    assert outbox_clip_names(stranger.outbox) == [clip.clip_id]
+    assert stranger.outbox.receipt_ids() == []
+
+
+def test_ingest_revoked_camera_clips_quarantined_and_cleared(camera, ingester, store, store_root):
+    clip = camera.clip()
+    store.revoke(camera.device_id, "lost on duty")
+    report = ingester.ingest(camera.outbox.root)
+    assert not report.ok and report.clips[0].outcome == OUT_QUARANTINED
+    assert "revoked" in report.clips[0].reason
+    assert stored_clips(store_root) == {}
+    assert_cleared(camera.outbox, [clip], store.verifier_key, status="quarantined")
+    assert_store_sound(store_root)
+
+
+def test_ingest_copy_claiming_another_clip_id_never_blocks_genuine(store, tmp_path, ingester, store_root):
+    genuine_cam = new_camera(store, tmp_path / "a", "cam-a")
+    other_cam = new_camera(store, tmp_path / "b", "cam-b")
+    genuine = genuine_cam.clip()
+    # A copy of the genuine clip appears on another camera first (same id, same manifest).
+    shutil.copytree(genuine.folder, other_cam.outbox.root / "clips" / genuine.clip_id)
+    first = ingester.ingest(other_cam.outbox.root)
+    assert first.clips[0].outcome == OUT_QUARANTINED and "found on camera cam-b" in first.clips[0].reason
+    second = ingester.ingest(genuine_cam.outbox.root)
+    assert second.ok and second.clips[0].outcome == OUT_STORED
+    # And a forgery with the genuine id but other content, after the genuine one is stored.
+    forged = other_cam.clip(clip_id=genuine.clip_id)
+    third = ingester.ingest(other_cam.outbox.root)
+    assert third.clips[0].outcome == OUT_QUARANTINED and "another manifest" in third.clips[0].reason
+    assert stored_clips(store_root) == {genuine.clip_id: genuine.manifest_sha256}
+    assert forged.manifest_sha256 != genuine.manifest_sha256
+    assert_store_sound(store_root)
+
+
+def test_ingest_writes_clock_and_current_enrollment_onto_camera(camera, ingester, store, clock):
+    store.assign(camera.device_id, "PK-0815")
+    clock.advance(60)
+    assert ingester.ingest(camera.outbox.root).ok
+    moment, source = camera.outbox.clock()
+    assert abs((moment - clock.now()).total_seconds()) < 0.01 and source == "dock"
+    enrollment: Enrollment = camera.outbox.enrollment(store.verifier_key)
+    assert enrollment.officer == "PK-0815" and enrollment.recipients == store.recipients
+    assert store.device(camera.device_id).last_docking is not None
+
+
+def test_ingest_reads_each_segment_once(camera, ingester, monkeypatch):
+    clips = [camera.clip(segments=3), camera.clip()]
+    opened: list[str] = []
+    real_open = dock.ingest.open_regular
+    monkeypatch.setattr(dock.ingest, "open_regular", lambda path, **kw: opened.append(os.path.basename(path)) or real_open(path, **kw))
+    read_bytes = []
+    real_read = dock._copy.os.read
+
+    def counting_read(fd, n):
+        data = real_read(fd, n)
+        read_bytes.append(len(data))
+        return data
+
+    monkeypatch.setattr(dock._copy.os, "read", counting_read)
+    assert ingester.ingest(camera.outbox.root).ok
+    names = [n for c in clips for n in c.segments]
+    assert sorted(opened) == sorted(names)  # one open per segment
+    assert sum(read_bytes) == sum(len(b) for c in clips for b in c.segments.values())  # one read of each byte
+
+
+def test_ingest_progress_reports_all_bytes(camera, make_ingester):
+    clips = [camera.clip(), camera.clip(segments=2)]
+    seen = []
+    report = make_ingester(progress=lambda done, total, label: seen.append((done, total))).ingest(camera.outbox.root)
+    total = sum(len(b) for c in clips for b in c.segments.values())
+    assert report.ok and seen[-1] == (total, total)
+
+
+def test_ingest_two_cameras_concurrently_both_stored(store, tmp_path, make_ingester, store_root):
+    import threading
+
+    cams = [new_camera(store, tmp_path / f"cam{i}", f"cam-{i}") for i in range(3)]
+    clips = [cam.clip() for cam in cams for _ in range(3)]
+    ingester = make_ingester()
+    reports = []
+    threads = [threading.Thread(target=lambda c=cam: reports.append(ingester.ingest(c.outbox.root))) for cam in cams]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(reports) == 3 and all(r.ok for r in reports)
+    assert set(stored_clips(store_root)) == {c.clip_id for c in clips}
+    assert_store_sound(store_root)
+
+
+def test_ingest_same_camera_twice_at_once_serialised(camera, make_ingester, store_root):
+    import threading
+
+    clips = [camera.clip() for _ in range(5)]
+    ingester = make_ingester()
+    reports = []
+    threads = [threading.Thread(target=lambda: reports.append(ingester.ingest(camera.outbox.root))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(len(r.clips) for r in reports) == 5  # the second run found nothing left
+    assert set(stored_clips(store_root)) == {c.clip_id for c in clips}
+    assert_store_sound(store_root)
