@@ -1,0 +1,328 @@
+"""Export for court, and its offline check (``verify-export``).
+
+Package layout (README_TEXT explains it to the recipient)::
+
+    README.txt                how to check everything with standard tools
+    segments/seg-NNNNN.ts     decrypted MPEG-TS, byte for byte what the camera signed (plaintext_sha256)
+    clip.mp4                  the same video remuxed into MP4 without re-encoding (PyAV)
+    manifest, journal         as the camera signed them
+    device.pub                the camera's Ed25519 public key (base64), as enrolled
+    store.vkey                the store's note verifier key (compare with the published one)
+    checkpoint                the signed log checkpoint the proofs below lead to
+    events/<index>.json       every event about the clip: its exact leaf bytes
+    events/<index>.tlog-proof its C2SP tlog-proof against ``checkpoint``
+    SHA256SUMS                sha256sum list of every file above
+    SHA256SUMS.note           the same list as a note signed by the store key
+    export-event.json         the export's own log entry: names the SHA-256 of SHA256SUMS.note
+    export-event.tlog-proof   its tlog-proof (against a newer checkpoint, inside the proof)
+
+Two export events. The law wants the access logged before any plaintext exists, and the issue
+wants the export event to record the signed file list's hash, which exists only after decrypting.
+So the first export event (step "begin", with the reason) is committed before decryption; the
+second (step "sealed") records the file list's hash after. The second cannot be inside the list
+it names, so it ships beside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from evidence_store import checkpoint as cpmod
+from evidence_store import events as ev
+from evidence_store.clip.age import Identity
+from evidence_store.clip.devkey import DevicePublicKey
+from evidence_store.clip.errors import FormatError
+from evidence_store.clip.fsutil import atomic_write
+from evidence_store.clip.journal import parse_journal
+from evidence_store.clip.manifest import parse_manifest
+from evidence_store.clip.note import NoteVerifier, open_note, sign_note
+from evidence_store.errors import EvidenceError, UsageError
+from evidence_store.verify import Fault
+from evidence_store.view import segment_plaintext
+
+log = logging.getLogger(__name__)
+
+SUMS = "SHA256SUMS"
+SUMS_NOTE = "SHA256SUMS.note"
+EXPORT_EVENT = "export-event.json"
+EXPORT_PROOF = "export-event.tlog-proof"
+TRAILER = (SUMS, SUMS_NOTE, EXPORT_EVENT, EXPORT_PROOF)
+MP4 = "clip.mp4"
+HINT_PACKAGE = "the package was altered or is incomplete: ask the evidence office for a new export"
+
+README_TEXT = """\
+Export of body-worn camera clip {clip_id}
+==========================================================================
+Exported {time} from evidence store log {origin}.
+Reason given: see the export event in the store's log (personal data is kept only as salted hashes).
+
+What is here
+  segments/*.ts        the decrypted video, MPEG-TS (H.264), exactly as recorded
+  clip.mp4             the same video in MP4, remuxed without re-encoding
+  manifest, journal    the camera's signed statements about the clip (JSON; Ed25519)
+  device.pub           the camera's public key; store.vkey the store's note verifier key
+  events/              every logged event about the clip: leaf bytes (.json) and proof (.tlog-proof)
+  checkpoint           the store's signed log checkpoint (C2SP tlog-checkpoint)
+  SHA256SUMS(.note)    the list of all files with SHA-256, plain and signed by the store key
+
+How to check it without our software
+  1. Files:     sha256sum -c SHA256SUMS
+  2. Signature: SHA256SUMS.note is a C2SP signed note (golang.org/x/mod/sumdb/note): open it
+                with the verifier key in store.vkey, after comparing that key with the one the
+                store published (for example to the data-protection officer); its text must be
+                identical to SHA256SUMS.
+  3. Video:     sha256sum segments/*.ts must equal "plaintext_sha256" of each segment in
+                "manifest"; ffprobe segments/seg-00000.ts and ffprobe clip.mp4 show the streams.
+  4. Manifest:  an Ed25519 signature (device.pub) over "bodycam.manifest.v1\\n" followed by the
+                canonical JSON of the "manifest" member (sorted keys, no spaces).
+  5. Log:       each events/N.tlog-proof is a C2SP tlog-proof; check it with Go's
+                golang.org/x/mod/sumdb/tlog: tlog.CheckRecord(proof, size, root, N,
+                tlog.RecordHash(contents of events/N.json)) against the checkpoint it carries
+                (note.Open with store.vkey). The events form a chain: each one's "prev" is the
+                RFC 9162 leaf hash, SHA-256(0x00 || leaf), of the previous one.
+  6. This export: export-event.json is the store's log entry for this export; its "files" field
+                is the SHA-256 of SHA256SUMS.note; export-event.tlog-proof proves it is logged.
+  With the store's identity, the original encrypted segments decrypt with the standard
+  "age -d -i identity.age" tool to the same .ts bytes.
+"""
+
+
+@dataclass
+class ExportResult:
+    out: Path
+    files: list[str]
+    begin_event: int
+    sealed_event: int
+    sums_sha256: str
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, data)
+
+
+def export_clip(store, clip_id: str, out: str | os.PathLike, *, reason: str,
+                identities: Sequence[Identity]) -> ExportResult:
+    """Write the court package for ``clip_id`` into ``out`` (a new or empty folder).
+
+    The identities must already be open (a wrong passphrase fails before anything is logged).
+    Raises UsageError (unknown/expired clip, missing reason, ``out`` not empty) before logging.
+    """
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"{out} exists and is not empty; export into a new folder")
+    info = store._live_clip(clip_id)
+    # 1. The access is logged before any plaintext exists.
+    begin = store.log_access(ev.EXPORT, clip_id, reason=reason, data={"step": "begin"})
+    out.mkdir(parents=True, exist_ok=True)
+    # 2. Decrypted segments, checked against the camera-signed plaintext hashes while written.
+    ts_files = []
+    for segment in store.segments(clip_id):
+        path = out / "segments" / (segment["name"].removesuffix(".age") + ".ts")
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_name("." + path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            for chunk in segment_plaintext(store, segment, identities):
+                f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        ts_files.append(path)
+    # 3. MP4 by remuxing (no re-encoding: the pictures stay the camera's).
+    remux_to_mp4(ts_files, out / MP4)
+    # 4. Signed camera files, keys, events with proofs against one checkpoint.
+    _write(out / "manifest", store.objects.read(info.manifest_sha256))
+    _write(out / "journal", store.objects.read(info.journal_sha256))
+    _write(out / "device.pub", (store.device(info.device_id).public_key + "\n").encode())
+    _write(out / "store.vkey", (store.verifier_key + "\n").encode())
+    checkpoint = store.log.latest_checkpoint()
+    _write(out / "checkpoint", checkpoint)
+    size = cpmod.parse_checkpoint(open_note(checkpoint, store.verifier)).size
+    for event in store.events(clip_id=clip_id):
+        if event["index"] >= size:
+            continue  # appended by someone else after our checkpoint was read
+        leaf = store.log.leaf(event["index"])
+        _write(out / "events" / f"{event['index']}.json", leaf)
+        _write(out / "events" / f"{event['index']}.tlog-proof", store.log.tlog_proof(event["index"], checkpoint).encode())
+    _write(out / "README.txt", README_TEXT.format(clip_id=clip_id, time=begin_time(begin.leaf), origin=store.origin).encode())
+    # 5. The signed file list; 6. the sealed export event naming its hash.
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    sums = "".join(f"{_file_sha256(out / name)}  {name}\n" for name in files)
+    _write(out / SUMS, sums.encode())
+    note = sign_note(sums, store.signer)
+    _write(out / SUMS_NOTE, note)
+    sums_sha = hashlib.sha256(note).hexdigest()
+    sealed = store.append_event(ev.EXPORT, clip_id, data={"step": "sealed", "files": sums_sha, "begin": begin.index})
+    latest = store.log.latest_checkpoint()
+    _write(out / EXPORT_EVENT, sealed.leaf)
+    _write(out / EXPORT_PROOF, store.log.tlog_proof(sealed.index, latest).encode())
+    log.info("exported clip %s to %s (events %d, %d)", clip_id, out, begin.index, sealed.index)
+    return ExportResult(out, files, begin.index, sealed.index, sums_sha)
+
+
+def begin_time(leaf: bytes) -> str:
+    return ev.parse_leaf(leaf)["time"]
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def remux_to_mp4(ts_files: Sequence[Path], mp4: Path) -> int:
+    """Copy the H.264 packets of the TS files into one MP4 without decoding. Returns packets.
+
+    Segments may each start their timestamps anew; they are shifted to follow on.
+    """
+    import av
+
+    output = av.open(str(mp4), mode="w", format="mp4")
+    out_stream = None
+    packets = 0
+    offset = 0
+    last_dts = None
+    try:
+        for path in ts_files:
+            with av.open(str(path), format="mpegts") as container:
+                if not container.streams.video:
+                    continue
+                stream = container.streams.video[0]
+                if out_stream is None:
+                    out_stream = output.add_stream_from_template(stream)
+                step = int(1 / (stream.average_rate or 25) / stream.time_base) if stream.time_base else 1
+                first = True
+                for packet in container.demux(stream):
+                    if packet.dts is None:
+                        continue
+                    if first:
+                        first = False
+                        if last_dts is not None and packet.dts + offset <= last_dts:
+                            offset = last_dts + step - packet.dts
+                    packet.dts += offset
+                    if packet.pts is not None:
+                        packet.pts += offset
+                    last_dts = packet.dts
+                    packet.stream = out_stream
+                    output.mux(packet)
+                    packets += 1
+    finally:
+        output.close()
+    return packets
+
+
+# -- offline check ------------------------------------------------------------------------------
+
+
+def verify_export(folder: str | os.PathLike, vkey: str | None = None) -> list[Fault]:
+    """Check a package offline; return every fault (empty list: sound).
+
+    ``vkey`` is the store's published verifier key; without it the package's own store.vkey is
+    used (then the recipient must still compare that key with the published one).
+    """
+    root = Path(folder)
+    faults: list[Fault] = []
+
+    def fault(kind: str, where: str, message: str) -> None:
+        faults.append(Fault(kind, where, message, HINT_PACKAGE))
+
+    if not (root / SUMS).is_file():
+        raise UsageError(f"{root} is not an export package (no {SUMS})")
+    # 1. The store key.
+    try:
+        shipped = (root / "store.vkey").read_text().strip()
+        verifier = NoteVerifier.from_vkey(vkey or shipped)
+        if vkey and vkey.strip() != shipped:
+            fault("key-mismatch", "store.vkey", "is not the verifier key you gave")
+    except (OSError, EvidenceError) as exc:
+        fault("key-invalid", "store.vkey", str(exc))
+        return faults
+    # 2. The signed file list.
+    sums = (root / SUMS).read_bytes()
+    try:
+        text = open_note((root / SUMS_NOTE).read_bytes(), verifier)
+        if text.encode() != sums:
+            fault("list-mismatch", SUMS, f"differs from the signed {SUMS_NOTE}")
+    except (OSError, EvidenceError) as exc:
+        fault("list-signature", SUMS_NOTE, f"does not verify: {exc}")
+    # 3. Every listed file, and nothing unlisted.
+    listed = {}
+    for line in sums.decode("utf-8", "replace").splitlines():
+        digest, _, name = line.partition("  ")
+        listed[name] = digest
+        path = root / name
+        if ".." in Path(name).parts or not path.is_file():
+            fault("file-missing", name, "is listed but missing")
+        elif _file_sha256(path) != digest:
+            fault("file-altered", name, "does not match its SHA-256 in the signed list")
+    present = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+    for extra in sorted(present - set(listed) - set(TRAILER)):
+        fault("file-unlisted", extra, "is not in the signed file list")
+    # 4. Camera-signed manifest and journal, and the video against them.
+    manifest = None
+    try:
+        device_key = DevicePublicKey.parse((root / "device.pub").read_text().strip())
+        manifest = parse_manifest((root / "manifest").read_bytes(), device_key)
+        parse_journal((root / "journal").read_bytes(), device_key, manifest.clip_id)
+    except (OSError, EvidenceError) as exc:
+        fault("camera-signature", "manifest/journal", str(exc))
+    if manifest is not None:
+        for seg in manifest.segments:
+            name = f"segments/{seg.name.removesuffix('.age')}.ts"
+            path = root / name
+            if not path.is_file():
+                fault("segment-missing", name, "is missing")
+            elif _file_sha256(path) != seg.plaintext_sha256 or path.stat().st_size != seg.plaintext_bytes:
+                fault("segment-altered", name, "differs from the plaintext the camera signed")
+    # 5. Events: proofs, chain, and what they say about this clip.
+    checkpoint = (root / "checkpoint").read_bytes() if (root / "checkpoint").is_file() else b""
+    prev = None
+    ingest = None
+    for index in sorted(int(p.stem) for p in (root / "events").glob("*.json")):
+        where = f"events/{index}"
+        leaf = (root / "events" / f"{index}.json").read_bytes()
+        try:
+            proof_text = (root / "events" / f"{index}.tlog-proof").read_bytes()
+            cpmod.verify_tlog_proof(proof_text, leaf, verifier)
+            if cpmod.parse_tlog_proof(proof_text).checkpoint != checkpoint:
+                fault("proof-checkpoint", where, "proves against another checkpoint than the package's")
+            body = ev.parse_leaf(leaf, where)
+        except (OSError, EvidenceError) as exc:
+            fault("proof-invalid", where, str(exc))
+            continue
+        if body["index"] != index:
+            fault("event-index", where, f"says it is entry {body['index']}")
+        if manifest is not None and body.get("clip") != manifest.clip_id:
+            fault("event-clip", where, f"is about clip {body.get('clip')}, not {manifest.clip_id}")
+        if body.get("prev") != prev:
+            fault("event-chain", where, "does not follow the previous event about the clip (an event is missing)")
+        prev = ev.leaf_hash_hex(leaf)
+        if body["kind"] == ev.INGEST:
+            ingest = body
+    if ingest is None:
+        fault("event-missing", "events", "the clip's ingest event is missing")
+    elif manifest is not None:
+        if ingest.get("manifest") != _file_sha256(root / "manifest"):
+            fault("event-manifest", "manifest", "is not the manifest the store's ingest event names")
+        if ingest.get("journal") != _file_sha256(root / "journal"):
+            fault("event-journal", "journal", "is not the journal the store's ingest event names")
+    # 6. The export's own event.
+    try:
+        leaf = (root / EXPORT_EVENT).read_bytes()
+        cpmod.verify_tlog_proof((root / EXPORT_PROOF).read_bytes(), leaf, verifier)
+        body = ev.parse_leaf(leaf, EXPORT_EVENT)
+        note_sha = _file_sha256(root / SUMS_NOTE)
+        if body.get("kind") != ev.EXPORT or body.get("files") != note_sha:
+            fault("export-event", EXPORT_EVENT, f"does not name this package's {SUMS_NOTE}")
+        if manifest is not None and body.get("clip") != manifest.clip_id:
+            fault("export-event", EXPORT_EVENT, "is about another clip")
+    except (OSError, EvidenceError, FormatError) as exc:
+        fault("export-event", EXPORT_EVENT, str(exc))
+    return faults

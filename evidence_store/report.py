@@ -1,0 +1,113 @@
+"""``report``: monthly counts for oversight (the data-protection officer, the supervisory authority).
+
+Per month: recordings, the share recorded without announcement and how many of those are
+justified, holds by kind and how many were made without a prior view (the law keeps a clip only
+"after review"), clips expired, late arrivals, the oldest unheld clip's age (must never exceed
+the retention: the figure that shows deletion works), and accesses (views and exports).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timezone
+
+from evidence_store import events as ev
+from evidence_store.clip.ids import parse_time
+from evidence_store.db import snapshot
+from evidence_store.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+
+def month_bounds(month: str) -> tuple[str, str]:
+    """('YYYY-MM-01T...', first instant of the next month) as comparable timestamp strings."""
+    try:
+        start = datetime.strptime(month, "%Y-%m").replace(tzinfo=timezone.utc)
+    except ValueError:
+        raise UsageError(f"--month must be YYYY-MM, not {month!r}") from None
+    end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
+    # format_time's strings compare like the instants they name (fixed width, UTC, 'Z').
+    return start.strftime("%Y-%m-%dT%H:%M:%S.000Z"), end.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def _share(part: int, whole: int) -> float | None:
+    return round(100.0 * part / whole, 1) if whole else None
+
+
+def monthly_report(store, month: str | None = None) -> dict:
+    """The figures for ``month`` (YYYY-MM; default: the store clock's month) as a dict."""
+    now = store.now()
+    month = month or now.strftime("%Y-%m")
+    lo, hi = month_bounds(month)
+    conn = store.conn
+    with snapshot(conn):
+        rows = conn.execute("SELECT trigger, justification FROM clips WHERE started_at >= ? AND started_at < ?",
+                            (lo, hi)).fetchall()
+        recordings = len(rows)
+        emergency = [j for t, j in rows if t == "emergency"]
+        justified = sum(1 for j in emergency if j == "justified")
+        holds_by_kind = dict(conn.execute(
+            "SELECT kind, COUNT(*) FROM holds WHERE created_at >= ? AND created_at < ? GROUP BY kind ORDER BY kind",
+            (lo, hi)).fetchall())
+        without_view = conn.execute(
+            "SELECT COUNT(*) FROM holds WHERE created_at >= ? AND created_at < ? AND after_view = 0", (lo, hi)).fetchone()[0]
+        expired = conn.execute("SELECT COUNT(*) FROM clips WHERE expired_at >= ? AND expired_at < ?", (lo, hi)).fetchone()[0]
+        expired_q = conn.execute("SELECT COUNT(*) FROM quarantine WHERE expired_at >= ? AND expired_at < ?",
+                                 (lo, hi)).fetchone()[0]
+        late = conn.execute("SELECT COUNT(*) FROM clips WHERE ingested_at >= ? AND ingested_at < ? AND late = 1",
+                            (lo, hi)).fetchone()[0]
+        views = conn.execute("SELECT COUNT(*) FROM events WHERE kind = ? AND time >= ? AND time < ?",
+                             (ev.VIEW, lo, hi)).fetchone()[0]
+        exports = sum(1 for (leaf,) in conn.execute("SELECT leaf FROM events WHERE kind = ? AND time >= ? AND time < ?",
+                                                    (ev.EXPORT, lo, hi))
+                      if json.loads(leaf).get("step") == "begin")
+        # Oldest unheld clip: clips deleted this month (their age at deletion, late arrivals aside:
+        # they were already old when they came) and, for the running month, clips alive now.
+        ages = [(parse_time(e) - parse_time(s)).total_seconds() for s, e in conn.execute(
+            "SELECT started_at, expired_at FROM clips WHERE expired_at >= ? AND expired_at < ? AND late = 0", (lo, hi))]
+        if lo <= now.strftime("%Y-%m-%dT%H:%M:%S.000Z") < hi:
+            held = {c for (c,) in conn.execute("SELECT clip_id FROM holds WHERE released_at IS NULL")}
+            ages += [(now - parse_time(s)).total_seconds() for c, s in conn.execute(
+                "SELECT clip_id, started_at FROM clips WHERE state = 'stored' AND late = 0") if c not in held]
+    oldest = max(ages) if ages else None
+    return {
+        "month": month,
+        "recordings": recordings,
+        "without_announcement": len(emergency),
+        "without_announcement_share": _share(len(emergency), recordings),
+        "justified": justified,
+        "justified_share": _share(justified, len(emergency)),
+        "holds_by_kind": holds_by_kind,
+        "holds_without_prior_view": without_view,
+        "clips_expired": expired,
+        "quarantine_expired": expired_q,
+        "late_arrivals": late,
+        "oldest_unheld_age_days": None if oldest is None else round(oldest / 86400, 2),
+        "retention_days": store.policy.retention.days,
+        "accesses": views + exports,
+        "views": views,
+        "exports": exports,
+    }
+
+
+def format_report(report: dict) -> str:
+    """The report as plain text lines for the terminal."""
+    def pct(value):
+        return "-" if value is None else f"{value}%"
+
+    holds = ", ".join(f"{k} {v}" for k, v in report["holds_by_kind"].items()) or "none"
+    oldest = report["oldest_unheld_age_days"]
+    lines = [
+        f"Report for {report['month']}",
+        f"  recordings                      {report['recordings']}",
+        f"  without announcement            {report['without_announcement']} ({pct(report['without_announcement_share'])})",
+        f"  of those justified              {report['justified']} ({pct(report['justified_share'])})",
+        f"  holds by kind                   {holds}",
+        f"  holds made without prior view   {report['holds_without_prior_view']}",
+        f"  clips expired                   {report['clips_expired']} (quarantined items: {report['quarantine_expired']})",
+        f"  late arrivals                   {report['late_arrivals']}",
+        f"  oldest unheld clip              {'-' if oldest is None else f'{oldest} days'} (limit {report['retention_days']})",
+        f"  accesses                        {report['accesses']} (views {report['views']}, exports {report['exports']})",
+    ]
+    return "\n".join(lines) + "\n"

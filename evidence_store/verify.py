@@ -1,0 +1,344 @@
+"""``verify``: check everything and list every fault, each typed, named and with a repair hint.
+
+Like restic's ``check``, this never stops at the first problem: an evidence officer must learn the
+whole extent of a damage (one altered object, or a rewritten log?) before deciding what to do.
+
+Steps (numbered as in the code):
+ 1. every log entry exists (indexes dense) and every stored Merkle hash exists;
+ 2. leaf hashes and all stored hashes are recomputed from the leaf bytes; on a mismatch each bad
+    entry is localised: a leaf whose bytes no longer match its stored hash, or a stored node that no
+    longer matches its two children;
+ 3. every checkpoint the store ever signed: its signature, that the log still has its size
+    (truncation), that the root recomputed from the leaves matches (rewriting), and consistency
+    between consecutive checkpoints (RFC 9162 proofs);
+ 4. every event: valid leaf, its own index, ``prev`` = the previous event about the same subject;
+    every personal text still held matches its salted digest in the leaf;
+ 5. every object a live clip or quarantine item names is present and re-hashes to its name;
+    objects of expired clips are gone;
+ 6. every stored clip: manifest and journal signatures against the enrolled device key, segment rows
+    against the manifest, the ingest event against the index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass
+from typing import Callable, Iterable
+
+from evidence_store import checkpoint as cpmod
+from evidence_store import events as ev
+from evidence_store import merkle
+from evidence_store.clip.devkey import DevicePublicKey
+from evidence_store.clip.journal import parse_journal
+from evidence_store.clip.manifest import parse_manifest
+from evidence_store.db import snapshot
+from evidence_store.errors import EvidenceError
+
+log = logging.getLogger(__name__)
+
+HINT_OBJECT = ("restore objects/{p}/{sha} from a backup (any copy with this SHA-256 is the right one), "
+               "then run 'bodycam-evidence verify' again")
+HINT_LOG = ("the log database was altered: restore evidence.db from a backup and compare its "
+            "'bodycam-evidence checkpoint' with the checkpoints published to the data-protection officer")
+HINT_CHECKPOINT = ("a kept checkpoint was altered or the log was rewritten; compare with the published "
+                   "checkpoints and restore evidence.db from a backup")
+HINT_EXPIRE = "run 'bodycam-evidence expire' to finish the interrupted deletion"
+HINT_CLIP = "the clip's signed files or index rows were altered: restore them from a backup, then verify again"
+
+# Fault kinds (stable strings for scripts and tests).
+LOG_ENTRY_MISSING = "log-entry-missing"
+LEAF_ALTERED = "leaf-altered"
+STORED_HASH_ALTERED = "stored-hash-altered"
+STORED_HASH_MISSING = "stored-hash-missing"
+CHECKPOINT_INVALID = "checkpoint-invalid"
+LOG_TRUNCATED = "log-truncated"
+LOG_REWRITTEN = "log-rewritten"
+EVENT_INVALID = "event-invalid"
+CHAIN_BROKEN = "chain-broken"
+TEXT_ALTERED = "text-altered"
+OBJECT_MISSING = "object-missing"
+OBJECT_ALTERED = "object-altered"
+OBJECT_NOT_DELETED = "object-not-deleted"
+MANIFEST_INVALID = "manifest-invalid"
+JOURNAL_INVALID = "journal-invalid"
+INDEX_MISMATCH = "index-mismatch"
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One problem: ``kind`` (constants above), ``where`` (clip, object, log index or checkpoint),
+    a one-line ``message`` and a ``hint`` naming what repairs it."""
+
+    kind: str
+    where: str
+    message: str
+    hint: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+@dataclass
+class LogData:
+    leaves: list[bytes]
+    subjects: list[str]
+    stored: list[bytes]
+
+
+def verify_store(store, clip_ids: Iterable[str] | None = None,
+                 progress: Callable[[str], None] | None = None) -> list[Fault]:
+    """Every fault in ``store`` (the log always whole; objects and clips all or only ``clip_ids``).
+
+    Raises UsageError (via store.clip) for an unknown clip id; returns [] for a sound store.
+    """
+    say = progress or (lambda step: None)
+    faults: list[Fault] = []
+    with snapshot(store.conn):
+        wanted = None
+        if clip_ids:
+            wanted = {store.clip(c).clip_id for c in clip_ids}
+        say("log")
+        data = _load_log(store, faults)
+        expected = _check_hashes(data, faults)
+        say("checkpoints")
+        _check_checkpoints(store, data, expected, faults)
+        say("events")
+        _check_events(store, data, faults)
+        say("objects")
+        _check_objects(store, wanted, faults)
+        say("clips")
+        _check_clips(store, wanted, faults)
+    return faults
+
+
+# -- 1. presence -----------------------------------------------------------------------------
+
+
+def _load_log(store, faults: list[Fault]) -> LogData:
+    conn = store.conn
+    rows = conn.execute("SELECT idx, subject, leaf FROM events ORDER BY idx").fetchall()
+    leaves, subjects = [], []
+    for position, (idx, subject, leaf) in enumerate(rows):
+        if idx != position:
+            # A deleted row: everything after it shifts. Name the first gap and stop the leaf list
+            # there, so the later checks compare like with like.
+            faults.append(Fault(LOG_ENTRY_MISSING, f"log index {position}",
+                                f"log entries {position}..{idx - 1} are missing", HINT_LOG))
+            break
+        leaves.append(bytes(leaf))
+        subjects.append(subject)
+    hash_rows = conn.execute("SELECT id, hash FROM hashes ORDER BY id").fetchall()
+    stored = []
+    for position, (i, h) in enumerate(hash_rows):
+        if i != position:
+            faults.append(Fault(STORED_HASH_MISSING, f"storage index {position}",
+                                f"stored Merkle hashes {position}..{i - 1} are missing", HINT_LOG))
+            break
+        stored.append(bytes(h))
+    return LogData(leaves, subjects, stored)
+
+
+# -- 2. hashes -------------------------------------------------------------------------------
+
+
+def _check_hashes(data: LogData, faults: list[Fault]) -> list[bytes]:
+    """Recompute every stored hash from the leaves; localise mismatches. Returns the recomputed
+    hashes (what the checkpoints are checked against: the leaves, not the stored copies)."""
+    sha = hashlib.sha256
+    leaf_hashes = [sha(b"\x00" + leaf).digest() for leaf in data.leaves]
+    _, expected = merkle.stored_hashes_for_appends(0, leaf_hashes)
+    stored = data.stored
+    if expected == stored:
+        return expected
+    if len(stored) != len(expected):
+        faults.append(Fault(STORED_HASH_MISSING, f"log size {len(data.leaves)}",
+                            f"{len(stored)} stored Merkle hashes for {len(data.leaves)} entries "
+                            f"(expected {len(expected)})", HINT_LOG))
+    for j in range(min(len(stored), len(expected))):
+        if stored[j] == expected[j]:
+            continue
+        level, n = merkle.split_stored_hash_index(j)
+        if level == 0:
+            faults.append(Fault(LEAF_ALTERED, f"log index {n}",
+                                "the entry's bytes do not match its stored leaf hash", HINT_LOG))
+            continue
+        left = merkle.stored_hash_index(level - 1, 2 * n)
+        right = merkle.stored_hash_index(level - 1, 2 * n + 1)
+        if stored[j] != merkle.node_hash(stored[left], stored[right]):
+            lo, hi = n << level, ((n + 1) << level) - 1
+            faults.append(Fault(STORED_HASH_ALTERED, f"storage index {j}",
+                                f"the stored hash over log entries {lo}..{hi} does not match its children",
+                                HINT_LOG))
+    return expected
+
+
+# -- 3. checkpoints ----------------------------------------------------------------------------
+
+
+def _check_checkpoints(store, data: LogData, expected: list[bytes], faults: list[Fault]) -> None:
+    size = len(data.leaves)
+    read = lambda indexes: [expected[i] for i in indexes]  # noqa: E731 - recomputed from leaves
+    rewritten: list[int] = []
+    previous = None
+    for row_size, note in store.log.checkpoints():
+        where = f"checkpoint {row_size}"
+        try:
+            cp = cpmod.open_checkpoint(note, store.verifier, store.origin)
+        except EvidenceError as exc:
+            faults.append(Fault(CHECKPOINT_INVALID, where, f"does not verify: {exc}", HINT_CHECKPOINT))
+            continue
+        if cp.size != row_size:
+            faults.append(Fault(CHECKPOINT_INVALID, where, f"is filed under size {row_size} but says {cp.size}",
+                                HINT_CHECKPOINT))
+            continue
+        if cp.size > size:
+            faults.append(Fault(LOG_TRUNCATED, where,
+                                f"the store signed a log of {cp.size} entries; only {size} are left", HINT_LOG))
+            continue
+        if merkle.tree_hash(cp.size, read) != cp.root:
+            rewritten.append(cp.size)
+            continue
+        if previous is not None:
+            try:
+                proof = merkle.consistency_proof(previous.size, cp.size, read)
+                cpmod.verify_checkpoint_consistency(previous, cp, proof)
+            except EvidenceError as exc:
+                faults.append(Fault(LOG_REWRITTEN, where, f"is not consistent with checkpoint {previous.size}: {exc}",
+                                    HINT_CHECKPOINT))
+        previous = cp
+    if rewritten:
+        # One line, not one per later checkpoint: a single altered entry breaks them all.
+        faults.append(Fault(LOG_REWRITTEN, f"checkpoint {rewritten[0]}",
+                            f"{len(rewritten)} signed checkpoint(s) (sizes {rewritten[0]}..{rewritten[-1]}) do not "
+                            "match the root recomputed from the log entries", HINT_LOG))
+
+
+# -- 4. events -----------------------------------------------------------------------------------
+
+
+def _check_events(store, data: LogData, faults: list[Fault]) -> None:
+    sha = hashlib.sha256
+    heads: dict[str, str] = {}
+    bodies: dict[int, dict] = {}
+    loads = json.loads
+    for idx, (leaf, subject) in enumerate(zip(data.leaves, data.subjects)):
+        try:
+            body = loads(leaf)
+            if body.get("format") != ev.EVENT_FORMAT:
+                raise ValueError("not an event")
+        except ValueError as exc:
+            faults.append(Fault(EVENT_INVALID, f"log index {idx}", f"is not a valid event ({exc})", HINT_LOG))
+            heads[subject] = sha(b"\x00" + leaf).hexdigest()
+            continue
+        where = f"log index {idx}" + (f" (clip {body['clip']})" if body.get("clip") else "")
+        if body.get("index") != idx:
+            faults.append(Fault(EVENT_INVALID, where, f"says it is entry {body.get('index')}", HINT_LOG))
+        if body.get("prev") != heads.get(subject):
+            faults.append(Fault(CHAIN_BROKEN, where,
+                                f"does not follow the previous event about {subject} (events removed or reordered)",
+                                HINT_LOG))
+        heads[subject] = sha(b"\x00" + leaf).hexdigest()
+        bodies[idx] = body
+    for idx, fieldname, salt, text in store.conn.execute(
+            "SELECT et.idx, et.field, t.salt, t.text FROM event_texts et JOIN texts t USING (text_id) "
+            "WHERE t.text IS NOT NULL"):
+        body = bodies.get(idx)
+        if body is not None and body.get(fieldname) != ev.salted_digest(bytes(salt), text):
+            faults.append(Fault(TEXT_ALTERED, f"log index {idx}",
+                                f"the {fieldname} text in the index does not match the salted hash in the log",
+                                HINT_LOG))
+
+
+# -- 5. objects --------------------------------------------------------------------------------
+
+
+def _object_owners(store, wanted: set[str] | None) -> dict[str, str]:
+    """sha256 -> owner name, for the objects of live clips/quarantine items (optionally some)."""
+    owners: dict[str, str] = {}
+    for clip_id, m, j in store.conn.execute("SELECT clip_id, manifest_sha256, journal_sha256 FROM clips WHERE state = 'stored'"):
+        if wanted is None or clip_id in wanted:
+            owners.setdefault(m, f"clip {clip_id}")
+            owners.setdefault(j, f"clip {clip_id}")
+    for clip_id, sha in store.conn.execute(
+            "SELECT s.clip_id, s.sha256 FROM segments s JOIN clips c USING (clip_id) WHERE c.state = 'stored'"):
+        if wanted is None or clip_id in wanted:
+            owners.setdefault(sha, f"clip {clip_id}")
+    for qid, clip_id, m, j in store.conn.execute(
+            "SELECT qid, clip_id, manifest_sha256, journal_sha256 FROM quarantine WHERE state = 'quarantined'"):
+        if wanted is None or qid in wanted or clip_id in wanted:
+            for h in (m, j):
+                if h:
+                    owners.setdefault(h, f"quarantine {qid}")
+            for (sha,) in store.conn.execute("SELECT sha256 FROM quarantine_objects WHERE qid = ?", (qid,)):
+                owners.setdefault(sha, f"quarantine {qid}")
+    return owners
+
+
+def _check_objects(store, wanted: set[str] | None, faults: list[Fault]) -> None:
+    for sha, owner in sorted(_object_owners(store, wanted).items(), key=lambda kv: (kv[1], kv[0])):
+        hint = HINT_OBJECT.format(p=sha[:2], sha=sha)
+        try:
+            digest, _ = store.objects.rehash(sha)
+        except EvidenceError:
+            faults.append(Fault(OBJECT_MISSING, f"{owner}", f"object {sha} is missing", hint))
+            continue
+        if digest != sha:
+            faults.append(Fault(OBJECT_ALTERED, f"{owner}", f"object {sha} was altered (its bytes hash to {digest[:16]}...)",
+                                hint))
+    if wanted is None:
+        for (sha,) in store.conn.execute("SELECT sha256 FROM objects WHERE deleted_at IS NOT NULL"):
+            if store.objects.exists(sha):
+                faults.append(Fault(OBJECT_NOT_DELETED, f"object {sha}", "belongs to expired material but still exists",
+                                    HINT_EXPIRE))
+
+
+# -- 6. clips ------------------------------------------------------------------------------------
+
+
+def _check_clips(store, wanted: set[str] | None, faults: list[Fault]) -> None:
+    keys = {d.device_id: d.public_key for d in store.devices()}
+    ingests = {}
+    for clip_id, leaf in store.conn.execute("SELECT clip_id, leaf FROM events WHERE kind = 'ingest'"):
+        try:
+            ingests[clip_id] = json.loads(leaf)
+        except ValueError:
+            pass  # reported by step 4
+    for clip_id, device_id, m, j in store.conn.execute(
+            "SELECT clip_id, device_id, manifest_sha256, journal_sha256 FROM clips WHERE state = 'stored' ORDER BY clip_id"):
+        if wanted is not None and clip_id not in wanted:
+            continue
+        where = f"clip {clip_id}"
+        key = keys.get(device_id)
+        if key is None:
+            faults.append(Fault(INDEX_MISMATCH, where, f"its device {device_id} is not enrolled", HINT_CLIP))
+            continue
+        public = DevicePublicKey.parse(key)
+        event = ingests.get(clip_id)
+        if event is None or event.get("manifest") != m or event.get("journal") != j:
+            faults.append(Fault(INDEX_MISMATCH, where, "the index names another manifest or journal than its ingest event",
+                                HINT_CLIP))
+        try:
+            manifest = parse_manifest(store.objects.read(m), public)
+        except EvidenceError as exc:
+            faults.append(Fault(MANIFEST_INVALID, where, f"manifest: {exc}", HINT_CLIP))
+            manifest = None
+        try:
+            parse_journal(store.objects.read(j), public, clip_id)
+        except EvidenceError as exc:
+            faults.append(Fault(JOURNAL_INVALID, where, f"journal: {exc}", HINT_CLIP))
+        if manifest is None:
+            continue
+        rows = {s["name"]: s for s in store.segments(clip_id)}
+        for seg in manifest.segments:
+            row = rows.get(seg.name)
+            if row is None or (row["sha256"], row["bytes"], row["plaintext_sha256"]) != (
+                    seg.sha256, seg.bytes, seg.plaintext_sha256):
+                faults.append(Fault(INDEX_MISMATCH, where, f"segment {seg.name}: the index differs from the signed manifest",
+                                    HINT_CLIP))
+        if manifest.clip_id != clip_id:
+            faults.append(Fault(INDEX_MISMATCH, where, f"its manifest is for clip {manifest.clip_id}", HINT_CLIP))
