@@ -223,8 +223,9 @@ def cmd_simulate(args) -> int:
         pin(button).drive_low()
         run_for(0.1)
         pin(button).drive_high()
-        started = run_for(controls.announcement_seconds + 2.0, lambda: controller.state is State.RECORDING)
-        if not started:
+        run_for(controls.announcement_seconds + 2.0,
+                lambda: controller.state is State.RECORDING or controller.last_refusal is not None)
+        if controller.state is not State.RECORDING:
             reason = controller.last_refusal or "the recording did not start"
             hints = ["enroll the camera: bodycam-dock --store DIR enroll OUTBOX --device-id ID"] \
                 if reason == "not enrolled" else []

@@ -54,13 +54,17 @@ class TsMuxer:
             raise HardwareError(f"cannot set up the MPEG-TS muxer: {exc}") from exc
         self._last_us: int | None = None
 
-    def mux(self, access_unit: bytes, keyframe: bool, timestamp_us: int) -> TsUnit:
-        """The TS packets for one access unit. Timestamps must increase; a repeat is nudged by 1 µs."""
+    def mux(self, access_unit: bytes, keyframe: bool, timestamp_us: int, pts_us: int | None = None) -> TsUnit:
+        """The TS packets for one access unit. ``timestamp_us`` is its decode time and must
+        increase (a repeat is nudged by 1 µs); ``pts_us`` its presentation time if it differs
+        (streams with B-frames; camera encoders send none)."""
         if self._last_us is not None and timestamp_us <= self._last_us:
+            pts_us = None if pts_us is None else pts_us + self._last_us + 1 - timestamp_us
             timestamp_us = self._last_us + 1  # the muxer refuses non-monotonic DTS
         self._last_us = timestamp_us
         packet = self._av.Packet(access_unit)
-        packet.pts = packet.dts = timestamp_us
+        packet.dts = timestamp_us
+        packet.pts = timestamp_us if pts_us is None else max(pts_us, timestamp_us)
         packet.time_base = MICROSECONDS
         packet.is_keyframe = keyframe
         packet.stream = self._stream

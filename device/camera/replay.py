@@ -19,8 +19,8 @@ from device.errors import HardwareError
 log = logging.getLogger(__name__)
 
 
-def read_access_units(path: Path) -> tuple[list[tuple[bytes, bool, int]], int, int, float]:
-    """All (access unit, keyframe, timestamp µs) of the first video stream, plus width, height, fps.
+def read_access_units(path: Path) -> tuple[list[tuple[bytes, bool, int, int]], int, int, float]:
+    """All (access unit, keyframe, decode µs, presentation µs) of the first video stream, plus width, height, fps.
     Raises HardwareError if the file is not H.264 in MPEG-TS or an elementary stream."""
     import av
 
@@ -37,24 +37,24 @@ def read_access_units(path: Path) -> tuple[list[tuple[bytes, bool, int]], int, i
             for index, packet in enumerate(container.demux(stream)):
                 if packet.size == 0:
                     continue
-                if packet.pts is not None and packet.time_base is not None:
-                    ts = int(packet.pts * packet.time_base * 1_000_000)
-                else:
-                    ts = round(index * 1_000_000 / fps)
-                units.append((bytes(packet), bool(packet.is_keyframe), ts))
+                default = round(index * 1_000_000 / fps)
+                base = packet.time_base * 1_000_000 if packet.time_base is not None else None
+                dts = int(packet.dts * base) if packet.dts is not None and base else default
+                pts = int(packet.pts * base) if packet.pts is not None and base else dts
+                units.append((bytes(packet), bool(packet.is_keyframe), dts, pts))
     except (av.FFmpegError, IndexError) as exc:
         raise HardwareError(f"cannot read {path}: {exc}") from exc
     if not units:
         raise HardwareError(f"{path}: no video frames")
-    t0 = units[0][2]
-    return [(data, key, ts - t0) for data, key, ts in units], width, height, fps
+    t0 = units[0][2]  # decode time of the first unit: nothing may come before it
+    return [(data, key, dts - t0, pts - t0) for data, key, dts, pts in units], width, height, fps
 
 
 class ReplayCamera(Camera):
     """Replays ``units`` (as from ``read_access_units``) in a loop, starting at a keyframe."""
 
     def __init__(self, clock, units, *, width: int, height: int, fps: float, realtime: bool = True):
-        if not units or not any(key for _, key, _ in units):
+        if not units or not any(unit[1] for unit in units):
             raise HardwareError("nothing to replay: no keyframe")
         self._clock = clock
         self._units = units
@@ -78,7 +78,7 @@ class ReplayCamera(Camera):
             raise HardwareError("the replay camera is already running")
         self._sink = sink
         self._muxer = TsMuxer(self.width, self.height, self.fps)
-        self._position = next(i for i, (_, key, _) in enumerate(self._units) if key)
+        self._position = next(i for i, unit in enumerate(self._units) if unit[1])
         self._loops = 0
         self._stop.clear()
         if self.realtime:
@@ -89,9 +89,9 @@ class ReplayCamera(Camera):
         return self._units[self._position][2] + self._loops * self._span_us
 
     def _emit_one(self) -> None:
-        data, key, _ = self._units[self._position]
-        ts = self._next_time()
-        self._sink(self._muxer.mux(data, key, ts))
+        data, key, dts, pts = self._units[self._position]
+        offset = self._loops * self._span_us
+        self._sink(self._muxer.mux(data, key, dts + offset, pts + offset))
         self._position += 1
         if self._position == len(self._units):
             self._position, self._loops = 0, self._loops + 1
