@@ -1,0 +1,502 @@
+"""``bodycam-evidence``: the evidence officers' command line.
+
+    bodycam-evidence --store DIR init [--passphrase-file F]
+    bodycam-evidence --store DIR recipient
+    bodycam-evidence --store DIR list [--held] [--expiring] [--officer ID] [--device ID]
+                                      [--since DATE] [--until DATE] [--all] [--json]
+    bodycam-evidence --store DIR show CLIP [--json]
+    bodycam-evidence --store DIR verify [CLIP ...]
+    bodycam-evidence --store DIR hold CLIP --case REF --reason TEXT [--kind evidence|hazard|subject-request]
+    bodycam-evidence --store DIR release CLIP --case REF --reason TEXT
+    bodycam-evidence --store DIR justify CLIP --reason TEXT
+    bodycam-evidence --store DIR view CLIP --reason TEXT [--player CMD] [--contact-sheet PNG]
+    bodycam-evidence --store DIR export CLIP --out DIR --reason TEXT
+    bodycam-evidence verify-export DIR
+    bodycam-evidence --store DIR expire [--dry-run [--now ISO]]
+    bodycam-evidence --store DIR log [--clip CLIP] [--json]
+    bodycam-evidence --store DIR checkpoint
+    bodycam-evidence --store DIR report [--month YYYY-MM]
+
+Environment: ``BODYCAM_STORE`` for --store; ``BODYCAM_PASSPHRASE_FILE`` for --passphrase-file
+(init, view, export; else a terminal prompt, else failure: a passphrase is never an argument);
+``BODYCAM_IDENTITY`` for --identity (the identity file, if not in the store folder);
+``BODYCAM_SCRYPT_LOG_N`` sets init's scrypt work factor (default 18, age's; tests use 10).
+
+Exit codes:
+
+    ====  ==============================================================================
+    0     success (verify, verify-export: no fault found)
+    1     error: the command could not be done (EvidenceError), e.g. not a store
+    2     usage: a bad command line (unknown clip, missing --reason, --now without --dry-run)
+    3     integrity: verify/verify-export found faults, or a hash or signature does not match
+    4     decryption: wrong passphrase or an identity that does not match
+    130   interrupted (Ctrl-C)
+    ====  ==============================================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import os
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Sequence
+
+from evidence_store.clip.ids import parse_time
+from evidence_store.errors import EvidenceError, UsageError
+
+log = logging.getLogger(__name__)
+
+PROG = "bodycam-evidence"
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTEGRITY, EXIT_DECRYPT, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+#: ``list --expiring``: unheld clips whose deadline falls within this time.
+EXPIRING_WITHIN = timedelta(days=2)
+SCRYPT_ENV = "BODYCAM_SCRYPT_LOG_N"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises UsageError instead of exiting, so main() prints one line."""
+
+    def error(self, message: str):
+        raise UsageError(message, f"hint: '{self.prog} --help' lists the options")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="Evidence store for body-worn camera recordings.")
+    p.add_argument("--store", metavar="DIR", help="the store folder (default: $BODYCAM_STORE)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log details and show tracebacks")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def cmd(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, description=help_text)
+
+    c = cmd("init", "create store, identity and log key; print recipient and verifier key")
+    c.add_argument("--passphrase-file", metavar="F")
+    cmd("recipient", "print the age recipient(s)")
+    c = cmd("list", "list clips")
+    c.add_argument("--held", action="store_true", help="only clips with a hold")
+    c.add_argument("--expiring", action="store_true", help="only unheld clips due within two days")
+    c.add_argument("--officer", metavar="ID")
+    c.add_argument("--device", metavar="ID")
+    c.add_argument("--since", metavar="DATE", help="recorded at or after (YYYY-MM-DD or ISO time)")
+    c.add_argument("--until", metavar="DATE", help="recorded before (YYYY-MM-DD or ISO time)")
+    c.add_argument("--all", action="store_true", help="include expired clips")
+    c.add_argument("--json", action="store_true")
+    c = cmd("show", "show one clip: segments, holds, events")
+    c.add_argument("clip", metavar="CLIP")
+    c.add_argument("--json", action="store_true")
+    c = cmd("verify", "check objects, log, checkpoints and clips; list every fault")
+    c.add_argument("clips", metavar="CLIP", nargs="*")
+    c.add_argument("--json", action="store_true")
+    c = cmd("hold", "keep a clip beyond its deadline (after review)")
+    c.add_argument("clip", metavar="CLIP")
+    c.add_argument("--case", metavar="REF")
+    c.add_argument("--reason", metavar="TEXT")
+    c.add_argument("--kind", choices=("evidence", "hazard", "subject-request"), default="evidence")
+    c = cmd("release", "release a hold")
+    c.add_argument("clip", metavar="CLIP")
+    c.add_argument("--case", metavar="REF")
+    c.add_argument("--reason", metavar="TEXT")
+    c = cmd("justify", "record why an emergency clip was not announced")
+    c.add_argument("clip", metavar="CLIP")
+    c.add_argument("--reason", metavar="TEXT")
+    c = cmd("view", "review a clip: play through a pipe, or write a contact sheet")
+    c.add_argument("clip", metavar="CLIP")
+    c.add_argument("--reason", metavar="TEXT")
+    c.add_argument("--player", metavar="CMD", help="player reading MPEG-TS on stdin (default ffplay, mpv)")
+    c.add_argument("--contact-sheet", metavar="PNG")
+    c.add_argument("--passphrase-file", metavar="F")
+    c.add_argument("--identity", metavar="FILE")
+    c = cmd("export", "write the court package of a clip")
+    c.add_argument("clip", metavar="CLIP")
+    c.add_argument("--out", metavar="DIR")
+    c.add_argument("--reason", metavar="TEXT")
+    c.add_argument("--passphrase-file", metavar="F")
+    c.add_argument("--identity", metavar="FILE")
+    c = cmd("verify-export", "check an export package offline (no store needed)")
+    c.add_argument("folder", metavar="DIR")
+    c.add_argument("--vkey", metavar="KEY", help="the store's published verifier key")
+    c.add_argument("--json", action="store_true")
+    c = cmd("expire", "delete what is due (system clock); --dry-run previews")
+    c.add_argument("--dry-run", action="store_true")
+    c.add_argument("--now", metavar="ISO", help="preview as of this time (only with --dry-run)")
+    c = cmd("log", "print the event log")
+    c.add_argument("--clip", metavar="CLIP")
+    c.add_argument("--json", action="store_true")
+    cmd("checkpoint", "print the latest signed checkpoint")
+    c = cmd("report", "monthly figures for oversight")
+    c.add_argument("--month", metavar="YYYY-MM")
+    c.add_argument("--json", action="store_true")
+    return p
+
+
+# -- inputs ----------------------------------------------------------------------------------
+
+
+def store_dir(args) -> Path:
+    value = args.store or os.environ.get("BODYCAM_STORE")
+    if not value:
+        raise UsageError("no store given", "hint: use --store DIR or set BODYCAM_STORE")
+    return Path(value)
+
+
+def read_passphrase(args, *, confirm: bool = False) -> bytes:
+    """--passphrase-file, else $BODYCAM_PASSPHRASE_FILE, else a terminal prompt; else UsageError.
+    One trailing newline of the file is ignored."""
+    path = getattr(args, "passphrase_file", None) or os.environ.get("BODYCAM_PASSPHRASE_FILE")
+    if path:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read the passphrase file {path}: {exc.strerror}") from None
+        data = data[:-1] if data.endswith(b"\n") else data
+        data = data[:-1] if data.endswith(b"\r") else data
+    elif sys.stdin.isatty():
+        data = getpass.getpass("Passphrase: ").encode()
+        if confirm and getpass.getpass("Passphrase again: ").encode() != data:
+            raise UsageError("the passphrases differ")
+    else:
+        raise UsageError("no passphrase", "hint: use --passphrase-file F or BODYCAM_PASSPHRASE_FILE "
+                                          "(there is no terminal to ask on)")
+    if not data:
+        raise UsageError("the passphrase is empty")
+    return data
+
+
+def identity_file(args) -> str | None:
+    return getattr(args, "identity", None) or os.environ.get("BODYCAM_IDENTITY")
+
+
+def parse_when(text: str, what: str, *, end_of_day: bool = False) -> datetime:
+    """YYYY-MM-DD (UTC midnight; with ``end_of_day`` the next midnight) or an ISO time with zone."""
+    try:
+        if len(text) == 10:
+            day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+            return day + timedelta(days=1) if end_of_day else day
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"{what}: not a date or ISO time: {text!r}") from None
+    if moment.tzinfo is None:
+        raise UsageError(f"{what}: give a time zone (e.g. 2026-11-25T10:00:00Z)")
+    return moment.astimezone(timezone.utc)
+
+
+def open_store(args):
+    from evidence_store.store import Store
+
+    return Store.open(store_dir(args))
+
+
+def out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+def dump(value) -> None:
+    out(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+# -- commands --------------------------------------------------------------------------------
+
+
+def cmd_init(args) -> int:
+    from evidence_store.store import DEFAULT_SCRYPT_LOG_N, Store
+
+    log_n_text = os.environ.get(SCRYPT_ENV, str(DEFAULT_SCRYPT_LOG_N))
+    if not log_n_text.isdigit() or not 1 <= int(log_n_text) <= 22:
+        raise UsageError(f"{SCRYPT_ENV} must be a number from 1 to 22")
+    root = store_dir(args)
+    passphrase = read_passphrase(args, confirm=True)
+    with Store.init(root, passphrase, scrypt_log_n=int(log_n_text)) as store:
+        out(f"created evidence store {root}")
+        for recipient in store.recipients:
+            out(f"recipient: {recipient}")
+        out(f"verifier key: {store.verifier_key}")
+        out(f"identity: {root / 'identity.age'} (passphrase-protected; may be moved off the dock, see --identity)")
+    return EXIT_OK
+
+
+def cmd_recipient(args) -> int:
+    with open_store(args) as store:
+        for recipient in store.recipients:
+            out(recipient)
+    return EXIT_OK
+
+
+def _filter(clips, args, now: datetime):
+    since = parse_when(args.since, "--since") if args.since else None
+    until = parse_when(args.until, "--until", end_of_day=True) if args.until else None
+    for clip in clips:
+        recorded = parse_time(clip.recorded_at)
+        if args.held and clip.state != "held":
+            continue
+        if args.expiring and (clip.state not in ("stored", "quarantined")
+                              or parse_time(clip.deadline) > now + EXPIRING_WITHIN):
+            continue
+        if args.officer and clip.officer != args.officer:
+            continue
+        if args.device and clip.device_id != args.device:
+            continue
+        if since and recorded < since or until and recorded >= until:
+            continue
+        yield clip
+
+
+def cmd_list(args) -> int:
+    with open_store(args) as store:
+        clips = list(_filter(store.clips(include_expired=args.all), args, store.now()))
+    if args.json:
+        dump({"clips": [c.summary() for c in clips]})
+        return EXIT_OK
+    header = ("CLIP", "RECORDED", "DEVICE", "OFFICER", "TRIGGER", "JUSTIFICATION", "DEADLINE", "STATE", "HOLDS")
+    rows = [(c.clip_id, c.recorded_at[:19] + "Z", c.device_id or "-", c.officer or "-", c.trigger or "-",
+             c.justification or "-", c.deadline[:16] + "Z", c.state,
+             ",".join(h["case"] or "[erased]" for h in c.holds) or "-") for c in clips]
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        out("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+    if not rows:
+        out("(no clips)")
+    return EXIT_OK
+
+
+def cmd_show(args) -> int:
+    with open_store(args) as store:
+        clip = store.clip(args.clip)
+        segments = store.segments(clip.clip_id)
+        events = store.events(clip_id=clip.clip_id)
+    if args.json:
+        body = clip.summary()
+        body["segments"] = [{"name": s["name"], "bytes": s["bytes"], "sha256": s["sha256"]} for s in segments]
+        body["events"] = events
+        dump(body)
+        return EXIT_OK
+    out(f"clip           {clip.clip_id}")
+    out(f"state          {clip.state}" + (f" (since {clip.expired_at})" if clip.expired_at else ""))
+    if clip.quarantine_reason:
+        out(f"quarantine     {clip.quarantine_reason}")
+    out(f"device         {clip.device_id or '-'}  sequence {clip.sequence if clip.sequence is not None else '-'}")
+    out(f"officer        {clip.officer or '-'}")
+    out(f"recorded at    {clip.recorded_at}")
+    out(f"trigger        {clip.trigger or '-'}" + (f"  justification {clip.justification}" if clip.justification else ""))
+    out(f"deadline       {clip.deadline}" + ("  (held)" if clip.holds else ""))
+    out(f"ingested at    {clip.ingested_at or '-'}" + ("  LATE" if clip.late else "")
+        + (f"  flags: {', '.join(clip.flags)}" if clip.flags else ""))
+    out(f"manifest       {clip.manifest_sha256 or '-'}")
+    for hold in clip.holds:
+        out(f"hold           {hold['kind']}  case {hold['case'] or '[erased]'}  since {hold['since']}")
+    for s in segments:
+        out(f"segment        {s['name']}  {s['bytes']} bytes  {s['state']}  sha256 {s['sha256']}")
+    for e in events:
+        out(f"event {e['index']:>6}   {e['time']}  {e['kind']:<10} {_event_words(e)}")
+    return EXIT_OK
+
+
+def _event_words(e: dict) -> str:
+    words = []
+    for key in ("actor", "officer", "case", "reason", "cause", "step", "hold_kind", "sequence", "flags"):
+        if key in e and e[key] not in (None, [], ""):
+            value = ",".join(e[key]) if isinstance(e[key], list) else e[key]
+            words.append(f"{key}={value}")
+    return "  ".join(str(w) for w in words)
+
+
+def cmd_verify(args) -> int:
+    from evidence_store.verify import verify_store
+
+    progress = None
+    if sys.stderr.isatty():
+        progress = lambda step: sys.stderr.write(f"\rchecking {step:<12}") and sys.stderr.flush()  # noqa: E731
+    with open_store(args) as store:
+        faults = verify_store(store, args.clips or None, progress=progress)
+        size = store.log.size()
+    if progress:
+        sys.stderr.write("\r" + " " * 24 + "\r")
+    if args.json:
+        dump({"faults": [f.as_dict() for f in faults]})
+    else:
+        for fault in faults:
+            out(f"FAULT {fault.kind}: {fault.where}: {fault.message}")
+            out(f"  hint: {fault.hint}")
+        out(f"{len(faults)} fault(s) found" if faults else f"ok: objects, {size} log entries, checkpoints and clips verified")
+    return EXIT_INTEGRITY if faults else EXIT_OK
+
+
+def cmd_hold(args) -> int:
+    with open_store(args) as store:
+        store.hold(args.clip, case=args.case or "", reason=args.reason or "", kind=args.kind)
+    out(f"held {args.clip} ({args.kind}, case {args.case})")
+    return EXIT_OK
+
+
+def cmd_release(args) -> int:
+    with open_store(args) as store:
+        store.release(args.clip, case=args.case or "", reason=args.reason or "")
+        remaining = store.clip(args.clip).holds
+    out(f"released {args.clip} (case {args.case}); {len(remaining)} hold(s) remain")
+    return EXIT_OK
+
+
+def cmd_justify(args) -> int:
+    with open_store(args) as store:
+        store.justify(args.clip, reason=args.reason or "")
+    out(f"justified {args.clip}")
+    return EXIT_OK
+
+
+def _require_reason(args) -> None:
+    if not args.reason or not args.reason.strip():
+        raise UsageError("a reason is required (--reason TEXT)",
+                         "hint: the law requires every access to be logged with a reason")
+
+
+def cmd_view(args) -> int:
+    from evidence_store.view import find_player, view_clip
+
+    _require_reason(args)
+    with open_store(args) as store:
+        store._live_clip(args.clip)
+        if not args.contact_sheet:
+            find_player(args.player)
+        # The identity is opened first: a wrong passphrase must fail before an access is logged.
+        identities = store.identities(read_passphrase(args), identity_file(args))
+        result = view_clip(store, args.clip, reason=args.reason, identities=identities, player=args.player,
+                           contact_sheet=args.contact_sheet)
+    if args.contact_sheet:
+        out(f"contact sheet {args.contact_sheet}: {result.frames} frames (view logged as event {result.event_index})")
+    else:
+        out(f"played {result.bytes_played} bytes (view logged as event {result.event_index})")
+    return EXIT_OK
+
+
+def cmd_export(args) -> int:
+    from evidence_store.export import export_clip
+
+    _require_reason(args)
+    if not args.out:
+        raise UsageError("an output folder is required (--out DIR)")
+    with open_store(args) as store:
+        store._live_clip(args.clip)
+        identities = store.identities(read_passphrase(args), identity_file(args))
+        result = export_clip(store, args.clip, args.out, reason=args.reason, identities=identities)
+    out(f"exported {args.clip} to {result.out}: {len(result.files)} files")
+    out(f"export events {result.begin_event} (begin) and {result.sealed_event} (sealed); "
+        f"SHA256SUMS.note sha256 {result.sums_sha256}")
+    out(f"check it with: {PROG} verify-export {result.out}")
+    return EXIT_OK
+
+
+def cmd_verify_export(args) -> int:
+    from evidence_store.export import verify_export
+
+    faults = verify_export(args.folder, args.vkey)
+    if args.json:
+        dump({"faults": [f.as_dict() for f in faults]})
+    else:
+        for fault in faults:
+            out(f"FAULT {fault.kind}: {fault.where}: {fault.message}")
+        if faults:
+            out(f"{len(faults)} fault(s) found")
+            out(f"  hint: {faults[0].hint}")
+        else:
+            out(f"ok: {args.folder} is complete and every signature and proof verifies")
+            if not args.vkey:
+                out("note: compare store.vkey with the verifier key the store published (or pass --vkey)")
+    return EXIT_INTEGRITY if faults else EXIT_OK
+
+
+def cmd_expire(args) -> int:
+    now = None
+    if args.now is not None:
+        if not args.dry_run:
+            raise UsageError("--now only previews: use it with --dry-run", "hint: expire deletes by the system clock")
+        now = parse_when(args.now, "--now")
+    with open_store(args) as store:
+        result = store.expire(now=now, dry_run=args.dry_run)
+    verb = "would delete" if result.dry_run else "deleted"
+    for d in result.deleted:
+        kind = "quarantine" if d.quarantined else "clip"
+        out(f"{verb} {kind} {d.item_id}: {d.reason}" + (" (late arrival)" if d.late else ""))
+    summary = f"{verb} {len(result.deleted)}, kept {len(result.decisions) - len(result.deleted)}"
+    if not result.dry_run:
+        summary += f"; {result.deleted_objects} object(s) removed, {result.erased_texts} personal text(s) erased"
+    out(summary + (f" (as of {args.now})" if args.now else ""))
+    return EXIT_OK
+
+
+def cmd_log(args) -> int:
+    with open_store(args) as store:
+        if args.clip:
+            store.clip(args.clip)
+        events = store.events(clip_id=args.clip)
+    if args.json:
+        dump({"events": events})
+        return EXIT_OK
+    for e in events:
+        subject = e.get("clip") or e.get("device") or e.get("quarantine") or "-"
+        out(f"{e['index']:>6}  {e['time']}  {e['kind']:<10} {subject}  {_event_words(e)}")
+    return EXIT_OK
+
+
+def cmd_checkpoint(args) -> int:
+    with open_store(args) as store:
+        note = store.log.latest_checkpoint()
+    sys.stdout.write(note.decode())
+    return EXIT_OK
+
+
+def cmd_report(args) -> int:
+    from evidence_store.report import format_report, monthly_report
+
+    with open_store(args) as store:
+        report = monthly_report(store, args.month)
+    if args.json:
+        dump(report)
+    else:
+        sys.stdout.write(format_report(report))
+    return EXIT_OK
+
+
+COMMANDS = {
+    "init": cmd_init, "recipient": cmd_recipient, "list": cmd_list, "show": cmd_show, "verify": cmd_verify,
+    "hold": cmd_hold, "release": cmd_release, "justify": cmd_justify, "view": cmd_view, "export": cmd_export,
+    "verify-export": cmd_verify_export, "expire": cmd_expire, "log": cmd_log, "checkpoint": cmd_checkpoint,
+    "report": cmd_report,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; return its exit code (see the table in the module docstring)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = "-v" in argv or "--verbose" in argv
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except EvidenceError as exc:
+        if verbose:
+            log.exception("failed")
+        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        for hint in exc.hints:
+            sys.stderr.write(hint if hint.startswith("hint:") else f"hint: {hint}")
+            sys.stderr.write("\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{PROG}: interrupted\n")
+        return EXIT_INTERRUPTED
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
+    except OSError as exc:
+        if verbose:
+            log.exception("failed")
+        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
