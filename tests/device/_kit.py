@@ -79,7 +79,7 @@ def ffprobe_duration(data: bytes) -> float:
     result = subprocess.run(
         ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "frame=pts_time", "-of", "csv=p=0",
          "-i", "pipe:0"], input=data, capture_output=True, check=True)
-    times = [float(t) for t in result.stdout.decode().split() if t.strip()]
+    times = [float(t.strip(",")) for t in result.stdout.decode().split() if t.strip(", ")]
     return 0.0 if not times else times[-1] - times[0] + 0.04
 
 
