@@ -96,7 +96,8 @@ class ConfigfsGadget:
             strings = self.base / "strings" / "0x409"
             lun = self.base / "functions" / "mass_storage.usb0" / "lun.0"
             config = self.base / "configs" / "c.1"
-            for folder in (self.base, strings, lun.parent, config / "strings" / "0x409"):
+            # In real configfs lun.0 appears with its function; the mkdir is then a no-op.
+            for folder in (self.base, strings, lun.parent, lun, config / "strings" / "0x409"):
                 folder.mkdir(parents=True, exist_ok=True)
             self._write(self.base / "idVendor", USB_VENDOR_ID)
             self._write(self.base / "idProduct", USB_PRODUCT_ID)
