@@ -1,0 +1,107 @@
+"""``bodycam-device``: exactly the documented commands; ``simulate`` drives the real controller and
+writes a real clip that the standard ``age`` tool decrypts and ffprobe plays."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from evidence_store.clip.ids import parse_time
+from evidence_store.clip.manifest import MANIFEST_FILE, parse_manifest
+
+from device.cli import main
+from tests.device._kit import clip_dirs, ffprobe_frames, make_camera
+
+
+def sealed_manifest(cam):
+    (clip,) = clip_dirs(cam.outbox)
+    return clip, parse_manifest((clip / MANIFEST_FILE).read_bytes(), cam.key.public)
+
+
+def test_cli_init_key_in_state_not_outbox(tmp_path, capsys):
+    outbox = tmp_path / "outbox"
+    assert main(["init", "--outbox", str(outbox), "--device-id", "cam-7"]) == 0
+    state = tmp_path / "outbox.state"
+    assert (state / "device.key").exists() and (outbox / "device.json").exists()
+    assert json.loads((outbox / "device.json").read_text())["device_id"] == "cam-7"
+    assert not any("key" in p.name for p in outbox.rglob("*") if p.is_file())
+    assert "public key:" in capsys.readouterr().out
+
+
+def test_cli_init_twice_refuses_with_hint(tmp_path, capsys):
+    outbox = tmp_path / "outbox"
+    main(["init", "--outbox", str(outbox), "--device-id", "cam-7"])
+    assert main(["init", "--outbox", str(outbox), "--device-id", "cam-7"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("bodycam-device: error: ") and "hint: " in err
+
+
+def test_cli_simulate_emergency_clip_decrypts_with_age_and_plays(tmp_path, capsys):
+    cam = make_camera(tmp_path)
+    code = main(["simulate", "--outbox", str(cam.outbox), "--seconds", "2", "--emergency",
+                 "--clock", "2020-03-04T05:06:07Z"])
+    assert code == 0
+    clip, m = sealed_manifest(cam)
+    assert m.trigger == "emergency" and m.end_reason == "officer" and m.clock_source == "cli"
+    assert m.started_at.startswith("2020-03-04T05:06:0")  # --clock makes old clips
+    identity = cam.identity_file()
+    data = b"".join(subprocess.run(["age", "-d", "-i", str(identity), str(clip / s.name)],
+                                   capture_output=True, check=True).stdout for s in m.segments)
+    codec, frames = ffprobe_frames(data)
+    assert codec == "h264"
+    assert abs(frames - 2 * 25) <= 4  # two seconds at 25 fps, give or take a tick
+    assert abs(m.recorded_seconds - 2.0) <= 0.2
+    assert f"sealed {m.clip_id}" in capsys.readouterr().out
+
+
+def test_cli_simulate_announced_keeps_announcement_time(tmp_path):
+    cam = make_camera(tmp_path)
+    assert main(["simulate", "--outbox", str(cam.outbox), "--seconds", "1"]) == 0
+    _, m = sealed_manifest(cam)
+    assert m.trigger == "announced"
+    waited = (parse_time(m.started_at) - parse_time(m.announced_at)).total_seconds()
+    assert 2.9 <= waited <= 3.2  # the default three-second announcement ran in full
+
+
+def test_cli_simulate_not_enrolled_refused_with_hint(tmp_path, capsys):
+    cam = make_camera(tmp_path, enrolled=False)
+    assert main(["simulate", "--outbox", str(cam.outbox), "--seconds", "1", "--emergency"]) == 1
+    err = capsys.readouterr().err
+    assert "bodycam-device: error: recording refused: not enrolled" in err and "hint: enroll" in err
+    assert clip_dirs(cam.outbox) == []
+
+
+def test_cli_simulate_replays_file(tmp_path):
+    cam = make_camera(tmp_path)
+    source = tmp_path / "in.ts"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25", "-t", "1",
+                    "-c:v", "libx264", "-bf", "0", "-g", "25", "-f", "mpegts", str(source)], check=True)
+    assert main(["simulate", "--outbox", str(cam.outbox), "--seconds", "1", "--emergency",
+                 "--camera", str(source)]) == 0
+    clip, m = sealed_manifest(cam)
+    assert ffprobe_frames(cam.decrypt(clip / m.segments[0].name))[1] >= 20
+
+
+def test_cli_status_json_lists_clips(tmp_path, capsys):
+    cam = make_camera(tmp_path)
+    assert main(["status", "--outbox", str(cam.outbox), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["device_id"] == "cam-0042" and info["enrollment"]["profile"] == "NRW"
+    assert info["sealed"] == [] and info["unsealed"] == []
+
+
+def test_cli_recover_nothing_to_do(tmp_path, capsys):
+    cam = make_camera(tmp_path)
+    assert main(["recover", "--outbox", str(cam.outbox), "--state", str(cam.state)]) == 0
+    assert "nothing to recover" in capsys.readouterr().out
+
+
+def test_cli_recover_without_init_errors(tmp_path, capsys):
+    assert main(["recover", "--outbox", str(tmp_path / "nowhere")]) == 1
+    err = capsys.readouterr().err
+    assert "bodycam-device: error:" in err and "hint: run: bodycam-device init" in err
+
+
+def test_cli_run_missing_config_exit_2(tmp_path, capsys):
+    assert main(["--config", str(tmp_path / "device.toml"), "run"]) == 2
+    assert "does not exist" in capsys.readouterr().err
