@@ -1,0 +1,69 @@
+"""Retention is a pure function: decisions with reasons, from (items, holds, policy, now, next run)."""
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from evidence_store.errors import UsageError
+from evidence_store.retention import DELETE, KEEP, Hold, Item, Policy, decide
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+
+
+def item(name, age, arrived_age=None):
+    return Item(name, NOW - age, NOW - (arrived_age if arrived_age is not None else timedelta(0)))
+
+
+def test_retention_policy_longer_than_14_days_refused():
+    with pytest.raises(UsageError, match="at most 14 days"):
+        Policy(retention=timedelta(days=15))
+
+
+def test_retention_policy_may_shorten():
+    (d,) = decide([item("a", timedelta(days=8), timedelta(days=7))], [], Policy(retention=timedelta(days=7)), NOW)
+    assert d.action == DELETE
+
+
+def test_retention_young_clip_kept_until_deadline():
+    (d,) = decide([item("a", timedelta(days=3), timedelta(days=3))], [], Policy(), NOW)
+    assert (d.action, d.deadline) == (KEEP, NOW + timedelta(days=11))
+    assert "kept until" in d.reason
+
+
+def test_retention_due_before_next_run_deleted_now():
+    (d,) = decide([item("a", timedelta(days=14) - timedelta(minutes=30), timedelta(days=13))], [], Policy(), NOW)
+    assert d.action == DELETE and "before the next run" in d.reason
+
+
+def test_retention_due_after_next_run_kept():
+    (d,) = decide([item("a", timedelta(days=14) - timedelta(minutes=90), timedelta(days=13))], [], Policy(), NOW)
+    assert d.action == KEEP
+
+
+def test_retention_next_run_parameter_respected():
+    age = timedelta(days=14) - timedelta(hours=5)
+    (d,) = decide([item("a", age, age)], [], Policy(), NOW, next_run=NOW + timedelta(hours=6))
+    assert d.action == DELETE
+
+
+def test_retention_late_arrival_deleted_and_flagged():
+    (d,) = decide([item("a", timedelta(days=20), timedelta(0))], [], Policy(), NOW)
+    assert d.action == DELETE and d.late and "after its deadline" in d.reason
+
+
+def test_retention_hold_suspends_deadline():
+    decisions = decide([item("a", timedelta(days=30), timedelta(days=29)), item("b", timedelta(days=30), timedelta(days=29))],
+                       [Hold("a", "evidence"), Hold("a", "hazard")], Policy(), NOW)
+    assert [(d.item_id, d.action) for d in decisions] == [("a", KEEP), ("b", DELETE)]
+    assert "2 hold(s): evidence, hazard" in decisions[0].reason
+
+
+def test_retention_quarantined_same_deadline():
+    q = Item("q", NOW - timedelta(days=15), NOW - timedelta(days=14, hours=23), quarantined=True)
+    (d,) = decide([q], [], Policy(), NOW)
+    assert d.action == DELETE and d.quarantined
+
+
+def test_retention_is_pure_same_input_same_output():
+    items = [item(str(i), timedelta(hours=7 * i), timedelta(hours=7 * i)) for i in range(60)]
+    assert decide(items, [], Policy(), NOW) == decide(items, [], Policy(), NOW)
