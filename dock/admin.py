@@ -41,7 +41,7 @@ def enroll(store, outbox_path: str | os.PathLike, device_id: str, clock: Clock) 
         raise DockError(f"{outbox_path}: enrolled in the store, but cannot write onto the camera: {exc.strerror or exc}",
                         "hint: dock the camera again; every docking writes the enrollment note") from None
     log.info("enrolled camera %s", device_id)
-    return DevicePublicKey.parse(record.public_key).fingerprint()
+    return DevicePublicKey.parse(record.public_key).fingerprint
 
 
 def status(store, state_dir: Path | None) -> dict:

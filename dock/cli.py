@@ -114,13 +114,27 @@ def main(argv: list[str] | None = None) -> int:
         return getattr(exc, "exit_code", 1)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (tests and callers may swap it)."""
+
+    def __init__(self):
+        super().__init__()
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def _setup_logging(verbose: bool) -> None:
     # Plain lines on stderr: under systemd, journald adds the time and the unit.
     root = logging.getLogger()
-    if not any(getattr(h, "_bodycam_dock", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, _StderrHandler) for h in root.handlers):
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        handler._bodycam_dock = True
         root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
 
