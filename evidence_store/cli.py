@@ -42,6 +42,7 @@ import json
 import logging
 import os
 import sys
+import traceback
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Sequence
@@ -480,7 +481,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except EvidenceError as exc:
         if verbose:
-            log.exception("failed")
+            traceback.print_exc(file=sys.stderr)
         sys.stderr.write(f"{PROG}: error: {exc}\n")
         for hint in exc.hints:
             sys.stderr.write(hint if hint.startswith("hint:") else f"hint: {hint}")
@@ -493,7 +494,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_OK
     except OSError as exc:
         if verbose:
-            log.exception("failed")
+            traceback.print_exc(file=sys.stderr)
         sys.stderr.write(f"{PROG}: error: {exc}\n")
         return EXIT_ERROR
 

@@ -1,0 +1,237 @@
+"""bodycam-evidence: every command line of ARCHITECTURE.md through main([...])."""
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from evidence_store.cli import main
+from evidence_store.store import Store
+from tests.clipfactory import EMERGENCY, DeviceFixture, make_clip
+from tests.evidence_store.conftest import PASSPHRASE, put_and_ingest
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("BODYCAM_SCRYPT_LOG_N", "10")
+    monkeypatch.delenv("BODYCAM_STORE", raising=False)
+    monkeypatch.delenv("BODYCAM_PASSPHRASE_FILE", raising=False)
+    monkeypatch.delenv("BODYCAM_IDENTITY", raising=False)
+    pw = tmp_path / "pass"
+    pw.write_bytes(PASSPHRASE + b"\n")  # the trailing newline is ignored
+    return tmp_path, pw
+
+
+@pytest.fixture
+def cli_store(env, capsys):
+    tmp, pw = env
+    root = tmp / "store"
+    assert main(["--store", str(root), "init", "--passphrase-file", str(pw)]) == 0
+    capsys.readouterr()
+    store = Store.open(root)
+    cam = DeviceFixture.new("cam-07")
+    store.enroll(cam.device_id, cam.public_key)
+    now = datetime.now(timezone.utc)
+    clips = {}
+    for name, age, trigger in [("old", timedelta(days=13, hours=23, minutes=50), "announced"),
+                               ("emergency", timedelta(hours=1), EMERGENCY), ("fresh", timedelta(hours=2), "announced")]:
+        clip = make_clip(tmp / "outbox", cam, store.recipients, started_at=now - age, trigger=trigger)
+        put_and_ingest(store, clip)
+        clips[name] = clip.clip_id
+    store.close()
+    return root, pw, clips
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_init_prints_recipient_and_verifier_key(env, capsys):
+    tmp, pw = env
+    code, out, _ = run(capsys, "--store", tmp / "s", "init", "--passphrase-file", pw)
+    assert code == 0
+    assert "recipient: age1" in out
+    vkey = [line for line in out.splitlines() if line.startswith("verifier key: ")][0].split(": ", 1)[1]
+    from evidence_store.clip.note import NoteVerifier
+
+    assert NoteVerifier.from_vkey(vkey).name.startswith("bodycam-evidence")
+
+
+def test_cli_init_without_passphrase_and_terminal_fails(env, capsys, monkeypatch):
+    tmp, _ = env
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False, raising=False)
+    code, _, err = run(capsys, "--store", tmp / "s", "init")
+    assert code == 2 and err.startswith("bodycam-evidence: error: no passphrase")
+    assert not (tmp / "s").exists()
+
+
+def test_cli_store_from_environment(cli_store, capsys, monkeypatch):
+    root, _, _ = cli_store
+    monkeypatch.setenv("BODYCAM_STORE", str(root))
+    code, out, _ = run(capsys, "recipient")
+    assert code == 0 and out.startswith("age1")
+
+
+def test_cli_not_a_store_one_line_no_traceback(env, capsys):
+    tmp, _ = env
+    code, out, err = run(capsys, "--store", tmp, "list")
+    assert code == 1 and out == ""
+    assert err.splitlines()[0] == f"bodycam-evidence: error: {tmp} is not an evidence store (no store.json)"
+    assert err.splitlines()[1].startswith("hint: ") and "Traceback" not in err
+
+
+def test_cli_list_json_has_exactly_the_documented_fields(cli_store, capsys):
+    root, _, clips = cli_store
+    code, out, _ = run(capsys, "--store", root, "list", "--json")
+    assert code == 0
+    listed = json.loads(out)["clips"]
+    assert [c["clip_id"] for c in listed] == [clips["old"], clips["fresh"], clips["emergency"]]
+    assert set(listed[0]) == {"clip_id", "device_id", "officer", "recorded_at", "trigger", "justification",
+                              "holds", "deadline", "state"}
+    by_id = {c["clip_id"]: c for c in listed}
+    assert by_id[clips["emergency"]]["justification"] == "pending"
+    assert by_id[clips["old"]]["justification"] is None and by_id[clips["old"]]["state"] == "stored"
+
+
+def test_cli_list_filters(cli_store, capsys):
+    root, _, clips = cli_store
+    run(capsys, "--store", root, "hold", clips["fresh"], "--case", "StA-1", "--reason", "evidence")
+    ids = lambda *a: [c["clip_id"] for c in json.loads(run(capsys, "--store", root, "list", "--json", *a)[1])["clips"]]  # noqa: E731
+    assert ids("--held") == [clips["fresh"]]
+    assert ids("--expiring") == [clips["old"]]
+    assert ids("--device", "cam-99") == []
+    assert len(ids("--officer", "PK-4711")) == 3
+    assert ids("--since", "2000-01-01", "--until", "2000-12-31") == []
+    code, out, _ = run(capsys, "--store", root, "list")
+    assert code == 0 and "CLIP" in out.splitlines()[0] and "StA-1" in out
+
+
+def test_cli_show_json_adds_segments_and_events(cli_store, capsys):
+    root, _, clips = cli_store
+    code, out, _ = run(capsys, "--store", root, "show", clips["old"], "--json")
+    body = json.loads(out)
+    assert code == 0 and body["segments"][0]["name"] == "seg-00000.age"
+    assert set(body["segments"][0]) == {"name", "bytes", "sha256"} and len(body["segments"][0]["sha256"]) == 64
+    assert [e["kind"] for e in body["events"]] == ["ingest"]
+
+
+def test_cli_show_unknown_clip_one_line(cli_store, capsys):
+    root, _, _ = cli_store
+    code, _, err = run(capsys, "--store", root, "show", "nope")
+    assert code == 2 and err.startswith("bodycam-evidence: error: unknown clip nope")
+
+
+def test_cli_hold_release_justify_logged(cli_store, capsys):
+    root, _, clips = cli_store
+    assert run(capsys, "--store", root, "hold", clips["old"], "--case", "OWi-7", "--reason", "fine", "--kind", "evidence")[0] == 0
+    assert run(capsys, "--store", root, "release", clips["old"], "--case", "OWi-7", "--reason", "paid")[0] == 0
+    assert run(capsys, "--store", root, "justify", clips["emergency"], "--reason", "knife")[0] == 0
+    code, out, _ = run(capsys, "--store", root, "log", "--json")
+    assert [e["kind"] for e in json.loads(out)["events"]][-3:] == ["hold", "release", "justify"]
+    code, out, _ = run(capsys, "--store", root, "log", "--clip", clips["old"])
+    assert code == 0 and "release" in out and "reason=paid" in out
+
+
+@pytest.mark.parametrize("argv", [["hold", "{old}", "--case", "A"], ["justify", "{emergency}"],
+                                  ["view", "{old}", "--player", "cat"], ["export", "{old}", "--out", "x"]])
+def test_cli_missing_reason_refused_nothing_logged(cli_store, capsys, argv):
+    root, pw, clips = cli_store
+    before = run(capsys, "--store", root, "checkpoint")[1]
+    code, out, err = run(capsys, "--store", root, *[a.format(**clips) for a in argv], "--passphrase-file", pw) \
+        if argv[0] in ("view", "export") else run(capsys, "--store", root, *[a.format(**clips) for a in argv])
+    assert code == 2 and "reason is required" in err and len(err.strip().splitlines()) == 2
+    assert run(capsys, "--store", root, "checkpoint")[1] == before
+
+
+def test_cli_view_wrong_passphrase_exit_4_nothing_logged(cli_store, capsys, tmp_path):
+    root, _, clips = cli_store
+    wrong = tmp_path / "wrong"
+    wrong.write_text("wrong\n")
+    before = run(capsys, "--store", root, "checkpoint")[1]
+    code, _, err = run(capsys, "--store", root, "view", clips["old"], "--reason", "r", "--player", "cat",
+                       "--passphrase-file", wrong)
+    assert code == 4 and err.strip() == "bodycam-evidence: error: wrong passphrase"
+    assert run(capsys, "--store", root, "checkpoint")[1] == before
+
+
+def test_cli_view_passphrase_from_environment_and_identity_elsewhere(cli_store, capsys, monkeypatch, tmp_path):
+    root, pw, clips = cli_store
+    moved = tmp_path / "elsewhere.age"
+    (root / "identity.age").rename(moved)
+    monkeypatch.setenv("BODYCAM_PASSPHRASE_FILE", str(pw))
+    code, _, err = run(capsys, "--store", root, "view", clips["old"], "--reason", "r", "--player", "cat")
+    assert code == 1 and "no identity file" in err and "--identity" in err
+    monkeypatch.setenv("BODYCAM_IDENTITY", str(moved))
+    out_file = tmp_path / "count"
+    code, out, _ = run(capsys, "--store", root, "view", clips["old"], "--reason", "review",
+                       "--player", f"sh -c 'wc -c > {out_file}'")
+    assert code == 0 and "played" in out and int(out_file.read_text()) > 10000
+
+
+def test_cli_expire_now_without_dry_run_refused(cli_store, capsys):
+    root, _, _ = cli_store
+    code, _, err = run(capsys, "--store", root, "expire", "--now", "2030-01-01T00:00:00Z")
+    assert code == 2 and "--dry-run" in err
+
+
+def test_cli_expire_dry_run_previews_and_changes_nothing(cli_store, capsys):
+    root, _, clips = cli_store
+    code, out, _ = run(capsys, "--store", root, "expire", "--dry-run", "--now", "2030-01-01T00:00:00Z")
+    assert code == 0 and out.count("would delete clip") == 3
+    assert len(json.loads(run(capsys, "--store", root, "list", "--json")[1])["clips"]) == 3
+
+
+def test_cli_expire_system_clock_deletes_due_clip_verify_ok(cli_store, capsys):
+    root, _, clips = cli_store
+    code, out, _ = run(capsys, "--store", root, "expire")
+    assert code == 0 and f"deleted clip {clips['old']}" in out and "deleted 1, kept 2" in out
+    listed = json.loads(run(capsys, "--store", root, "list", "--json")[1])["clips"]
+    assert clips["old"] not in [c["clip_id"] for c in listed]
+    every = json.loads(run(capsys, "--store", root, "list", "--all", "--json")[1])["clips"]
+    assert {c["clip_id"]: c["state"] for c in every}[clips["old"]] == "expired"
+    code, out, _ = run(capsys, "--store", root, "verify")
+    assert code == 0 and out.startswith("ok:")
+
+
+def test_cli_verify_fault_listed_with_hint_exit_3(cli_store, capsys):
+    root, _, clips = cli_store
+    store = Store.open(root)
+    path = store.objects.path(store.segments(clips["fresh"])[0]["sha256"])
+    path.chmod(0o644)
+    path.write_bytes(b"x" + path.read_bytes()[1:])
+    code, out, _ = run(capsys, "--store", root, "verify")
+    assert code == 3
+    assert f"FAULT object-altered: clip {clips['fresh']}" in out and "hint: restore objects/" in out
+    assert run(capsys, "--store", root, "verify", clips["old"])[0] == 0
+
+
+def test_cli_checkpoint_prints_signed_note(cli_store, capsys):
+    root, _, _ = cli_store
+    code, out, _ = run(capsys, "--store", root, "checkpoint")
+    lines = out.splitlines()
+    assert code == 0 and lines[1] == "4" and lines[4].startswith("\u2014 ")
+
+
+def test_cli_report_month(cli_store, capsys):
+    root, _, clips = cli_store
+    month = datetime.now(timezone.utc).strftime("%Y-%m")
+    code, out, _ = run(capsys, "--store", root, "report", "--month", month, "--json")
+    report = json.loads(out)
+    assert code == 0 and report["without_announcement"] == 1
+    code, out, _ = run(capsys, "--store", root, "report")
+    assert code == 0 and "without announcement" in out
+    assert run(capsys, "--store", root, "report", "--month", "2026-13")[0] == 2
+
+
+def test_cli_verbose_shows_traceback(env, capsys):
+    tmp, _ = env
+    code, _, err = run(capsys, "-v", "--store", tmp, "list")
+    assert code == 1 and "Traceback" in err
+
+
+def test_cli_unknown_option_one_line_exit_2(cli_store, capsys):
+    root, _, _ = cli_store
+    code, _, err = run(capsys, "--store", root, "list", "--bogus")
+    assert code == 2 and err.startswith("bodycam-evidence: error: unrecognized arguments: --bogus")
