@@ -189,7 +189,8 @@ def _ingest(args, open_store, clock) -> int:
         for clip in report.clips:
             extra = f": {clip.reason}" if clip.reason else ""
             flags = f" [{', '.join(clip.flags)}]" if clip.flags else ""
-            print(f"{clip.clip_id}  {clip.outcome}{flags}{extra}")
+            late = ", then deleted at once: it arrived past its two-week deadline" if clip.clip_id in report.expired else ""
+            print(f"{clip.clip_id}  {clip.outcome}{flags}{extra}{late}")
         for clip_id in report.unsealed:
             print(f"{clip_id}  unsealed: left on the camera")
         for name, why in report.rejected:

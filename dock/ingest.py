@@ -11,6 +11,9 @@ The order per clip never changes, because it is what makes a crash at any instan
     4. commit  store.ingest: clip, segments, gap events, ingest event, in ONE transaction
     5. receipt store.sign_receipt, written onto the camera atomically
     6. clear   delete the clip folder on the camera
+    7. expire  after a docking that brought new material, the clips that arrived past their
+               deadline (a camera left undocked for two weeks) are deleted at once, as the law
+               requires, not up to an hour later by the timer
 
 A crash before 4 leaves at most unreferenced objects (content-addressed, so a rerun reuses them);
 a crash between 4 and 6 leaves a stored clip on the camera, which the rerun recognises by its
@@ -101,6 +104,7 @@ class IngestReport:
     unsealed: list[str] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)  # deleted at once by the post-docking expiry run
     started_at: str | None = None
     finished_at: str | None = None
 
@@ -127,6 +131,8 @@ class IngestReport:
             parts.append(f"{len(self.rejected)} refused")
         if self.errors:
             parts.append(f"{len(self.errors)} error(s)")
+        if self.expired:
+            parts.append(f"{len(self.expired)} deleted at once (past their deadline)")
         return f"camera {self.device_id or '?'} at {self.outbox}: " + (", ".join(parts) or "nothing to ingest")
 
 
@@ -201,6 +207,8 @@ class Ingester:
             info = store.device(record.device_id)  # re-read under the lock
             docking = _Docking(store, outbox, record.device_id, info.last_docking, report)
             self._run(docking, revoked=info.revoked)
+        if report.count(OUT_STORED) or report.count(OUT_QUARANTINED):
+            self._expire(store, report)
         report.finished_at = format_time(self.clock.now())
         self._save_report(report)
         log.log(logging.INFO if report.ok else logging.WARNING, "%s", report.summary())
@@ -246,6 +254,20 @@ class Ingester:
         if not dk.report.errors and all(c.outcome != OUT_SKIPPED for c in dk.report.clips):
             dk.store.record_docking(dk.device_id, now)
             self._fault("docking-recorded", None)
+
+    def _expire(self, store, report: IngestReport) -> None:
+        """Step 7: delete late arrivals now, so that they never wait for the hourly timer.
+
+        It runs after the receipts, so a failure here never leaves a stored clip on the camera;
+        the timer is the backstop if it fails."""
+        try:
+            result = store.expire(late_only=True)
+        except (EvidenceError, OSError) as exc:
+            log.error("camera %s: expiry after docking failed (the hourly timer will retry): %s", report.device_id, exc)
+            return
+        for decision in result.deleted:
+            report.expired.append(decision.item_id)
+            log.info("clip %s deleted at once: %s", decision.item_id, decision.reason)
 
     # -- one clip -----------------------------------------------------------------------------
 

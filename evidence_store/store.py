@@ -703,9 +703,13 @@ class Store:
 
     # -- expiry ------------------------------------------------------------------------------
 
-    def expire(self, *, now: datetime | None = None, dry_run: bool = False) -> ExpiryResult:
+    def expire(self, *, now: datetime | None = None, dry_run: bool = False, late_only: bool = False) -> ExpiryResult:
         """Delete what retention says is due (expire event each, tombstone rows kept), erase
         personal texts whose retention ended, sign a checkpoint; then remove the objects.
+
+        ``late_only`` deletes only what arrived after its deadline: the dock runs it right after
+        a docking, so that a late arrival is deleted at once while clips still within their two
+        weeks wait for the hourly run, and an officer's review, as usual.
 
         ``now`` only with ``dry_run`` (a preview): deleting by a made-up clock is refused with
         UsageError, because it would delete evidence early or keep it too long.
@@ -719,6 +723,8 @@ class Store:
                 return ExpiryResult(when, self._decide(when), dry_run=True)
         with self._command() as tx:
             decisions = self._decide(tx.now)
+            if late_only:
+                decisions = [d for d in decisions if d.late or d.action != retention.DELETE]
             doomed: set[str] = set()
             batch = []
             for d in decisions:

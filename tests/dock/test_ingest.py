@@ -219,3 +219,35 @@ def test_ingest_same_camera_twice_at_once_serialised(camera, make_ingester, stor
     assert sum(len(r.clips) for r in reports) == 5  # the second run found nothing left
     assert set(stored_clips(store_root)) == {c.clip_id for c in clips}
     assert_store_sound(store_root)
+
+
+def test_ingest_late_arrival_deleted_at_once_and_still_receipted(camera, ingester, store_root, clock):
+    # A camera left undocked for over two weeks: its old clip must not live another hour.
+    old = camera.clip(started_at=clock.now() - timedelta(days=15))
+    fresh = camera.clip(started_at=clock.now() - timedelta(days=1))
+    report = ingester.ingest(camera.outbox.root)
+    assert report.ok and report.expired == [old.clip_id]
+    assert "1 deleted at once" in report.summary()
+    with Store.open(store_root) as s:
+        assert s.clip(old.clip_id).state == "expired" and s.clip(fresh.clip_id).state == "stored"
+        expire = [e for e in s.events(clip_id=old.clip_id) if e["kind"] == "expire"]
+        assert len(expire) == 1 and expire[0]["late"] is True
+        assert not any(s.objects.path(h).exists() for h in expire[0]["objects"])
+    assert outbox_clip_names(camera.outbox) == []
+    assert sorted(os.listdir(camera.outbox.root / "receipts")) == sorted([old.clip_id, fresh.clip_id])
+    assert_store_sound(store_root)
+
+
+def test_ingest_nothing_late_expires_nothing(camera, ingester):
+    camera.clip()
+    report = ingester.ingest(camera.outbox.root)
+    assert report.ok and report.expired == []
+
+
+def test_ingest_clip_due_within_the_hour_left_for_review(camera, ingester, store_root, clock):
+    # Not late: still inside its two weeks, so the officer may review and hold it before the timer.
+    soon = camera.clip(started_at=clock.now() - timedelta(days=14) + timedelta(minutes=20))
+    report = ingester.ingest(camera.outbox.root)
+    assert report.ok and report.expired == []
+    with Store.open(store_root) as s:
+        assert s.clip(soon.clip_id).state == "stored"

@@ -20,6 +20,8 @@ export BODYCAM_SCRYPT_LOG_N=${BODYCAM_SCRYPT_LOG_N:-12}
 export BODYCAM_PASSPHRASE_FILE="$PASS"
 SECONDS_PER_CLIP=${DEMO_SECONDS:-3}
 
+# The camera's clock for a recording made DAYS HOURS MINUTES ago (UTC).
+ago() { date -u -d "now -$1 days -$2 hours -$3 minutes" +%Y-%m-%dT%H:%M:%SZ; }
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
 # Clip ids come from `list --json`: the n-th clip by recording time, or the emergency one.
@@ -47,57 +49,64 @@ run bodycam-dock --store "$STORE" assign cam-07 --officer "PK-4711"
 echo "The assignment reaches the camera at its next docking:"
 run bodycam-dock --store "$STORE" ingest "$OUTBOX"
 
-say "3. Seventeen days ago: an officer announces the recording (button, amber light, beep), then records."
-run bodycam-device simulate --outbox "$OUTBOX" --seconds "$SECONDS_PER_CLIP" \
-    --clock "$(date -u -d '17 days ago' +%Y-%m-%dT%H:%M:%SZ)"
+say "3. Sixteen days ago: an officer announces a recording (button, amber light, beep), then records. Then the camera sits in a locker, undocked."
+run bodycam-device simulate --outbox "$OUTBOX" --seconds "$SECONDS_PER_CLIP" --clock "$(ago 16 0 0)"
 
-say "4. Sixteen days ago: another announced recording. This one will be needed as evidence."
-run bodycam-device simulate --outbox "$OUTBOX" --seconds "$SECONDS_PER_CLIP" \
-    --clock "$(date -u -d '16 days ago' +%Y-%m-%dT%H:%M:%SZ)"
+say "4. Two weeks ago (less 30 minutes): a dispute at a kiosk, announced and recorded. Nobody will need it."
+run bodycam-device simulate --outbox "$OUTBOX" --seconds "$SECONDS_PER_CLIP" --clock "$(ago 13 23 30)"
 
-say "5. Today: imminent danger. The emergency button records at once, without announcement."
+say "5. Two weeks ago (less 20 minutes): an officer is assaulted; announced and recorded. This one will be needed as evidence."
+run bodycam-device simulate --outbox "$OUTBOX" --seconds "$SECONDS_PER_CLIP" --clock "$(ago 13 23 20)"
+
+say "6. Today: imminent danger. The emergency button records at once, without announcement."
 run bodycam-device simulate --outbox "$OUTBOX" --seconds "$SECONDS_PER_CLIP" --emergency
 
 echo "The camera holds only encrypted segments, signed journals and manifests:"
 run bodycam-device status --outbox "$OUTBOX"
 
-say "6. End of shift: the camera is docked. The dock verifies every signature and hash, stores, receipts, clears."
+say "7. The camera is docked. The dock verifies every signature and hash, stores, receipts, clears. The 16-day-old clip is past its two weeks: deleted at once."
 run bodycam-dock --store "$STORE" ingest "$OUTBOX"
+echo "(The demo set the camera's clock back to make old clips, so the dock flags them as dated before the last docking.)"
 run bodycam-dock --store "$STORE" status
 echo "Left on the camera: only the store's signed receipts."
 run ls "$OUTBOX/clips" "$OUTBOX/receipts"
 
-say "7. The evidence officer sees what is stored and checks the whole store: every object, the log, every checkpoint."
+say "8. The evidence officer sees what is stored and checks the whole store: every object, the log, every checkpoint."
 run bodycam-evidence --store "$STORE" list
 LIST_JSON=$(bodycam-evidence --store "$STORE" list --json)
 EMERGENCY=$(pick emergency <<<"$LIST_JSON")
-OLDEST=$(pick 0 <<<"$LIST_JSON")
+ROUTINE=$(pick 0 <<<"$LIST_JSON")
 EVIDENCE=$(pick 1 <<<"$LIST_JSON")
+LATE=$(bodycam-evidence --store "$STORE" list --all --json | pick 0)
 run bodycam-evidence --store "$STORE" show "$EMERGENCY"
 run bodycam-evidence --store "$STORE" verify
 
-say "8. The emergency recording must be justified: the officer records why there was no announcement."
+say "9. The emergency recording must be justified: the officer records why there was no announcement."
 run bodycam-evidence --store "$STORE" justify "$EMERGENCY" --reason "Attack with a knife; no time to announce"
 
-say "9. Review before keeping (the law keeps a clip beyond two weeks only after review): view, logged with a reason."
+say "10. Review before keeping (the law keeps a clip beyond two weeks only after review): view, logged with a reason."
 run bodycam-evidence --store "$STORE" view "$EVIDENCE" --reason "Review for complaint 2026/123" \
     --contact-sheet "$DIR/review-contact-sheet.png"
 run bodycam-evidence --store "$STORE" hold "$EVIDENCE" --case "StA-2026-123" \
     --reason "Evidence of assault on officer" --kind evidence
 
-say "10. The hourly expiry runs: what is past its two weeks and not held is deleted; the held clip stays."
+say "11. The hourly expiry runs. Both two-week-old clips fall due before the next run: the kiosk clip is deleted, the held one stays."
+echo "First a preview (nothing is deleted):"
+run bodycam-evidence --store "$STORE" expire --dry-run
 run bodycam-evidence --store "$STORE" expire
 run bodycam-evidence --store "$STORE" list --all
 run bodycam-evidence --store "$STORE" verify
 
-say "11. Export for court: decrypted video, MP4, signed manifest and journal, log proofs, signed file list."
+say "12. Export for court: decrypted video, MP4, signed manifest and journal, log proofs, signed file list."
 run bodycam-evidence --store "$STORE" export "$EVIDENCE" --out "$EXPORT" --reason "Requested by public prosecutor, StA-2026-123"
 echo "Anyone can check the package offline, without the store:"
 run bodycam-evidence verify-export "$EXPORT"
 
-say "12. Oversight: the monthly report for the data-protection officer, and the event log."
+say "13. Oversight: the monthly report for the data-protection officer, and the event log."
 run bodycam-evidence --store "$STORE" report
-run bodycam-evidence --store "$STORE" log --clip "$OLDEST"
+echo "Every event about the late clip, from ingest to deletion; the log keeps proving it after the video is gone:"
+run bodycam-evidence --store "$STORE" log --clip "$LATE"
+run bodycam-evidence --store "$STORE" log --clip "$ROUTINE"
 run bodycam-evidence --store "$STORE" checkpoint
 
 say "Done. Everything above lives in $DIR."
