@@ -7,7 +7,8 @@ because the recorded person asked for a review. So:
 * deadline = recording start + retention; a policy may shorten the 14 days, never lengthen them;
 * the expiry timer runs every ``run_interval``; a run deletes everything that falls due *before
   the next run*, because waiting for the next run would keep it past its deadline;
-* a clip that arrives already past its deadline is deleted at the next run and counted late;
+* a clip that arrives already past its deadline is deleted at once and counted late (the dock runs
+  ``Store.expire(late_only=True)`` right after each docking; the timer is the backstop);
 * a hold suspends the deadline (a clip may have several); after the last release the deadline
   applies again, so a clip whose deadline has passed goes at the next run;
 * quarantined material follows the same deadline.
