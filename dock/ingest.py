@@ -221,7 +221,16 @@ class Ingester:
         report.rejected = list(scan.rejected)
         dk.total_bytes = scan.total_bytes
         self._fault("scanned", None)
+        waiting_for: ClipResult | None = None
         for index, cand in enumerate(scan.candidates):
+            if waiting_for is not None and cand.manifest is not None:
+                # A clip that could not be read this time must not become a gap: storing the
+                # clips after it would move the device's chain past it, and at the next docking
+                # the genuine clip would look like a replay. Leave the rest for the next docking.
+                reason = f"waits for clip {waiting_for.clip_id} (sequence {waiting_for.sequence}), which could not be read"
+                report.clips.append(ClipResult(cand.clip_id, OUT_SKIPPED, sequence=cand.manifest.sequence, reason=reason))
+                log.warning("clip %s: %s; left on the camera for the next docking", cand.clip_id, reason)
+                continue
             try:
                 result = self._clip(dk, cand)
             except _Unplugged as exc:
@@ -233,6 +242,8 @@ class Ingester:
                     report.clips.append(ClipResult(rest.clip_id, OUT_SKIPPED, reason=str(exc)))
                 return
             report.clips.append(result)
+            if result.outcome == OUT_SKIPPED and result.sequence is not None:
+                waiting_for = result
         self._finish(dk, revoked=revoked)
 
     def _finish(self, dk: _Docking, *, revoked: bool) -> None:

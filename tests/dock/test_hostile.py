@@ -11,6 +11,8 @@ import stat
 
 import pytest
 
+from evidence_store.store import Store
+
 from evidence_store.clip import canonical
 from evidence_store.clip.devkey import MANIFEST_CONTEXT, DeviceKey, b64
 from evidence_store.clip.manifest import MAX_MANIFEST_BYTES
@@ -198,8 +200,9 @@ def test_hostile_segment_growing_during_copy_left_on_camera(camera, make_ingeste
     assert_store_sound(store_root)
 
 
-def test_hostile_io_error_mid_read_clip_left_others_stored(camera, ingester, store_root, monkeypatch, caplog):
-    bad, good = camera.clip(), camera.clip()
+def test_hostile_io_error_mid_read_clip_and_later_ones_left_then_stored_without_gap(camera, ingester, store_root,
+                                                                                    monkeypatch, caplog):
+    bad, later = camera.clip(), camera.clip()
     real_read = dock._copy.os.read
     calls = []
 
@@ -213,9 +216,17 @@ def test_hostile_io_error_mid_read_clip_left_others_stored(camera, ingester, sto
     with caplog.at_level(logging.WARNING):
         report = ingester.ingest(camera.outbox.root)
     outcomes = {c.clip_id: c.outcome for c in report.clips}
-    assert outcomes == {bad.clip_id: OUT_SKIPPED, good.clip_id: OUT_STORED}
+    # The later clip waits: storing it would record the unread one as a gap, and the genuine clip
+    # would then be refused as a replay at the next docking.
+    assert outcomes == {bad.clip_id: OUT_SKIPPED, later.clip_id: OUT_SKIPPED}
     assert not report.ok and "Input/output error" in caplog.text
-    assert outbox_clip_names(camera.outbox) == [bad.clip_id]  # never quarantined for an I/O error
+    assert "waits for clip" in report.clips[1].reason
+    assert outbox_clip_names(camera.outbox) == sorted([bad.clip_id, later.clip_id])  # never quarantined for an I/O error
+    monkeypatch.setattr(dock._copy.os, "read", real_read)
+    again = ingester.ingest(camera.outbox.root)
+    assert again.ok and [c.outcome for c in again.clips] == [OUT_STORED, OUT_STORED]
+    with Store.open(store_root) as s:
+        assert [e for e in s.events() if e["kind"] in ("gap", "quarantine")] == []
     assert_store_sound(store_root)
 
 
