@@ -37,7 +37,7 @@ from typing import Callable
 from evidence_store.clip.devkey import DevicePublicKey
 from evidence_store.clip.fsutil import UnsafeFileError, atomic_write, open_regular, read_regular
 from evidence_store.clip.ids import SEGMENT_RE, format_time, parse_time
-from evidence_store.clip.journal import CUT, JOURNAL_FILE, MAX_JOURNAL_BYTES, TAMPERED, Journal, parse_journal
+from evidence_store.clip.journal import CUT, JOURNAL_FILE, MAX_JOURNAL_BYTES, TAMPERED, WHOLE, Journal, parse_journal
 from evidence_store.clip.manifest import MANIFEST_FILE, Manifest, SegmentRecord, manifest_hash, parse_manifest
 from evidence_store.clip.outbox import QUARANTINED, STORED, Outbox, Receipt
 from evidence_store.errors import EvidenceError, IntegrityError
@@ -444,6 +444,15 @@ class Ingester:
         check = result.check
         if check is None or check.status == TAMPERED:
             return ref, None, f"{seg.name}: journal check failed: {check.detail if check else 'no result'}"
+        # The manifest is signed after the journal, so the two must tell the same story: a journal
+        # truncated or emptied on the camera would otherwise turn a sealed segment into a "cut"
+        # one in the store, hiding where the recording really ended.
+        expected = CUT if seg.cut else WHOLE
+        if check.status != expected or check.committed != seg.committed_bytes:
+            return ref, None, (f"{seg.name}: the journal commits {check.committed} bytes ({check.status}) but the "
+                               f"manifest seals {seg.committed_bytes} ({expected}): journal altered")
+        if not seg.cut and (check.plaintext_bytes, check.plaintext_sha256) != (seg.plaintext_bytes, seg.plaintext_sha256):
+            return ref, None, f"{seg.name}: the journal's plaintext hash differs from the manifest's: journal altered"
         if check.status == CUT:
             log.info("clip %s: %s", cand.clip_id, check.detail)
         return ref, check.status, None

@@ -146,3 +146,40 @@ def test_cli_end_to_end_simulated_camera_ingested_and_verified(tmp_path, state_d
     assert list((outbox / "clips").iterdir()) == []
     assert len(list((outbox / "receipts").iterdir())) == 2
     assert len(stored_clips(store)) == 2
+
+
+def test_cli_end_to_end_killed_camera_recovered_then_ingested_as_cut(tmp_path, state_dir, monkeypatch, capsys):
+    # The whole crash path with the real command lines: power lost mid-recording (SIGKILL), the
+    # camera's next start seals the clip from its journal, the dock stores it (flagged cut, never
+    # quarantined) and the store verifies.
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    device_cli = pytest.importorskip("device.cli")
+    evidence_cli = pytest.importorskip("evidence_store.cli")
+    monkeypatch.setenv("BODYCAM_SCRYPT_LOG_N", "10")
+    (tmp_path / "pass").write_text("correct horse\n")
+    store, outbox = tmp_path / "store", tmp_path / "outbox"
+    assert evidence_cli.main(["--store", str(store), "init", "--passphrase-file", str(tmp_path / "pass")]) == 0
+    assert device_cli.main(["init", "--outbox", str(outbox), "--device-id", "cam-07"]) == 0
+    assert main(["--store", str(store), "enroll", str(outbox), "--device-id", "cam-07"]) == 0
+    proc = subprocess.Popen([sys.executable, "-m", "device.cli", "simulate", "--outbox", str(outbox), "--seconds", "30",
+                             "--emergency"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=dict(os.environ))
+    try:
+        assert proc.stdout.readline().decode().startswith("recording ")
+        time.sleep(2.5)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert device_cli.main(["recover", "--outbox", str(outbox)]) == 0
+    capsys.readouterr()
+    assert main(["--store", str(store), "ingest", str(outbox), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    (clip,) = report["clips"]
+    assert clip["outcome"] == "stored" and "cut" in clip["flags"]
+    assert evidence_cli.main(["--store", str(store), "verify"]) == 0
+    assert list((outbox / "clips").iterdir()) == []

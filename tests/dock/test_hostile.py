@@ -258,3 +258,18 @@ def test_hostile_camera_unplugged_mid_copy_stops_then_rerun_completes(camera, ma
     assert make_ingester().ingest(camera.outbox.root).ok
     assert set(stored_clips(store_root)) == {c.clip_id for c in clips}
     assert_cleared(camera.outbox, clips, store.verifier_key)
+
+
+@pytest.mark.parametrize("damage", ["emptied", "last-newline-flipped"])
+def test_hostile_journal_truncated_for_sealed_clip_quarantined(camera, ingester, store_root, damage):
+    # A journal cut short on the camera would make a sealed, whole segment look "cut after a
+    # crash" in the store; the signed manifest says otherwise, so the clip is quarantined.
+    clip = camera.clip()
+    journal = clip.folder / "journal"
+    data = journal.read_bytes()
+    journal.write_bytes(b"" if damage == "emptied" else data[:-1] + b"x")
+    report = ingester.ingest(camera.outbox.root)
+    (result,) = report.clips
+    assert result.outcome == OUT_QUARANTINED and "journal altered" in result.reason
+    assert stored_clips(store_root) == {}
+    assert_store_sound(store_root)
