@@ -74,7 +74,10 @@ def scan_outbox(outbox: Outbox) -> Scan:
     """Read device.json and every sealed clip's manifest; return them in ingest order."""
     scan = Scan(device=read_device(outbox))
     try:
+        outbox.check_layout()
         listing = outbox.list_clips()
+    except FormatError as exc:
+        raise DockError(f"{outbox.root}: {exc}", "hint: the partition is refused as a whole; nothing on it was touched") from None
     except OSError as exc:
         raise DockError(f"{outbox.root}: cannot list clips: {exc.strerror or exc}") from None
     scan.unsealed = listing.unsealed

@@ -25,8 +25,10 @@ def fsync_dir(path: str | os.PathLike) -> None:
 def atomic_write(path: str | os.PathLike, data: bytes, *, mode: int = 0o644) -> None:
     """Replace ``path`` with ``data`` atomically and durably (temp, fsync, rename, fsync folder)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+    # A random name created exclusively: on a hostile camera partition a fifo or link planted at a
+    # predictable temporary name (the dock's pid is guessable) would hang or redirect the write.
+    tmp = path.with_name(f".{path.name}.tmp-{os.urandom(8).hex()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
     try:
         view = memoryview(data)
         while view:
@@ -54,6 +56,22 @@ def append_durable(path: str | os.PathLike, data: bytes) -> None:
 
 class UnsafeFileError(OSError):
     """A path is a link, a device, a fifo, or too large: hostile media, never followed."""
+
+
+def require_plain_dir(path: str | os.PathLike, *, same_device_as: str | os.PathLike | None = None) -> None:
+    """Refuse ``path`` unless it is a real folder (not a link), on the same file system as
+    ``same_device_as``: a camera partition whose clips/ links to another camera's mount would
+    otherwise let one camera's docking read, receipt and delete another camera's clips."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafeFileError(f"{path}: is a symbolic link")
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafeFileError(f"{path}: not a folder")
+    if same_device_as is not None and os.stat(same_device_as).st_dev != st.st_dev:
+        raise UnsafeFileError(f"{path}: lies on another file system than {same_device_as}")
 
 
 def open_regular(path: str | os.PathLike, *, max_bytes: int | None = None) -> int:

@@ -23,7 +23,7 @@ from pathlib import Path
 from evidence_store.clip import canonical, note
 from evidence_store.clip.devkey import DevicePublicKey
 from evidence_store.clip.errors import FormatError
-from evidence_store.clip.fsutil import UnsafeFileError, atomic_write, fsync_dir, read_regular
+from evidence_store.clip.fsutil import UnsafeFileError, atomic_write, fsync_dir, read_regular, require_plain_dir
 from evidence_store.clip.ids import check_clip_id, check_device_id, format_time, parse_time
 from evidence_store.clip.manifest import MANIFEST_FILE
 
@@ -218,9 +218,24 @@ class Outbox:
     def clip_dir(self, clip_id: str) -> Path:
         return self.root / CLIPS_DIR / check_clip_id(clip_id)
 
+    def check_layout(self) -> None:
+        """Raise FormatError unless clips/ and receipts/ are plain folders on the outbox's own
+        file system; the dock refuses a partition that fails before touching anything on it."""
+        for name in (CLIPS_DIR, RECEIPTS_DIR):
+            self._subdir(name)
+
+    def _subdir(self, name: str) -> Path:
+        """clips/ or receipts/, checked before every use (see fsutil.require_plain_dir)."""
+        path = self.root / name
+        try:
+            require_plain_dir(path, same_device_as=self.root)
+        except UnsafeFileError as exc:
+            raise FormatError(f"outbox {name}/: {exc}") from None
+        return path
+
     def list_clips(self) -> ClipListing:
         listing = ClipListing()
-        base = self.root / CLIPS_DIR
+        base = self._subdir(CLIPS_DIR)
         try:
             entries = sorted(os.scandir(base), key=lambda e: e.name)
         except FileNotFoundError:
@@ -242,7 +257,7 @@ class Outbox:
 
     def delete_clip(self, clip_id: str) -> None:
         """Remove a clip folder (only after a receipt). Links inside are removed, never followed."""
-        path = self.clip_dir(clip_id)
+        path = self._subdir(CLIPS_DIR) / check_clip_id(clip_id)
         if path.is_symlink():
             path.unlink()
         elif path.exists():
@@ -253,11 +268,11 @@ class Outbox:
 
     def write_receipt(self, clip_id: str, data: bytes) -> None:
         (self.root / RECEIPTS_DIR).mkdir(exist_ok=True)
-        atomic_write(self.root / RECEIPTS_DIR / check_clip_id(clip_id), data)
+        atomic_write(self._subdir(RECEIPTS_DIR) / check_clip_id(clip_id), data)
 
     def receipt_ids(self) -> list[str]:
         try:
-            names = sorted(os.listdir(self.root / RECEIPTS_DIR))
+            names = sorted(os.listdir(self._subdir(RECEIPTS_DIR)))
         except FileNotFoundError:
             return []
         out = []
@@ -269,6 +284,7 @@ class Outbox:
         return out
 
     def receipt(self, clip_id: str, verifier_key: str) -> Receipt | None:
+        self._subdir(RECEIPTS_DIR)
         data = self._read(f"{RECEIPTS_DIR}/{check_clip_id(clip_id)}")
         if data is None:
             return None

@@ -273,3 +273,23 @@ def test_hostile_journal_truncated_for_sealed_clip_quarantined(camera, ingester,
     assert result.outcome == OUT_QUARANTINED and "journal altered" in result.reason
     assert stored_clips(store_root) == {}
     assert_store_sound(store_root)
+
+
+@pytest.mark.parametrize("linked", ["clips", "receipts"])
+def test_hostile_outbox_subfolder_linked_to_another_camera_refused_untouched(store, camera, ingester, store_root, tmp_path,
+                                                                             linked):
+    # Camera B's mount point is predictable; camera A's partition must not reach into it.
+    from tests.dock.conftest import new_camera
+
+    other = new_camera(store, tmp_path / "cam-b-outbox", "cam-b")
+    victim = other.clip()
+    attacker_sub = camera.outbox.root / linked
+    shutil.rmtree(attacker_sub)
+    attacker_sub.symlink_to(other.outbox.root / linked)
+    if linked == "receipts":
+        camera.clip()
+    with pytest.raises(DockError, match="symbolic link"):
+        ingester.ingest(camera.outbox.root)
+    assert outbox_clip_names(other.outbox) == [victim.clip_id]
+    assert list((other.outbox.root / "receipts").iterdir()) == []
+    assert stored_clips(store_root) == {}

@@ -167,3 +167,17 @@ def test_outbox_delete_clip_removes_links_without_following(box, tmp_path):
     os.symlink(outside, clip / "seg-00000.age")
     box.delete_clip(CLIP)
     assert not clip.exists() and (outside / "keep").exists()
+
+
+def test_outbox_fifo_planted_at_old_temp_name_does_not_hang_write(tmp_path):
+    # The dock's pid is guessable; a fifo at ".clock.tmp-<pid>" once blocked the write forever.
+    import os
+
+    from evidence_store.clip.outbox import Outbox as _Outbox
+
+    box = _Outbox(tmp_path)
+    os.mkfifo(tmp_path / f".clock.tmp-{os.getpid()}")
+    from datetime import datetime, timezone
+
+    box.write_clock(datetime(2026, 11, 28, tzinfo=timezone.utc))
+    assert box.clock()[0] == datetime(2026, 11, 28, tzinfo=timezone.utc)
