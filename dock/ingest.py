@@ -312,6 +312,11 @@ class Ingester:
         except EvidenceError as exc:
             # The store refused (full disk, locked database, ...): the clip stays on the camera.
             self._skip(dk, res, f"store: {exc}")
+        except Exception as exc:  # noqa: BLE001
+            # A bug of ours must not stop an unattended dock or cost a recording: the clip stays
+            # on the camera (never quarantined on a guess), the traceback goes to the journal.
+            log.exception("clip %s: unexpected error", res.clip_id)
+            self._skip(dk, res, f"internal error ({type(exc).__name__}: {exc}); please report it")
         return res
 
     def _skip(self, dk: _Docking, res: ClipResult, reason: str) -> None:

@@ -66,7 +66,8 @@ class Manifest:
         return asdict(self)
 
     def validate(self) -> "Manifest":
-        """Raise FormatError naming the first field that is out of range."""
+        """Raise FormatError naming the first field that is out of range or of the wrong type."""
+        _check_types(self)
         check_clip_id(self.clip_id)
         check_device_id(self.device_id)
         if self.format != FORMAT:
@@ -112,6 +113,47 @@ class Manifest:
         return sum(s.duration_ms for s in self.segments) / 1000
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# JSON types of every field. A manifest is parsed before its signature is checked, and even a
+# correctly signed one comes from a device that may be buggy or compromised: a string where the
+# store expects a flag must be a FormatError (quarantine), never a crash of the dock.
+_STR, _OPT_STR, _INT, _BOOL = (str,), (str, type(None)), "int", (bool,)
+_MANIFEST_TYPES = {
+    "clip_id": _STR, "sequence": _INT, "device_id": _STR, "officer": _OPT_STR, "firmware": _STR, "profile": _STR,
+    "trigger": _STR, "announced_at": _OPT_STR, "started_at": _STR, "ended_at": _STR, "end_reason": _STR,
+    "homes": _BOOL, "prerecord_seconds": _INT, "resumes": _OPT_STR, "clock_source": _STR,
+    "previous_manifest": _OPT_STR, "format": _STR, "homes_at": _OPT_STR,
+}
+_SEGMENT_TYPES = {
+    "name": _STR, "bytes": _INT, "sha256": _STR, "plaintext_bytes": _INT, "plaintext_sha256": _STR,
+    "duration_ms": _INT, "cut": _BOOL, "committed_bytes": _INT,
+}
+
+
+def _check_fields(record: Any, types: dict, what: str) -> None:
+    for name, kind in types.items():
+        value = getattr(record, name)
+        ok = _is_int(value) and value >= 0 if kind == _INT else isinstance(value, kind)
+        if not ok:
+            raise FormatError(f"{what}: field {name} has the wrong type or a negative value")
+
+
+def _check_types(manifest: "Manifest") -> None:
+    _check_fields(manifest, _MANIFEST_TYPES, "manifest")
+    for name in ("bookmarks", "notes", "segments"):
+        if not isinstance(getattr(manifest, name), list):
+            raise FormatError(f"manifest: field {name} must be a list")
+    if not all(isinstance(x, str) for x in manifest.bookmarks + manifest.notes):
+        raise FormatError("manifest: bookmarks and notes must be strings")
+    for seg in manifest.segments:
+        _check_fields(seg, _SEGMENT_TYPES, "manifest segment")
+    if manifest.homes_at is not None:
+        parse_time(manifest.homes_at, "manifest homes_at")
+
+
 def sign_manifest(manifest: Manifest, key: DeviceKey) -> bytes:
     """The manifest file's bytes."""
     manifest.validate()
@@ -139,6 +181,8 @@ def parse_manifest(data: bytes, public_key: DevicePublicKey | None) -> Manifest:
     body = outer["manifest"]
     if not isinstance(body, dict):
         raise FormatError("manifest: body is not an object")
+    if not isinstance(body.get("segments", []), list) or not all(isinstance(x, dict) for x in body.get("segments", [])):
+        raise FormatError("manifest: segments must be a list of objects")
     try:
         segments = [SegmentRecord(**s) for s in body.get("segments", [])]
         manifest = Manifest(**(body | {"segments": segments}))

@@ -293,3 +293,25 @@ def test_hostile_outbox_subfolder_linked_to_another_camera_refused_untouched(sto
     assert outbox_clip_names(other.outbox) == [victim.clip_id]
     assert list((other.outbox.root / "receipts").iterdir()) == []
     assert stored_clips(store_root) == {}
+
+
+@pytest.mark.parametrize("changes", [{"homes": "yes"}, {"sequence": True}, {"bookmarks": "2026"}, {"notes": [1]},
+                                     {"duration_override": None}])
+def test_hostile_signed_manifest_with_wrong_field_type_quarantined_not_crash(camera, ingester, store_root, changes):
+    # Signed by the enrolled key, yet malformed: a buggy or compromised camera must not stop the
+    # dock (a traceback here would leave the camera uncleared at every docking).
+    clip = camera.clip()
+    if "duration_override" in changes:
+        segs = [dict(s, duration_ms=-1) for s in json_segments(clip)]
+        _resign(clip, camera.device.key, segments=segs)
+    else:
+        _resign(clip, camera.device.key, **changes)
+    report = ingester.ingest(camera.outbox.root)
+    (result,) = report.clips
+    assert result.outcome == OUT_QUARANTINED and "manifest" in result.reason
+    assert outbox_clip_names(camera.outbox) == []
+    assert_store_sound(store_root)
+
+
+def json_segments(clip):
+    return canonical.loads((clip.folder / "manifest").read_bytes(), "m")["manifest"]["segments"]
