@@ -112,6 +112,14 @@ def main(argv: list[str] | None = None) -> int:
         for hint in getattr(exc, "hints", []):
             print(hint if hint.startswith("hint:") else f"hint: {hint}", file=sys.stderr)
         return getattr(exc, "exit_code", 1)
+    except OSError as exc:
+        # A folder the dock cannot write (its state folder, a read-only store): say which.
+        if verbose:
+            traceback.print_exc()
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"{PROG}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print("hint: check the folder's owner and permissions, or set BODYCAM_DOCK_STATE", file=sys.stderr)
+        return 1
 
 
 class _StderrHandler(logging.StreamHandler):

@@ -1,6 +1,6 @@
 """The daemon's configuration: /etc/bodycam/dock.toml.
 
-    store = "/var/lib/bodycam/store"          # the evidence store (BODYCAM_STORE also works)
+    store = "/srv/bodycam/store"              # the evidence store (BODYCAM_STORE also works)
     watch = ["/srv/bodycam/inbox/cam-07"]     # outbox folders to watch (optional)
     state_dir = "/var/lib/bodycam-dock"       # per-camera locks and docking reports (BODYCAM_DOCK_STATE)
 

@@ -183,3 +183,13 @@ def test_cli_end_to_end_killed_camera_recovered_then_ingested_as_cut(tmp_path, s
     assert clip["outcome"] == "stored" and "cut" in clip["flags"]
     assert evidence_cli.main(["--store", str(store), "verify"]) == 0
     assert list((outbox / "clips").iterdir()) == []
+
+
+def test_cli_unwritable_state_folder_one_line_error(camera, store_root, tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("BODYCAM_DOCK_STATE", str(blocker / "state"))
+    camera.clip()
+    assert main(["--store", str(store_root), "ingest", str(camera.outbox.root)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("bodycam-dock: error: ") and "Traceback" not in err and "hint:" in err
