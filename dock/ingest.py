@@ -374,6 +374,8 @@ class Ingester:
         if problems:
             raise _Quarantine("; ".join(problems), journal_bytes=journal_bytes, objects=objects)
         res.flags = self._flags(dk, manifest, states, res.extra_files)
+        if res.extra_files:
+            self._keep_extras(dk, cand, manifest)
         # Step 4: one transaction in the store (gap events included).
         try:
             dk.store.ingest(cand.manifest_bytes, journal_bytes, manifest, objects, segment_states=states, flags=res.flags)
@@ -461,6 +463,29 @@ class Ingester:
         if check.status == CUT:
             log.info("clip %s: %s", cand.clip_id, check.detail)
         return ref, check.status, None
+
+    def _keep_extras(self, dk: _Docking, cand: Candidate, manifest: Manifest) -> None:
+        """Files in the clip folder that the manifest does not name are deleted with the folder
+        after the receipt, so keep them first: quarantined beside the clip (same deadline), as a
+        firmware or recovery bug could have left a real segment out of the manifest. Before the
+        ingest commit, so that a crash in between cannot lose them (quarantine is idempotent)."""
+        expected = {MANIFEST_FILE, JOURNAL_FILE} | {s.name for s in manifest.segments}
+        objects = {}
+        for name in sorted(set(os.listdir(cand.path)) - expected):
+            try:
+                fd = open_regular(cand.path / name, max_bytes=QUARANTINE_MAX_FILE)
+            except UnsafeFileError:
+                continue  # links, fifos, devices, monsters: named in the flag, never read
+            try:
+                ref = self._put_plain(dk, fd, os.fstat(fd).st_size)
+            finally:
+                os.close(fd)
+            if ref is not None:
+                objects[name] = ref
+        if objects:
+            dk.store.quarantine(reason=f"files beside clip {cand.clip_id} that its manifest does not name",
+                                device_id=dk.device_id, clip_id=cand.clip_id, manifest_bytes=cand.manifest_bytes,
+                                journal_bytes=None, objects=objects)
 
     def _put_plain(self, dk: _Docking, fd: int, size: int):
         with os.fdopen(os.dup(fd), "rb", buffering=0) as src:

@@ -100,14 +100,21 @@ def test_ingest_manifest_dated_in_future_flagged(camera, ingester, clock):
     assert report.ok and report.clips[0].flags == [FLAG_FUTURE]
 
 
-def test_ingest_extra_file_in_clip_folder_reported_and_flagged(camera, ingester, caplog):
+def test_ingest_extra_file_in_clip_folder_flagged_and_kept_in_quarantine(camera, ingester, store_root, caplog):
     clip = camera.clip()
-    (clip.folder / "notes.txt").write_text("not evidence")
+    (clip.folder / "seg-00007.age").write_bytes(b"a segment the manifest forgot")
     with caplog.at_level(logging.WARNING):
         report = ingester.ingest(camera.outbox.root)
-    assert report.ok and report.clips[0].extra_files == ["notes.txt"]
+    assert report.ok and report.clips[0].extra_files == ["seg-00007.age"]
     assert FLAG_EXTRA_FILES in report.clips[0].flags
-    assert "notes.txt" in caplog.text
+    assert "seg-00007.age" in caplog.text
+    # The clip folder is cleared, but the unlisted file was kept first, beside the clip.
+    assert outbox_clip_names(camera.outbox) == []
+    with Store.open(store_root) as s:
+        (q,) = [e for e in s.events() if e["kind"] == "quarantine"]
+        assert q["claimed_clip"] == clip.clip_id and [o["name"] for o in q["objects"]] == ["seg-00007.age"]
+        assert s.objects.path(q["objects"][0]["sha256"]).read_bytes() == b"a segment the manifest forgot"
+    assert_store_sound(store_root)
 
 
 def test_ingest_unenrolled_camera_refused_and_untouched(store, tmp_path, ingester):
