@@ -14,8 +14,11 @@ device error, 2 a configuration or usage error, 3 a malformed file, 4 decryption
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
+import math
+import os
 import signal
 import sys
 import threading
@@ -25,11 +28,11 @@ from pathlib import Path
 
 from evidence_store.clip.devkey import DeviceKey
 from evidence_store.clip.errors import ClipError
-from evidence_store.clip.outbox import DeviceRecord, Outbox
+from evidence_store.clip.outbox import CLIPS_DIR, RECEIPTS_DIR, DeviceRecord, Outbox
 
 from device.clock import CLOCK_CLI, SetClock, SystemClock
 from device.errors import ConfigError, DeviceError
-from device.state import StateDir, default_state_dir
+from device.state import StateDir, check_state_outside_outbox, default_state_dir
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +43,12 @@ TICK = 0.02
 
 
 def _paths(args) -> tuple[Path, Path]:
+    """The outbox and the state folder. Raises DeviceError if the state folder is inside the
+    outbox (the private key would be on the partition the dock reads)."""
     outbox = Path(args.outbox)
-    return outbox, Path(args.state) if args.state else default_state_dir(outbox)
+    state = Path(args.state) if args.state else default_state_dir(outbox)
+    check_state_outside_outbox(outbox, state)
+    return outbox, state
 
 
 def _load_key(state: Path) -> DeviceKey:
@@ -53,6 +60,11 @@ def _load_key(state: Path) -> DeviceKey:
 
 # --- init ----------------------------------------------------------------------------------------
 
+def _init_failed(exc: OSError, outbox: Path) -> DeviceError:
+    return DeviceError(f"cannot initialise the camera: {exc.strerror or exc}: {exc.filename or outbox}",
+                       "check that the outbox partition is mounted and writable, then run init again")
+
+
 def cmd_init(args) -> int:
     outbox, state = _paths(args)
     box = Outbox(outbox)
@@ -60,18 +72,34 @@ def cmd_init(args) -> int:
         existing = box.device()
     except ClipError:
         existing = None
+    except OSError as exc:
+        raise _init_failed(exc, outbox) from None
     if existing is not None:
         raise DeviceError(f"{outbox} is already the outbox of device {existing.device_id}",
                           "a camera is initialised once; its key must never be replaced")
     from device.sealing import firmware_version
 
-    key = DeviceKey.generate()
+    # Order: outbox folders first (the likeliest to fail: a partition not mounted or read-only),
+    # then the key, then device.json, which publishes the key and so comes last. A key left by an
+    # earlier run that failed before device.json was written was never published: it is reused,
+    # never replaced, so rerunning init after fixing the outbox works.
     try:
-        key.save(state)
+        for folder in (outbox, outbox / CLIPS_DIR, outbox / RECEIPTS_DIR):
+            folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(outbox, os.W_OK):
+            raise PermissionError(errno.EACCES, "not writable", str(outbox))
+        StateDir(state).ensure()
+        try:
+            key = DeviceKey.load(state)
+            log.warning("reusing the unpublished device key in %s from an earlier init", state)
+        except ClipError:
+            key = DeviceKey.generate()
+            key.save(state)
         box.init(DeviceRecord(args.device_id, str(key.public), firmware_version()))
     except ClipError as exc:
         raise DeviceError(str(exc)) from None
-    StateDir(state).ensure()
+    except OSError as exc:
+        raise _init_failed(exc, outbox) from None
     print(f"device {args.device_id}: key in {state}, outbox {outbox}")
     print(f"public key: {key.public}")
     print(f"next: bodycam-dock --store DIR enroll {outbox} --device-id {args.device_id}")
@@ -91,6 +119,9 @@ def cmd_recover(args) -> int:
         print(f"removed empty folder {clip_id}")
     for clip_id, why in report.unsealable:
         print(f"cannot seal {clip_id}: {why}", file=sys.stderr)
+    if report.marker_set_aside is not None:
+        print(f"the recording marker could not be used and was kept as {report.marker_set_aside}",
+              file=sys.stderr)
     if report.resume is not None:
         print(f"the process died while recording {report.resume.clip_id}; "
               f"'{PROG} run' resumes such a recording at once")
@@ -188,10 +219,10 @@ def cmd_simulate(args) -> int:
     from device.recorder import EncryptingRecorder
     from device.recover import recover
 
+    if not math.isfinite(args.seconds) or args.seconds <= 0:
+        raise ConfigError(f"--seconds must be a finite number above zero, got {args.seconds}")
     outbox, state = _paths(args)
     key = _load_key(state)
-    if args.seconds <= 0:
-        raise ConfigError("--seconds must be more than zero")
     base = SystemClock()
     clock = SetClock(base, _parse_clock(args.clock), clock_source=CLOCK_CLI) if args.clock else DockClock(base)
     report = recover(outbox, state, key)
@@ -232,6 +263,11 @@ def cmd_simulate(args) -> int:
             raise DeviceError(f"recording refused: {reason}", *hints)
         print(f"recording {recorder.clip_id}", flush=True)
         # Stop with a hold timed so that the hold completes N seconds after recording began.
+        # Stopping takes a hold of hold_seconds, as it does for an officer, so a clip is never
+        # shorter than that: --seconds below it records hold_seconds (documented in --help).
+        if args.seconds < controls.hold_seconds:
+            log.warning("--seconds %s is shorter than the stop hold: the clip lasts %s s", args.seconds,
+                        controls.hold_seconds)
         run_for(max(0.0, args.seconds - controls.hold_seconds))
         pin(hw.RECORD).drive_low()
         stopped = run_for(controls.hold_seconds + 2.0, lambda: controller.state is not State.RECORDING)
@@ -278,7 +314,7 @@ def cmd_run(args) -> int:
     from device.camera import open_camera
     from device.config import DEFAULT_CONFIG_PATH, load_config
     from device.controller import Controller
-    from device.docking import DockClock
+    from device.docking import DockClock, PowerDockSignal
     from device.hardware import AplayPlayer, Hardware
     from device.recorder import EncryptingRecorder
     from device.recover import recover
@@ -295,9 +331,11 @@ def cmd_run(args) -> int:
                                   local_prerecord=config.profile.prerecord_seconds,
                                   gadget=_find_gadget(storage.outbox))
     hardware = Hardware(config.pins, clock, debounce_seconds=config.controls.debounce_seconds)
+    dock_signal = PowerDockSignal(config.dock.usb_power) if config.dock.usb_power else None
     stop = threading.Event()
     try:
-        controller = Controller(recorder, hardware, clock, config.controls, sound_player=AplayPlayer())
+        controller = Controller(recorder, hardware, clock, config.controls, sound_player=AplayPlayer(),
+                                dock_signal=dock_signal)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
         if report.resume is not None:
@@ -330,7 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="record a real clip through the real controller with mock buttons")
     p.add_argument("--outbox", required=True)
     p.add_argument("--state")
-    p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--seconds", type=float, default=3.0,
+                   help="seconds to record (default 3); at least the 1.5 s hold that stops a recording")
     p.add_argument("--emergency", action="store_true", help="emergency button instead of an announcement")
     p.add_argument("--clock", help="the camera's clock (ISO 8601), recorded as clock source 'cli'")
     p.add_argument("--camera", default="synthetic", help="'synthetic' or an MPEG-TS/H.264 file to replay")

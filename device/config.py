@@ -36,6 +36,9 @@ Example::
     [profile]                   # may only narrow the enrolled profile
     prerecord_seconds = 0
 
+    [dock]                      # optional: a dock signal from USB power besides pins.dock
+    usb_power = "/sys/class/power_supply/*/online"   # a glob; "1" or "configured" = docked
+
 Unknown sections and keys are errors: a typo in a file that decides whether a camera may record
 must not be silently ignored.
 """
@@ -110,12 +113,20 @@ class ProfileConfig:
 
 
 @dataclass(frozen=True)
+class DockConfig:
+    """A second dock signal read from sysfs (see docking.PowerDockSignal); None: GPIO only."""
+
+    usb_power: str | None = None
+
+
+@dataclass(frozen=True)
 class DeviceConfig:
     pins: PinsConfig = field(default_factory=PinsConfig)
     controls: ControlsConfig = field(default_factory=ControlsConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     camera: CameraConfig = field(default_factory=CameraConfig)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
+    dock: DockConfig = field(default_factory=DockConfig)
     source: Path | None = None
 
 
@@ -125,6 +136,7 @@ _SECTIONS: dict[str, type] = {
     "storage": StorageConfig,
     "camera": CameraConfig,
     "profile": ProfileConfig,
+    "dock": DockConfig,
 }
 
 
@@ -262,6 +274,11 @@ def _check(config: DeviceConfig) -> None:
         raise ConfigError(f"controls.debounce_seconds ({c.debounce_seconds}) must be shorter than "
                           f"controls.hold_seconds ({c.hold_seconds})", key="controls.debounce_seconds")
     s = config.storage
+    box, state = s.outbox.resolve(), s.state.resolve()
+    if state == box or box in state.parents:
+        raise ConfigError(f"storage.state ({s.state}) is inside storage.outbox ({s.outbox})",
+                          "the device key must never be on the evidence partition the dock reads",
+                          key="storage.state")
     _positive("storage.reserve_mib", s.reserve_mib, zero_ok=True)
     _positive("storage.segment_seconds", s.segment_seconds)
     cam = config.camera
@@ -271,6 +288,9 @@ def _check(config: DeviceConfig) -> None:
     for name in ("width", "height", "fps", "bitrate"):
         _positive(f"camera.{name}", getattr(cam, name))
     _positive("profile.prerecord_seconds", config.profile.prerecord_seconds, zero_ok=True)
+    if config.dock.usb_power is not None and not config.dock.usb_power.startswith("/"):
+        raise ConfigError(f"dock.usb_power must be an absolute path (a glob), got {config.dock.usb_power!r}",
+                          key="dock.usb_power")
     seen: dict[str, str] = {}
     for f in dataclasses.fields(PinsConfig):
         pin = getattr(config.pins, f.name)

@@ -11,8 +11,8 @@ States: IDLE, ANNOUNCING, RECORDING, DOCKED. There are exactly two ways into REC
 
 Both end in ``_begin_recording``, the only place that calls ``Recorder.start``
 (tests/device/test_controller.py checks this by reading the source). The one other caller of
-``_begin_recording`` is ``resume_interrupted``, which continues a recording a crash cut off with
-its original trigger; it opens no third way in.
+``_begin_recording`` is ``resume_interrupted``, which continues a recording a crash (or a
+recorder error, see below) cut off with its original trigger; it opens no third way in.
 
 Gestures are classified from debounced, clock-stamped button edges: a short press acts on
 release; a hold acts the moment the hold time is reached (found by ``tick()``), not on release.
@@ -23,8 +23,16 @@ press held for the hold time.
 
 While RECORDING: red LED steady, a reminder beep every ``reminder_interval_seconds``, a short
 press of record adds a bookmark, a hold stops and seals. The third button, or record and
-emergency pressed together, sets the homes flag. A dock signal seals and goes DOCKED from any
-state; undocking returns to IDLE.
+emergency pressed together, sets the homes flag. A dock signal (the GPIO pin, or USB power read
+through ``dock_signal``) seals and goes DOCKED from any state; undocking returns to IDLE. If the
+recorder cannot take the partition back, the camera stays DOCKED (it could not record anyway),
+shows the error pattern and tries again every ``UNDOCK_RETRY_SECONDS``.
+
+If the recorder fails while recording (camera or write error, found by ``poll()``), the clip
+is sealed by the recorder and the controller at once continues the recording in a new clip that
+links to it (``resume_interrupted``): the officer ordered a recording and nobody ended it. After
+``MAX_ERROR_RESTARTS`` failures in a row, each within ``ERROR_RESTART_RESET_SECONDS`` of its
+start, it gives up and shows the error pattern.
 
 Thread rule: ``tick()``, ``run_forever()``, ``resume_interrupted()`` and ``shutdown()`` run on one
 thread, the controller's; all state and every recorder call lives there. gpiozero's callbacks run
@@ -41,7 +49,7 @@ import threading
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 from device import hardware as hw
 from device.clock import Clock
@@ -65,12 +73,20 @@ log = logging.getLogger(__name__)
 
 TICK_SECONDS = 0.02  # 50 Hz: a hold or the end of an announcement is acted on within 20 ms
 REFUSE_ERROR = "error"
+UNDOCK_RETRY_SECONDS = 5.0  # fsck and mount take seconds; retrying at 50 Hz would only hammer them
+MAX_ERROR_RESTARTS = 3
+ERROR_RESTART_RESET_SECONDS = 30.0  # a clip that ran this long before failing was not a failing loop
 
 _REFUSAL_PATTERNS = {
     REFUSE_STORAGE: hw.PATTERN_STORAGE,
     STOP_STORAGE: hw.PATTERN_STORAGE,
     REFUSE_NOT_ENROLLED: hw.PATTERN_NOT_ENROLLED,
 }
+
+
+class DockSignal(Protocol):
+    def docked(self, now: float) -> bool:
+        """Whether this signal says the camera is docked; ``now`` is the clock's monotonic time."""
 
 
 class State(enum.Enum):
@@ -105,15 +121,21 @@ class Controller:
     buzzer); ``clock`` the same clock the hardware stamps edges with; ``controls`` the [controls]
     configuration. ``sound_player`` is called with ``controls.announcement_sound`` when an
     announcement begins (e.g. ``hardware.AplayPlayer()``); without one, no sound is played.
+    ``dock_signal`` is a second dock signal besides the GPIO pin (e.g. ``docking.PowerDockSignal``
+    for USB power), asked at every tick on the controller's thread.
     """
 
     def __init__(self, recorder: Recorder, hardware: hw.Hardware, clock: Clock, controls: ControlsConfig,
-                 *, sound_player: Callable[[Path], None] | None = None):
+                 *, sound_player: Callable[[Path], None] | None = None, dock_signal: DockSignal | None = None):
         self._recorder = recorder
         self._hw = hardware
         self._clock = clock
         self._controls = controls
         self._sound_player = sound_player
+        self._dock_signal = dock_signal
+        self._undock_retry_at: float | None = None  # set while taking the partition back fails
+        self._error_restarts = 0
+        self._recording_since: float | None = None
         self._lock = threading.Lock()  # guards _external_dock only
         self._external_dock = False
         now = clock.monotonic()
@@ -165,6 +187,8 @@ class Controller:
         edges, horizon = self._hw.poll(now)
         with self._lock:
             external = self._external_dock
+        if self._dock_signal is not None:
+            external = self._dock_signal.docked(now) or external
         for edge in edges:
             # Timers that fell due before this edge happened come first.
             self._run_timers(edge.t)
@@ -175,11 +199,15 @@ class Controller:
         self._run_timers(horizon)
         self._sync_dock(horizon, self._hw.is_active(hw.DOCK) or external)
         if self._state is State.RECORDING:
-            reason = self._recorder.poll()
-            if reason is not None:
-                log.warning("the recorder stopped by itself: %s", reason)
-                self._enter(State.IDLE, now)
-                self._show_refusal(reason, now)
+            try:
+                reason = self._recorder.poll()
+            except DeviceError as exc:
+                self._recording_failed(exc, now)
+            else:
+                if reason is not None:
+                    log.warning("the recorder stopped by itself: %s", reason)
+                    self._enter(State.IDLE, now)
+                    self._show_refusal(reason, now)
         self._render(now)
 
     def run_forever(self, stop_event: threading.Event, *, interval: float = TICK_SECONDS,
@@ -379,6 +407,9 @@ class Controller:
             self._refuse(REFUSE_ERROR, at)
             return False
         log.info("recording (%s)", trigger.kind)
+        if trigger.resumed_at is None:
+            self._error_restarts = 0  # a new recording the officer ordered
+        self._recording_since = at
         self._enter(State.RECORDING, at)
         self._trigger = trigger
         self._homes = False
@@ -397,6 +428,23 @@ class Controller:
         log.info("recording stopped: %s", reason)
         self._enter(State.IDLE, at)
         self._hw.beep(hw.BEEP_STOP, at)
+
+    def _recording_failed(self, exc: DeviceError, at: float) -> None:
+        """``poll`` raised: the recorder has sealed what it had (or left it to recovery). Continue
+        the recording in a new linked clip, unless that has already failed too often."""
+        log.error("the recording failed: %s", exc)
+        self._enter(State.IDLE, at)
+        self._show_refusal(REFUSE_ERROR, at)
+        if self._recording_since is not None and at - self._recording_since >= ERROR_RESTART_RESET_SECONDS:
+            self._error_restarts = 0
+        if self._trigger is None or self._error_restarts >= MAX_ERROR_RESTARTS:
+            log.error("not restarting the recording: it failed %d times in a row", self._error_restarts)
+            return
+        self._error_restarts += 1
+        homes = self._homes
+        if self.resume_interrupted(self._trigger) and homes:
+            # The place has not changed: the continuation is made in the same home.
+            self._set_homes(at)
 
     def _bookmark(self, t: float) -> None:
         try:
@@ -444,18 +492,35 @@ class Controller:
             except DeviceError as exc:
                 log.error("docking failed: %s", exc)
             self._enter(State.DOCKED, t)
+        elif docked and self._state is State.DOCKED:
+            self._undock_retry_at = None if self._undock_retry_at is None else t  # next undock: at once
         elif not docked and self._state is State.DOCKED:
+            if self._undock_retry_at is not None and t < self._undock_retry_at:
+                return
             try:
                 self._recorder.undock()
             except DeviceError as exc:
-                log.error("undocking failed: %s", exc)
-                self._enter(State.IDLE, t)
-                self._show_refusal(REFUSE_ERROR, t)
+                # The recorder still counts as docked and refuses to record: showing IDLE (green)
+                # would promise a camera that cannot record. Stay DOCKED, show the error, retry.
+                log.error("undocking failed (retrying in %.0f s): %s", UNDOCK_RETRY_SECONDS, exc)
+                if self._undock_retry_at is None:
+                    self._hw.beep(hw.BEEP_REFUSE, t)
+                self._undock_retry_at = t + UNDOCK_RETRY_SECONDS
                 return
+            if self._undock_retry_at is not None:
+                log.info("undocked after an earlier failure")
+            self._undock_retry_at = None
             self._enter(State.IDLE, t)
+
+    @property
+    def undock_failed(self) -> bool:
+        """True while DOCKED because taking the partition back failed (retried)."""
+        return self._state is State.DOCKED and self._undock_retry_at is not None
 
     def _render(self, now: float) -> None:
         pattern, since = _STATE_PATTERNS[self._state], self._state_since
+        if self.undock_failed:
+            pattern = hw.PATTERN_ERROR
         if self._state is State.IDLE and self._overlay is not None:
             overlay, overlay_since, until = self._overlay
             if now < until:

@@ -13,6 +13,7 @@ deletes nothing, and a receipt deletes a clip only if it names the manifest that
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import subprocess
@@ -37,6 +38,11 @@ GADGET_NAME = "bodycam"
 # The Linux Foundation's "multifunction composite gadget" ids, as the kernel's own examples use.
 USB_VENDOR_ID = "0x1d6b"
 USB_PRODUCT_ID = "0x0104"
+FSCK_OK = (0, 1)  # fsck(8): 0 no errors, 1 errors corrected; 2 and up need a person
+# A sysfs file says "docked" with one of these: power_supply/*/online "1", udc/*/state "configured".
+DOCK_SIGNAL_ACTIVE = ("1", "configured")
+DOCK_SIGNAL_INTERVAL = 0.25  # seconds between reads of the file(s)
+DOCK_SIGNAL_SETTLE = 2  # equal reads in a row before a change counts: plugging in makes power bounce
 
 
 # --- the USB gadget seam ------------------------------------------------------------------------
@@ -84,10 +90,10 @@ class ConfigfsGadget:
     def _write(self, path: Path, value: str) -> None:
         path.write_text(value + "\n" if value else "\n")
 
-    def _cmd(self, *argv: str) -> None:
+    def _cmd(self, *argv: str, ok: tuple[int, ...] = (0,)) -> None:
         result = self._run(list(argv), capture_output=True, text=True)
-        if result.returncode != 0:
-            raise HardwareError(f"{' '.join(argv)} failed: {result.stderr.strip()}")
+        if result.returncode not in ok:
+            raise HardwareError(f"{' '.join(argv)} failed (exit {result.returncode}): {result.stderr.strip()}")
 
     def attach(self, serial: str) -> None:
         try:
@@ -121,10 +127,65 @@ class ConfigfsGadget:
             lun = self.base / "functions" / "mass_storage.usb0" / "lun.0"
             if lun.exists():
                 self._write(lun / "file", "")
-            self._cmd("fsck", "-p", self.partition)
+            # fsck's exit code 1 means "errors corrected": the filesystem is fine now (fsck(8)).
+            self._cmd("fsck", "-p", self.partition, ok=FSCK_OK)
             self._cmd("mount", "-o", "nosuid,nodev,noexec", self.partition, self.mountpoint)
         except OSError as exc:
             raise HardwareError(f"cannot take the evidence partition back from USB: {exc}") from exc
+
+
+# --- the USB-power dock signal -------------------------------------------------------------------
+
+class PowerDockSignal:
+    """The dock signal read from sysfs, for docks without the GPIO contact: the camera counts as
+    docked while any file matching ``pattern`` (a glob, e.g. ``/sys/class/power_supply/*/online``
+    or ``/sys/class/udc/*/state``) reads "1" or "configured".
+
+    Read at most every ``interval`` seconds of ``now`` (the injected clock), and a change is only
+    taken after ``settle`` equal reads in a row. An unreadable file counts as "not docked" (logged
+    once). Called on the controller's thread only (``Controller(dock_signal=...)``).
+    """
+
+    def __init__(self, pattern: str | os.PathLike, *, interval: float = DOCK_SIGNAL_INTERVAL,
+                 settle: int = DOCK_SIGNAL_SETTLE):
+        self.pattern = str(pattern)
+        self._interval = interval
+        self._settle = max(1, settle)
+        self._next: float | None = None
+        self._level = False
+        self._candidate = False
+        self._seen = 0
+        self._warned = False
+
+    def _read(self) -> bool:
+        paths = sorted(glob.glob(self.pattern))
+        if not paths and not self._warned:
+            log.warning("dock signal: nothing matches %s", self.pattern)
+            self._warned = True
+        for path in paths:
+            try:
+                if Path(path).read_text().strip() in DOCK_SIGNAL_ACTIVE:
+                    return True
+            except OSError as exc:
+                if not self._warned:
+                    log.warning("dock signal: cannot read %s: %s", path, exc)
+                    self._warned = True
+        return False
+
+    def docked(self, now: float) -> bool:
+        if self._next is not None and now < self._next:
+            return self._level
+        self._next = now + self._interval
+        reading = self._read()
+        if reading == self._level:
+            self._seen = 0
+            return self._level
+        self._seen = self._seen + 1 if reading == self._candidate else 1
+        self._candidate = reading
+        if self._seen >= self._settle:
+            log.info("dock signal (%s): %s", self.pattern, "docked" if reading else "undocked")
+            self._level, self._seen = reading, 0
+        return self._level
 
 
 # --- the dock's time ----------------------------------------------------------------------------
@@ -268,5 +329,5 @@ def check_enrolled(enrollment: Enrollment | None) -> Enrollment:
     return enrollment
 
 
-__all__ = ["UsbGadget", "FakeGadget", "ConfigfsGadget", "DockClock", "load_enrollment", "delete_receipted",
+__all__ = ["UsbGadget", "FakeGadget", "ConfigfsGadget", "PowerDockSignal", "DockClock", "load_enrollment", "delete_receipted",
            "apply_undock", "UndockReport", "DeviceError"]

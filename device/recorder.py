@@ -24,7 +24,10 @@ It implements ``device.recorder_api.Recorder`` for the controller. What it guara
 
 Thread rule: the controller's thread calls the Recorder methods. The camera calls ``_on_unit``
 on its encoder thread; with ``threaded=True`` that only queues, and the recorder's writer thread
-does the encryption and disk I/O, so an SD card's slow fdatasync never holds up the encoder.
+does the encryption and disk I/O, so an SD card's slow fdatasync never holds up the encoder. The
+queue is bounded (``QUEUE_SECONDS``): when it is full, frames are dropped up to the next keyframe
+and counted in the manifest's notes. Any exception on the writer thread becomes the clip's
+failure, and a dead writer thread counts as one: ``poll()`` then seals and raises.
 ``self._lock`` guards the running clip (and the pre-recording buffer hand-over) between the
 writer thread and the controller's thread (``poll`` commits, ``stop`` seals).
 """
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import queue
 import threading
@@ -54,12 +58,13 @@ from device.camera.base import NULL_PACKET, TS_PACKET_SIZE, Camera, TsUnit
 from device.clock import Clock
 from device.config import ProfileConfig, effective_profile
 from device.docking import DockClock, UsbGadget, apply_undock, load_enrollment
-from device.errors import NotEnrolledError, RecorderError, StorageFullError
+from device.errors import DeviceError, NotEnrolledError, RecorderError, StorageFullError
 from device.prerecord import PrerecordBuffer
 from device.recorder_api import (
     REFUSE_NOT_ENROLLED,
     REFUSE_STORAGE,
     STOP_DOCKED,
+    STOP_ERROR,
     STOP_REASONS,
     STOP_SHUTDOWN,
     STOP_STORAGE,
@@ -77,6 +82,12 @@ SEGMENT_NAME = "seg-{:05d}.age"
 REFUSE_DOCKED = "docked"
 MIB = 1024 * 1024
 STORAGE_CHECK_INTERVAL = 0.5
+# The writer queue holds at most this many seconds of frames (at the camera's rate). An SD card
+# that stalls longer than that would otherwise grow the queue until the Pi runs out of memory and
+# the kernel kills the firmware; dropping (and declaring) frames keeps the recording going.
+QUEUE_SECONDS = 10
+MIN_QUEUE_UNITS = 32
+DRAIN_POLL = 0.5  # how often _drain looks whether the writer thread is still alive
 
 
 def disk_free(path: Path) -> int:
@@ -179,6 +190,11 @@ class ClipWriter:
             seg.sealed_seen = seg.writer.plaintext_bytes
             seg.chunk_since = self._clock.monotonic()
 
+    @property
+    def frame_us(self) -> int:
+        """One frame's duration at the camera's rate, in microseconds."""
+        return self._frame_us
+
     def due(self, now: float) -> bool:
         return self.last_commit is None or now - self.last_commit >= COMMIT_INTERVAL
 
@@ -237,7 +253,7 @@ class _ClipMeta:
     notes: list[str] = field(default_factory=list)
 
 
-_BARRIER = object()
+_IDLE = object()  # the writer's queue was quiet for a while: commit if one is due
 
 
 class EncryptingRecorder:
@@ -256,7 +272,7 @@ class EncryptingRecorder:
                  clock: Clock, *, reserve_mib: float = 512, seal_margin_mib: float | None = None,
                  segment_seconds: float = 60.0, local_prerecord: int = 0, gadget: UsbGadget | None = None,
                  threaded: bool = True, free_bytes: Callable[[Path], int] = disk_free,
-                 firmware: str | None = None):
+                 firmware: str | None = None, queue_units: int | None = None):
         self._outbox = Outbox(outbox)
         self._state = StateDir(state).ensure()
         self._key = key
@@ -292,11 +308,18 @@ class EncryptingRecorder:
         self._enrollment_error: str | None = None
         self._load_enrollment()
         self._threaded = threaded
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        fps = camera.fps or 25.0
+        self._queue: queue.Queue = queue.Queue(
+            maxsize=queue_units if queue_units is not None else max(MIN_QUEUE_UNITS, int(fps * QUEUE_SECONDS)))
+        # Frames the full queue made us drop since the clip started. Written on the encoder
+        # thread, read and reset on the controller's thread: guarded by its own lock, never by
+        # self._lock, which the writer holds across an fdatasync the encoder must not wait for.
+        self._drop_lock = threading.Lock()
+        self._queue_drops = 0
+        self._skip_to_keyframe = False  # encoder thread only
         self._writer: threading.Thread | None = None
         if threaded:
-            self._writer = threading.Thread(target=self._writer_loop, name="recorder-writer", daemon=True)
-            self._writer.start()
+            self._start_writer()
         self._camera.open()
         self._apply_profile()
 
@@ -339,10 +362,31 @@ class EncryptingRecorder:
 
     def _on_unit(self, unit: TsUnit) -> None:
         # Encoder thread. Queue only: the disk is the writer thread's business.
-        if self._threaded:
-            self._queue.put(unit)
-        else:
+        if not self._threaded:
             self._handle(unit)
+            return
+        if self._skip_to_keyframe and not unit.keyframe:
+            # After a drop the frames up to the next keyframe could not be decoded anyway.
+            self._count_drop()
+            return
+        try:
+            self._queue.put_nowait(unit)
+            self._skip_to_keyframe = False
+        except queue.Full:
+            self._skip_to_keyframe = True
+            self._count_drop()
+
+    def _count_drop(self) -> None:
+        with self._drop_lock:
+            self._queue_drops += 1
+            first = self._queue_drops == 1
+        if first:
+            log.error("the disk cannot keep up: the writer queue is full, frames are dropped")
+
+    def _take_drops(self) -> int:
+        with self._drop_lock:
+            drops, self._queue_drops = self._queue_drops, 0
+        return drops
 
     def _handle(self, unit: TsUnit) -> None:
         with self._lock:
@@ -359,31 +403,65 @@ class EncryptingRecorder:
                     self.first_commit_at = clip.first_commit
                 if clip.due(self._clock.monotonic()):
                     clip.commit()
-            except (OSError, ClipError) as exc:
-                log.error("writing clip %s failed: %s", clip.clip_id, exc)
+            except Exception as exc:
+                # Any failure, not only I/O: a bug or a malformed frame must end up in poll(),
+                # which seals the clip and tells the controller, never in a silently dead thread.
+                log.error("writing clip %s failed: %s", clip.clip_id, exc, exc_info=not isinstance(exc, OSError))
                 self._failure = exc
 
     def _writer_loop(self) -> None:
-        # The writer thread: everything that touches a segment while recording.
+        # The writer thread: everything that touches a segment while recording. It must outlive
+        # any single failure: _drain() and close() wait for it to answer.
         while True:
             try:
                 item = self._queue.get(timeout=0.1)
             except queue.Empty:
-                self._commit_if_due()
-                continue
+                item = _IDLE
             if item is None:
                 return
             if isinstance(item, threading.Event):
                 item.set()
                 continue
-            self._handle(item)
+            try:
+                if item is _IDLE:
+                    self._commit_if_due()
+                else:
+                    self._handle(item)
+            except Exception as exc:  # _handle catches its own; this is the last line of defence
+                log.exception("the recorder's writer thread failed")
+                with self._lock:
+                    if self._clip is not None and self._failure is None:
+                        self._failure = exc
+
+    def _start_writer(self) -> None:
+        self._writer = threading.Thread(target=self._writer_loop, name="recorder-writer", daemon=True)
+        self._writer.start()
+
+    def _writer_dead(self) -> bool:
+        return self._threaded and (self._writer is None or not self._writer.is_alive())
+
+    def _put_control(self, item) -> bool:
+        """Queue a control item (barrier event, stop sentinel) behind the frames; False if the
+        writer thread is gone (a full queue then never empties)."""
+        while True:
+            if self._writer_dead():
+                return False
+            try:
+                self._queue.put(item, timeout=DRAIN_POLL)
+                return True
+            except queue.Full:
+                continue
 
     def _drain(self) -> None:
-        """Wait until the writer thread has handled every queued unit."""
-        if self._threaded and self._writer is not None and self._writer.is_alive():
-            done = threading.Event()
-            self._queue.put(done)
-            done.wait()
+        """Wait until the writer thread has handled every queued unit (or has died)."""
+        if not self._threaded:
+            return
+        done = threading.Event()
+        if not self._put_control(done):
+            return
+        while not done.wait(DRAIN_POLL):
+            if self._writer_dead():
+                return
 
     def _commit_if_due(self) -> None:
         with self._lock:
@@ -392,8 +470,8 @@ class EncryptingRecorder:
                 return
             try:
                 clip.commit()
-            except (OSError, ClipError) as exc:
-                log.error("committing clip %s failed: %s", clip.clip_id, exc)
+            except Exception as exc:  # see _handle: every failure reaches poll()
+                log.error("committing clip %s failed: %s", clip.clip_id, exc, exc_info=not isinstance(exc, OSError))
                 self._failure = exc
 
     def _start_camera(self) -> None:
@@ -444,6 +522,13 @@ class EncryptingRecorder:
             raise StorageFullError("the outbox is below its storage reserve")
         if reason is not None:
             raise RecorderError(f"cannot record: {reason}")
+        self._seal_leftover()
+        if self._writer_dead():
+            # poll() found it dead and sealed that clip; a new recording gets a new writer, and a
+            # new queue: frames left in the old one are older than this recording.
+            log.warning("starting a new writer thread")
+            self._queue = queue.Queue(maxsize=self._queue.maxsize)
+            self._start_writer()
         enrollment = self._enrollment
         profile = effective_profile(enrollment.profile, ProfileConfig(prerecord_seconds=self._local_prerecord))
         now = self._clock.now()
@@ -457,9 +542,10 @@ class EncryptingRecorder:
             interrupted = format_time(trigger.announced_at)
             notes.append(f"an announcement began at {interrupted} and was overridden by the emergency trigger")
         if resumes:
-            notes.append(f"resumes clip {resumes}, interrupted by a crash; the recording was ordered at "
-                         f"{format_time(trigger.started_at)}")
+            notes.append(f"resumes clip {resumes}, interrupted by a crash or a recording error; the recording "
+                         f"was ordered at {format_time(trigger.started_at)}")
         try:
+            self._take_drops()  # drops while idle (pre-recording) belong to no clip
             with self._lock:
                 self._failure = None
                 clip = ClipWriter(self._outbox.clip_dir(clip_id), clip_id, list(enrollment.recipients), self._key,
@@ -469,8 +555,10 @@ class EncryptingRecorder:
                     clip.write(unit)
                 pre_s = 0
                 if prerecorded:
-                    span = prerecorded[-1].timestamp_us - prerecorded[0].timestamp_us
-                    pre_s = min(profile.prerecord_max_seconds, round(span / 1_000_000))
+                    # The first frame to the end of the last one, rounded up: the manifest must
+                    # never claim less pre-recording than the clip holds (0.44 s is 1, not 0).
+                    span = prerecorded[-1].timestamp_us - prerecorded[0].timestamp_us + clip.frame_us
+                    pre_s = min(profile.prerecord_max_seconds, math.ceil(span / 1_000_000))
                 marker = RecordingMarker(
                     clip_id=clip_id, trigger=trigger.kind, announced_at=announced_at, started_at=format_time(started),
                     ordered_at=format_time(trigger.started_at), interrupted_announcement=interrupted,
@@ -487,6 +575,26 @@ class EncryptingRecorder:
             raise RecorderError(f"cannot start recording: {exc}") from exc
         self._resume_of = None
         log.info("recording clip %s (%s%s)", clip_id, trigger.kind, f", resumes {resumes}" if resumes else "")
+
+    def _seal_leftover(self) -> None:
+        """A marker left by a clip whose ``stop`` failed: seal that clip from its journal first
+        (with the marker's trigger, bookmarks and homes flag), so the new clip's marker never
+        overwrites what recovery needs. recover() sets aside a marker it cannot use."""
+        if not self._state.has_marker():
+            return
+        from device.recover import recover
+
+        log.warning("an earlier clip was left unsealed: sealing it from its journal before recording")
+        try:
+            report = recover(self._outbox.root, self._state.path, self._key, firmware=self._firmware)
+        except (DeviceError, OSError, ClipError) as exc:
+            # Recording must not be refused for it (an emergency may be happening now); the
+            # marker is moved aside, never overwritten, for bodycam-device recover and the runbook.
+            log.error("cannot seal the earlier clip: %s", exc)
+            self._state.set_marker_aside()
+            return
+        for clip_id in report.sealed:
+            log.warning("sealed clip %s (interrupted) before the new recording", clip_id)
 
     def _abandon(self) -> None:
         """A start that failed half-way: stop the encoder; what exists of the clip is left for
@@ -518,8 +626,10 @@ class EncryptingRecorder:
         except OSError as exc:
             log.error("cannot update the recording marker: %s", exc)
 
-    def stop(self, reason: str) -> None:
-        """Stop the encoder (unless it feeds a pre-recording buffer) and seal the clip."""
+    def stop(self, reason: str, *, note: str | None = None) -> None:
+        """Stop the encoder (unless it feeds a pre-recording buffer) and seal the clip. ``note``
+        goes into the manifest (why an error ended it). Raises RecorderError if the clip could not
+        be sealed; the marker then stays, and the next ``start`` seals the clip from its journal."""
         if reason not in STOP_REASONS:
             raise ValueError(f"unknown stop reason {reason!r}")
         if self._clip is None:
@@ -541,15 +651,26 @@ class EncryptingRecorder:
                                 "hint: run bodycam-device recover to seal it from its journal") from exc
         if failure is not None:
             meta.notes.append(f"writing stopped early: {failure}")
+        if note is not None:
+            meta.notes.append(note)
         if clip.dropped:
             meta.notes.append(f"{clip.dropped} frame(s) before the first keyframe could not be decoded and were dropped")
+        queue_drops = self._take_drops()
+        if queue_drops:
+            meta.notes.append(f"{queue_drops} frame(s) dropped because the storage could not keep up "
+                              f"(writer queue full); the video skips at each gap")
+            log.error("clip %s: %d frame(s) dropped, the writer queue was full", clip.clip_id, queue_drops)
         try:
             manifest, _ = seal(clip.dir, self._state, self._key,
                                lambda seq, prev: self._manifest(clip.clip_id, seq, prev, meta, segments, reason, ended))
         except (OSError, ClipError) as exc:
             raise RecorderError(f"cannot seal clip {clip.clip_id}: {exc}",
                                 "hint: run bodycam-device recover to seal it from its journal") from exc
-        self._state.clear_marker()
+        try:
+            self._state.clear_marker()
+        except OSError as exc:
+            # The clip is sealed; the next start's recovery finds the stale marker and drops it.
+            log.error("cannot remove the recording marker: %s", exc)
         self.last_sealed = manifest
         log.info("clip %s: %d frames, %d segment(s), %d bytes of padding", clip.clip_id, clip.frames,
                  len(segments), clip.padding_bytes)
@@ -573,13 +694,20 @@ class EncryptingRecorder:
         if self._clip is None:
             return None
         failure = self._failure
+        if failure is None and self._writer_dead():
+            failure = RecorderError("the recorder's writer thread has stopped")
         camera_error = getattr(self._camera, "error", None)
         if failure is not None or camera_error is not None:
             full = isinstance(failure, OSError) and failure.errno in (errno.ENOSPC, errno.EDQUOT)
-            self.stop(STOP_STORAGE if full else STOP_SHUTDOWN)
             if full:
+                self.stop(STOP_STORAGE)
                 return STOP_STORAGE
-            raise RecorderError(f"recording stopped: {failure or camera_error}")
+            why = failure or f"camera: {camera_error}"
+            # The controller restarts the recording at once; the new clip links to this one
+            # (also when sealing it fails below: the next start then seals it from its journal).
+            self._resume_of = self._clip.clip_id
+            self.stop(STOP_ERROR, note=None if self._failure is not None else f"recording error: {why}")
+            raise RecorderError(f"recording stopped: {why}")
         now = self._clock.monotonic()
         if now >= self._next_storage_check:
             self._next_storage_check = now + STORAGE_CHECK_INTERVAL
@@ -634,7 +762,7 @@ class EncryptingRecorder:
             self._stop_camera()
         self._prerecord = None
         if self._writer is not None:
-            self._queue.put(None)
-            self._writer.join()
+            if self._put_control(None):
+                self._writer.join()
             self._writer = None
         self._camera.close()

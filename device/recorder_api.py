@@ -21,7 +21,11 @@ STOP_OFFICER = "officer"
 STOP_DOCKED = "docked"
 STOP_STORAGE = "storage"
 STOP_SHUTDOWN = "shutdown"
-STOP_REASONS = (STOP_OFFICER, STOP_DOCKED, STOP_STORAGE, STOP_SHUTDOWN)
+# A camera or write error ended the clip. The clip format (evidence_store.clip.manifest) knows no
+# "error" end reason; "interrupted" is the one that says "not ended by anyone's decision", and
+# the manifest's notes name the error. Never "shutdown": nobody shut the camera down.
+STOP_ERROR = "interrupted"
+STOP_REASONS = (STOP_OFFICER, STOP_DOCKED, STOP_STORAGE, STOP_SHUTDOWN, STOP_ERROR)
 
 # Why a recording may not start (``Recorder.can_start``); each has its own LED pattern.
 REFUSE_STORAGE = "storage reserve"

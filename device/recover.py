@@ -66,6 +66,7 @@ class RecoveryReport:
     notes: dict[str, list[str]] = field(default_factory=dict)
     resume: Resume | None = None
     chain: ChainHead | None = None
+    marker_set_aside: Path | None = None  # an unusable marker, renamed (recording.json.bad)
 
 
 def _file_digest(path: Path) -> tuple[int, str]:
@@ -159,7 +160,14 @@ def recover(outbox_dir: str | os.PathLike, state_dir: str | os.PathLike, key: De
         raise DeviceError(f"{outbox.root} belongs to another device key than {state.path}")
     report = RecoveryReport()
     reconcile_chain(outbox, state, key.public)
-    marker = state.marker()
+    try:
+        marker = state.marker()
+    except DeviceError as exc:
+        # A damaged marker must not stop recovery (nor make `run` restart forever): its clip is
+        # still sealed from the journal, with the trigger unknown, and the file is kept aside.
+        marker = None
+        report.marker_set_aside = state.set_marker_aside()
+        log.error("%s; set aside as %s", exc, report.marker_set_aside)
     try:
         enrollment = load_enrollment(outbox, state, device.device_id, device.public_key)
     except NotEnrolledError:
@@ -190,11 +198,23 @@ def recover(outbox_dir: str | os.PathLike, state_dir: str | os.PathLike, key: De
             log.error("clip %s has no segment and cannot be sealed; it is left as it is", clip_id)
             continue
         mine = marker if marker is not None and marker.clip_id == clip_id else None
+
+        def build(seq, prev, mine=mine, notes=notes):
+            return _manifest(clip_id, seq, prev, device.device_id, mine, enrollment.officer if enrollment else None,
+                             enrollment.profile.name if enrollment else "NRW", entries, segments, list(notes),
+                             firmware or firmware_version())
         try:
-            seal(clip_dir, state, key, lambda seq, prev: _manifest(
-                clip_id, seq, prev, device.device_id, mine, enrollment.officer if enrollment else None,
-                enrollment.profile.name if enrollment else "NRW", entries, segments, notes,
-                firmware or firmware_version()))
+            try:
+                seal(clip_dir, state, key, build)
+            except ClipError as exc:
+                if mine is None:
+                    raise
+                # The marker's values do not make a valid manifest: seal from the journal alone.
+                log.error("clip %s: the recording marker does not fit a manifest (%s); sealing without it",
+                          clip_id, exc)
+                notes.append(f"the recording marker was unusable ({exc})")
+                mine = None
+                seal(clip_dir, state, key, lambda seq, prev: build(seq, prev, mine=None))
         except (ClipError, OSError) as exc:
             report.unsealable.append((clip_id, str(exc)))
             log.error("cannot seal clip %s: %s", clip_id, exc)
@@ -205,7 +225,15 @@ def recover(outbox_dir: str | os.PathLike, state_dir: str | os.PathLike, key: De
     if marker is not None:
         current = boot_id()
         if marker.clip_id in report.sealed and marker.boot_id and marker.boot_id == current:
-            report.resume = Resume(marker.clip_id, _resume_trigger(marker))
-        state.clear_marker()
+            try:
+                report.resume = Resume(marker.clip_id, _resume_trigger(marker))
+            except (ClipError, ValueError) as exc:
+                log.error("cannot resume clip %s: its marker's trigger is unusable (%s)", marker.clip_id, exc)
+        if any(clip_id == marker.clip_id for clip_id, _ in report.unsealable):
+            # Its clip is still unsealed: keep what only the marker knows (trigger, bookmarks,
+            # homes) beside it rather than lose it, and let the next recording start.
+            report.marker_set_aside = state.set_marker_aside()
+        else:
+            state.clear_marker()
     report.chain = state.chain()
     return report

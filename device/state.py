@@ -4,6 +4,7 @@
     chain.json        the last sealed manifest's hash and the next sequence number
     recording.json    present while a clip is being recorded: what recovery needs to seal it
                       and to decide whether to resume
+    recording.json.bad  a marker recovery could not read, kept for the runbook (never reused)
     store.vkey        the store's verifier key, pinned at the first enrollment
 
 Every write goes through ``atomic_write``. The chain head is written after the manifest it
@@ -16,10 +17,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass
+import uuid
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
-from evidence_store.clip.fsutil import atomic_write
+from evidence_store.clip.fsutil import atomic_write, fsync_dir
 
 from device.errors import DeviceError
 
@@ -27,8 +29,14 @@ log = logging.getLogger(__name__)
 
 CHAIN_FILE = "chain.json"
 MARKER_FILE = "recording.json"
+BAD_MARKER_SUFFIX = ".bad"
 PINNED_KEY_FILE = "store.vkey"
 BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
+# Under systemd with ProcSubset=pid, /proc/sys is hidden. The unit's RuntimeDirectory= (on /run,
+# a tmpfs emptied at every boot; systemd names it in $RUNTIME_DIRECTORY) then holds a random
+# token made at the first start in this boot: the same token means the same boot.
+RUNTIME_DIR_ENV = "RUNTIME_DIRECTORY"
+BOOT_TOKEN_FILE = "boot-id"
 
 
 def default_state_dir(outbox: str | os.PathLike) -> Path:
@@ -37,13 +45,49 @@ def default_state_dir(outbox: str | os.PathLike) -> Path:
     return outbox.with_name(outbox.name + ".state")
 
 
-def boot_id() -> str:
+def check_state_outside_outbox(outbox: str | os.PathLike, state: str | os.PathLike) -> None:
+    """Raise DeviceError if the state folder (private key) is the outbox or lies inside it: the
+    dock and whoever holds the USB port can read the whole outbox."""
+    box, st = Path(outbox).resolve(), Path(state).resolve()
+    if st == box or box in st.parents:
+        raise DeviceError(f"the state folder {state} is inside the outbox {outbox}",
+                          "hint: the device key must never be on the evidence partition; "
+                          "pass a --state folder outside the outbox (default: OUTBOX.state beside it)")
+
+
+def boot_id(runtime_dir: str | os.PathLike | None = None) -> str:
     """This boot's id: a marker from an earlier boot means power was lost, not that the process
-    crashed; recording is then not resumed (nobody decided to record after the power came back)."""
+    crashed; recording is then not resumed (nobody decided to record after the power came back).
+
+    The kernel's boot id if it is readable; else a token in ``runtime_dir`` (default
+    ``$RUNTIME_DIRECTORY``), created on first use; else "" (unknown: nothing is resumed)."""
     try:
         return BOOT_ID_FILE.read_text().strip()
     except OSError:
+        pass
+    folder = runtime_dir if runtime_dir is not None else os.environ.get(RUNTIME_DIR_ENV, "").split(":")[0]
+    if not folder:
         return ""
+    path = Path(folder) / BOOT_TOKEN_FILE
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.warning("cannot read the boot token %s: %s", path, exc)
+        return ""
+    token = str(uuid.uuid4())
+    try:
+        # O_EXCL: two processes starting at once agree on the first token written.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    except OSError as exc:
+        log.warning("cannot write the boot token %s: %s", path, exc)
+        return ""
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
 
 
 @dataclass(frozen=True)
@@ -73,6 +117,41 @@ class RecordingMarker:
     homes_at: str | None = None
 
 
+# The fields' annotations (strings, under ``from __future__ import annotations``) -> JSON types.
+_JSON_TYPES = {"str": str, "str | None": (str, type(None)), "int": int, "int | None": (int, type(None)),
+               "tuple[str, ...]": tuple}
+
+
+def _build(cls, data, path: Path):
+    """``cls(**data)`` for a JSON object of exactly ``cls``'s shape; DeviceError otherwise (a
+    damaged or foreign file must give a one-line error, not a TypeError from a constructor)."""
+    problem = None
+    if not isinstance(data, dict):
+        problem = f"expected a JSON object, got {type(data).__name__}"
+    else:
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(data) - set(known))
+        missing = sorted(name for name, f in known.items() if name not in data
+                         and f.default is MISSING and f.default_factory is MISSING)
+        if unknown:
+            problem = f"unknown field {unknown[0]!r}"
+        elif missing:
+            problem = f"missing field {missing[0]!r}"
+        else:
+            for name, value in data.items():
+                wanted = _JSON_TYPES.get(known[name].type)
+                if wanted is not None and (not isinstance(value, wanted) or isinstance(value, bool)):
+                    problem = f"field {name!r} has the wrong type ({type(value).__name__})"
+                    break
+                if name == "bookmarks" and not all(isinstance(b, str) for b in value):
+                    problem = "field 'bookmarks' must hold strings"
+                    break
+    if problem is not None:
+        raise DeviceError(f"{path} is malformed: {problem}",
+                          "hint: the state folder is damaged; see the firmware runbook")
+    return cls(**data)
+
+
 class StateDir:
     """Access to the state folder; creates it (mode 0700: it holds the private key)."""
 
@@ -95,20 +174,37 @@ class StateDir:
     # -- chain head ---------------------------------------------------------------------------
 
     def chain(self) -> ChainHead:
+        """The chain head (a fresh one if there is none). Raises DeviceError if it is malformed."""
         data = self._read_json(CHAIN_FILE)
-        return ChainHead() if data is None else ChainHead(**data)
+        return ChainHead() if data is None else _build(ChainHead, data, self.path / CHAIN_FILE)
 
     def write_chain(self, head: ChainHead) -> None:
         atomic_write(self.path / CHAIN_FILE, json.dumps(asdict(head), sort_keys=True).encode() + b"\n", mode=0o600)
 
     # -- recording marker ---------------------------------------------------------------------
 
+    def has_marker(self) -> bool:
+        return (self.path / MARKER_FILE).exists()
+
     def marker(self) -> RecordingMarker | None:
+        """The recording marker, or None. Raises DeviceError if it is unreadable or malformed."""
         data = self._read_json(MARKER_FILE)
         if data is None:
             return None
-        data["bookmarks"] = tuple(data.get("bookmarks", ()))
-        return RecordingMarker(**data)
+        if isinstance(data, dict) and isinstance(data.get("bookmarks", ()), list):
+            data["bookmarks"] = tuple(data.get("bookmarks", ()))
+        return _build(RecordingMarker, data, self.path / MARKER_FILE)
+
+    def set_marker_aside(self) -> Path | None:
+        """Rename a marker that cannot be used to ``recording.json.bad`` (replacing an older one):
+        kept for the runbook, never read again. Returns the new path, None if there was none."""
+        bad = self.path / (MARKER_FILE + BAD_MARKER_SUFFIX)
+        try:
+            os.replace(self.path / MARKER_FILE, bad)
+        except FileNotFoundError:
+            return None
+        fsync_dir(self.path)
+        return bad
 
     def write_marker(self, marker: RecordingMarker) -> None:
         atomic_write(self.path / MARKER_FILE, json.dumps(asdict(marker), sort_keys=True).encode() + b"\n", mode=0o600)
@@ -118,8 +214,6 @@ class StateDir:
             (self.path / MARKER_FILE).unlink()
         except FileNotFoundError:
             return
-        from evidence_store.clip.fsutil import fsync_dir
-
         fsync_dir(self.path)
 
     # -- pinned store key ---------------------------------------------------------------------

@@ -12,7 +12,9 @@ class FakeRecorder:
     """A Recorder that records every call as ``(method, argument)`` in ``calls``.
 
     ``refuse`` is what ``can_start`` answers; ``poll_reason`` what the next ``poll`` answers (once);
-    ``fail`` names methods that raise RecorderError.
+    ``fail`` names methods that raise RecorderError. ``poll_failures`` is how many of the next
+    polls raise RecorderError (as the real recorder does after sealing a clip a camera or write
+    error ended).
     """
 
     def __init__(self, *, refuse: str | None = None):
@@ -20,6 +22,7 @@ class FakeRecorder:
         self.refuse = refuse
         self.poll_reason: str | None = None
         self.fail: set[str] = set()
+        self.poll_failures = 0
         self.recording = False
 
     def _call(self, name: str, arg: object = None) -> None:
@@ -51,6 +54,11 @@ class FakeRecorder:
 
     def poll(self) -> str | None:
         assert self.recording, "poll while not recording"
+        if self.poll_failures > 0:
+            self.poll_failures -= 1
+            self.recording = False  # the recorder sealed the failed clip itself
+            self.calls.append(("poll_error", None))
+            raise RecorderError("recording stopped: camera failed (as the test asked)")
         reason, self.poll_reason = self.poll_reason, None
         if reason is not None:
             self.recording = False

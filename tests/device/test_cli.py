@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import subprocess
 
+import pytest
+
 from evidence_store.clip.ids import parse_time
 from evidence_store.clip.manifest import MANIFEST_FILE, parse_manifest
 
@@ -105,3 +107,53 @@ def test_cli_recover_without_init_errors(tmp_path, capsys):
 def test_cli_run_missing_config_exit_2(tmp_path, capsys):
     assert main(["--config", str(tmp_path / "device.toml"), "run"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("state", ["ob/st", "ob", "ob/clips/../st"])
+def test_cli_init_state_inside_outbox_refused(tmp_path, capsys, monkeypatch, state):
+    monkeypatch.chdir(tmp_path)
+    assert main(["init", "--outbox", "ob", "--device-id", "c1", "--state", state]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("bodycam-device: error: the state folder") and "inside the outbox" in err
+    assert len(err.splitlines()) == 2 and err.splitlines()[1].startswith("hint: ")
+    assert not any(p.name == "device.key" for p in tmp_path.rglob("*"))
+
+
+def test_cli_recover_state_inside_outbox_refused(tmp_path, capsys):
+    cam = make_camera(tmp_path)
+    assert main(["recover", "--outbox", str(cam.outbox), "--state", str(cam.outbox / "st")]) == 1
+    assert "inside the outbox" in capsys.readouterr().err
+
+
+def test_cli_init_outbox_unwritable_one_line_no_key_then_rerun_works(tmp_path, capsys):
+    blocker = tmp_path / "mnt"
+    blocker.write_text("the partition is not mounted here")  # a file where the outbox's parent should be
+    outbox, state = blocker / "outbox", tmp_path / "state"
+    args = ["init", "--outbox", str(outbox), "--device-id", "cam-7", "--state", str(state)]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("bodycam-device: error: cannot initialise the camera") and "Traceback" not in err
+    assert not (state / "device.key").exists()
+    blocker.unlink()
+    assert main(args) == 0
+    assert (state / "device.key").exists() and (outbox / "device.json").exists()
+
+
+def test_cli_init_rerun_after_key_saved_reuses_unpublished_key(tmp_path):
+    from evidence_store.clip.devkey import DeviceKey
+
+    outbox, state = tmp_path / "outbox", tmp_path / "state"
+    left = DeviceKey.generate()
+    left.save(state)  # an earlier init died after the key, before device.json
+    assert main(["init", "--outbox", str(outbox), "--device-id", "cam-7", "--state", str(state)]) == 0
+    assert json.loads((outbox / "device.json").read_text())["public_key"] == str(left.public)
+    assert DeviceKey.load(state).public == left.public
+
+
+@pytest.mark.parametrize("seconds", ["nan", "inf", "-inf", "0"])
+def test_cli_simulate_seconds_not_finite_positive_exit_2(tmp_path, capsys, seconds):
+    cam = make_camera(tmp_path)
+    assert main(["simulate", "--outbox", str(cam.outbox), f"--seconds={seconds}", "--emergency"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bodycam-device: error: --seconds must be a finite number above zero")
+    assert clip_dirs(cam.outbox) == []

@@ -90,6 +90,7 @@ def test_config_docstring_example_parses(tmp_path):
     example = "\n".join(line[4:] for line in doc[doc.index("[pins]") - 4:doc.index("Unknown sections")].splitlines())
     config = load_config(write(tmp_path, example))
     assert config.pins.homes == 22
+    assert config.dock.usb_power == "/sys/class/power_supply/*/online"
 
 
 @pytest.mark.parametrize("text, key, message", [
@@ -106,6 +107,9 @@ def test_config_docstring_example_parses(tmp_path):
     ("[storage]\noutbox = \"\"\n", "storage.outbox", "must be path"),
     ("[profile]\nprerecord_seconds = -5\n", "profile.prerecord_seconds", "zero or more"),
     ("pins = 3\n", "pins", "must be a table"),
+    ("[storage]\noutbox = \"/srv/ob\"\nstate = \"/srv/ob/st\"\n", "storage.state", "is inside storage.outbox"),
+    ("[storage]\noutbox = \"/srv/ob\"\nstate = \"/srv/x/../ob\"\n", "storage.state", "is inside storage.outbox"),
+    ("[dock]\nusb_power = \"power_supply/*/online\"\n", "dock.usb_power", "absolute path"),
 ])
 def test_config_bad_value_raises_config_error_naming_key(tmp_path, text, key, message):
     with pytest.raises(ConfigError, match=message) as info:

@@ -433,12 +433,81 @@ def test_controller_recorder_start_failure_returns_idle_with_error_pattern(rig):
     assert not rig.pin("red").state
 
 
-def test_controller_recorder_stop_failure_still_leaves_recording(rig):
+def test_controller_recorder_stop_failure_returns_idle_with_error_pattern(rig):
     start_emergency(rig)
     rig.recorder.fail.add("stop")
     rig.hold("record", 1.6)
     assert rig.state is State.IDLE
-    assert not rig.pin("red").state
+    assert rig.controller.last_refusal == "error"
+    assert not rig.pin("red").state and not rig.pin("green").state
+    rises = rig.rises("amber")
+    rig.run(1.0)
+    assert rig.rises("amber") - rises >= 4  # the fast amber blink of the error pattern
+
+
+def test_controller_recorder_poll_error_restarts_recording_linked(rig):
+    start_emergency(rig)
+    [first] = rig.recorder.named("start")
+    rig.run(2.0)
+    rig.recorder.poll_failures = 1
+    failed_at = rig.wall() + timedelta(seconds=rig.STEP)
+    rig.run(rig.STEP)
+    assert rig.state is State.RECORDING  # the officer's recording goes on, in a new clip
+    assert rig.recorder.actions() == ["start", "poll_error", "start"]
+    second = rig.recorder.named("start")[1]
+    assert (second.kind, second.started_at) == (first.kind, first.started_at)
+    assert close(second.resumed_at, failed_at)
+    assert rig.pin("red").state
+
+
+def test_controller_recorder_poll_error_repeated_gives_up_with_error_pattern(rig):
+    start_emergency(rig)
+    rig.recorder.poll_failures = 10
+    rig.run(0.5)
+    assert rig.state is State.IDLE
+    assert rig.recorder.named("start")[1:] and len(rig.recorder.named("start")) == 1 + 3  # MAX_ERROR_RESTARTS
+    assert rig.controller.last_refusal == "error" and not rig.pin("red").state
+    rig.recorder.poll_failures = 0
+    rig.tap("emergency")  # a new press still records
+    assert rig.state is State.RECORDING
+
+
+def test_controller_undock_failure_stays_docked_with_error_and_retries(rig):
+    rig.down("dock")
+    rig.run(0.05)
+    rig.recorder.fail.add("undock")
+    rig.up("dock")
+    rig.run(1.0)
+    assert rig.state is State.DOCKED and rig.controller.undock_failed
+    assert rig.recorder.actions() == ["dock", "undock"]  # not retried at every tick
+    rises = rig.rises("amber")
+    rig.run(1.0)
+    assert rig.rises("amber") - rises >= 4 and not rig.pin("green").state  # error, not "ready"
+    rig.tap("emergency")
+    assert rig.recorder.named("start") == []
+    rig.recorder.fail.discard("undock")
+    rig.run(4.0)
+    assert rig.state is State.IDLE and not rig.controller.undock_failed
+    assert rig.recorder.actions()[-2:] == ["undock", "undock"]
+    assert rig.pin("green").state
+
+
+def test_controller_usb_power_dock_signal_docks_and_undocks(make_rig, tmp_path):
+    from device.docking import PowerDockSignal
+
+    online = tmp_path / "power_supply" / "usb" / "online"
+    online.parent.mkdir(parents=True)
+    online.write_text("0\n")
+    rig = make_rig(dock_signal=PowerDockSignal(tmp_path / "power_supply" / "*" / "online"))
+    start_emergency(rig)
+    online.write_text("1\n")
+    rig.run(1.0)
+    assert rig.state is State.DOCKED
+    assert rig.recorder.actions() == ["start", "stop", "dock"]
+    assert rig.recorder.named("stop") == ["docked"]
+    online.write_text("0\n")
+    rig.run(1.0)
+    assert rig.state is State.IDLE and rig.recorder.actions()[-1] == "undock"
 
 
 def test_controller_button_bounce_is_ignored(rig):
@@ -561,6 +630,94 @@ def test_controller_source_only_begin_recording_calls_recorder_start():
     assert starts == [("controller.py", "Controller", "_begin_recording")]
     assert {fn for _, _, fn in begins} == WAYS_IN
     assert all((name, cls) == ("controller.py", "Controller") for name, cls, _ in begins)
+
+
+# Calls that can start the camera or its encoder, each (file, class, function). Anything else
+# that calls camera.start / start_encoder / _start_camera fails the test below.
+ENCODER_START_ALLOWED = {
+    # Recorder.start: the recording the controller's _begin_recording asked for.
+    ("recorder.py", "EncryptingRecorder", "start"),
+    # Pre-recording, only when the enrolled profile allows it (never NRW: see the runtime test).
+    ("recorder.py", "EncryptingRecorder", "_apply_profile"),
+    # The one helper both of the above go through.
+    ("recorder.py", "EncryptingRecorder", "_start_camera"),
+    # The picamera2 backend: open() starts the sensor pipeline (no encoder), start() is
+    # Camera.start itself, which is what the three lines above call.
+    ("camera/picamera2_backend.py", "Picamera2Camera", "open"),
+    ("camera/picamera2_backend.py", "Picamera2Camera", "start"),
+}
+ENCODER_START_NAMES = {"start_encoder", "_start_camera", "start_recording"}
+
+
+def _scan_encoder_starts(sources):
+    """Where the camera or its encoder may be started: ``X.start(...)`` on a receiver naming a
+    camera or encoder, and any call of ENCODER_START_NAMES; each as (file, class, function)."""
+    found = []
+    for name, source in sources:
+        for cls, fn, call in _functions_with_calls(ast.parse(source, filename=name)):
+            func = call.func
+            attr = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+            if attr in ENCODER_START_NAMES:
+                found.append((name, cls, fn))
+            elif attr == "start" and isinstance(func, ast.Attribute):
+                receiver = ast.unparse(func.value).lower()
+                if "cam" in receiver or "encoder" in receiver:
+                    found.append((name, cls, fn))
+    return found
+
+
+def test_controller_source_encoder_started_only_from_allowed_places():
+    sources = [(str(p.relative_to(DEVICE_DIR)), p.read_text()) for p in sorted(DEVICE_DIR.rglob("*.py"))]
+    found = set(_scan_encoder_starts(sources))
+    assert found <= ENCODER_START_ALLOWED, found - ENCODER_START_ALLOWED
+    assert ("recorder.py", "EncryptingRecorder", "_start_camera") in found  # the scan does see them
+
+
+def test_controller_encoder_scan_finds_planted_starts():
+    planted = (
+        "class Dock:\n"
+        "    def undock(self):\n"
+        "        self._camera.start(None)\n"
+        "        self._start_camera()\n"
+        "def wake(picam, enc):\n"
+        "    picam.start_encoder(enc, None)\n"
+        "    worker_thread.start()\n"
+    )
+    assert _scan_encoder_starts([("planted.py", planted)]) == [
+        ("planted.py", "Dock", "undock"), ("planted.py", "Dock", "undock"), ("planted.py", None, "wake")]
+
+
+def test_controller_nrw_dock_undock_enrollment_change_never_start_camera(mock_factory, clock, tmp_path):
+    from evidence_store.clip import note
+    from evidence_store.clip.outbox import Profile
+
+    from device.docking import FakeGadget
+    from tests.device._kit import make_camera
+    from tests.device.conftest import Rig
+    from tests.device.test_recorder import make_recorder
+
+    cam = make_camera(tmp_path)
+    recorder, camera = make_recorder(cam, clock, gadget=FakeGadget(), local_prerecord=30)
+    rig = Rig(mock_factory, clock, recorder)
+    try:
+        for enroll in (lambda: cam.enroll(officer="PK-2002"),
+                       # a forged pre-recording profile: not applied
+                       lambda: cam.enroll(Profile("BW", prerecord_max_seconds=60),
+                                          signer=note.generate_signer("bodycam-store")),
+                       lambda: None):
+            rig.down("dock")
+            rig.run(0.1)
+            assert rig.state is State.DOCKED
+            enroll()
+            rig.up("dock")
+            rig.run(0.1)
+            assert rig.state is State.IDLE
+            rig.run(2.0)
+        assert recorder.enrollment.officer == "PK-2002"
+        assert camera.starts == 0 and recorder._prerecord is None
+    finally:
+        rig.hardware.close()
+        recorder.close()
 
 
 def test_controller_source_scan_finds_a_planted_start():

@@ -6,12 +6,14 @@ from __future__ import annotations
 from datetime import timedelta
 from types import SimpleNamespace
 
+import pytest
+
 from evidence_store.clip import note
-from evidence_store.clip.ids import format_time
 from evidence_store.clip.manifest import MANIFEST_FILE, manifest_hash
 from evidence_store.clip.outbox import Profile, Receipt
 
-from device.docking import ConfigfsGadget, DockClock, FakeGadget
+from device.docking import ConfigfsGadget, DockClock, FakeGadget, PowerDockSignal
+from device.errors import HardwareError
 from device.recorder_api import Trigger
 from tests.device._kit import DEVICE_ID, clip_dirs, make_camera
 from tests.device.test_recorder import make_recorder, record
@@ -78,18 +80,16 @@ def test_undock_receipt_for_other_manifest_keeps_clip(tmp_path, clock):
 
 
 def test_undock_unsealed_clip_never_deleted(tmp_path, clock):
-    cam = make_camera(tmp_path)
-    recorder, camera = make_recorder(cam, clock, gadget=FakeGadget())
-    recorder.start(Trigger("emergency", None, clock.now()))
-    camera.produce(3)
-    clip_id = recorder.clip_id
-    recorder._clip = None  # as if the process had died: an unsealed folder is left
+    # A receipt that is valid in every way (pinned store key, this device, the hash of the
+    # manifest the clip had) still deletes nothing once the clip on the camera is unsealed.
+    cam, recorder, gadget, manifest = sealed_clip(tmp_path, clock)
     recorder.dock()
-    fake = SimpleNamespace(clip_id=clip_id)
-    cam.box.write_receipt(clip_id, Receipt(clip_id, DEVICE_ID, "1" * 64, "stored", format_time(clock.now()))
-                          .sign(cam.signer))
+    receipt_for(cam, manifest, cam.signer)
+    (cam.outbox / "clips" / manifest.clip_id / MANIFEST_FILE).unlink()
     recorder.undock()
-    assert [p.name for p in clip_dirs(cam.outbox)] == [fake.clip_id]
+    assert [p.name for p in clip_dirs(cam.outbox)] == [manifest.clip_id]
+    assert recorder.last_undock.deleted == []
+    assert recorder.last_undock.kept == [(manifest.clip_id, "receipt names another manifest than the one on the camera")]
 
 
 def test_undock_enrollment_signed_by_other_key_not_applied(tmp_path, clock):
@@ -139,3 +139,70 @@ def test_configfs_gadget_writes_serial_and_unmounts(tmp_path):
     gadget.detach()
     assert (base / "UDC").read_text().strip() == ""
     assert commands[-1][0] == "mount"
+
+
+def fsck_gadget(tmp_path, fsck_code):
+    commands = []
+
+    def run(argv, **kw):
+        commands.append(argv)
+        code = fsck_code if argv[0] == "fsck" else 0
+        return SimpleNamespace(returncode=code, stderr="" if code in (0, 1) else "UNEXPECTED INCONSISTENCY")
+    gadget = ConfigfsGadget("/dev/mmcblk0p3", "/srv/bodycam/outbox", root=tmp_path, udc="fe980000.usb", run=run)
+    gadget.attach(DEVICE_ID)
+    return gadget, commands
+
+
+def test_configfs_gadget_detach_fsck_corrected_errors_mounts(tmp_path):
+    gadget, commands = fsck_gadget(tmp_path, fsck_code=1)  # 1: errors found and corrected
+    gadget.detach()
+    assert commands[-1][0] == "mount"
+
+
+def test_configfs_gadget_detach_fsck_uncorrected_raises_no_mount(tmp_path):
+    gadget, commands = fsck_gadget(tmp_path, fsck_code=4)
+    with pytest.raises(HardwareError, match="exit 4"):
+        gadget.detach()
+    assert [c[0] for c in commands][-1] == "fsck"
+
+
+def test_recorder_undock_detach_failure_stays_docked(tmp_path, clock):
+    class FailingGadget(FakeGadget):
+        def detach(self):
+            super().detach()
+            raise HardwareError("cannot take the evidence partition back from USB: fsck failed")
+
+    cam = make_camera(tmp_path)
+    recorder, camera = make_recorder(cam, clock, gadget=FailingGadget())
+    recorder.dock()
+    with pytest.raises(HardwareError):
+        recorder.undock()
+    assert recorder.can_start() == "docked"  # the controller keeps showing DOCKED and retries
+
+
+def test_power_dock_signal_reads_sysfs_folder_and_settles(tmp_path):
+    online = tmp_path / "power_supply" / "usb" / "online"
+    online.parent.mkdir(parents=True)
+    (tmp_path / "power_supply" / "battery").mkdir()
+    online.write_text("0\n")
+    signal = PowerDockSignal(tmp_path / "power_supply" / "*" / "online", interval=0.25, settle=2)
+    assert signal.docked(0.0) is False
+    online.write_text("1\n")
+    assert signal.docked(0.1) is False  # not read again before the interval
+    assert signal.docked(0.25) is False  # one reading is not yet a change (power bounces)
+    assert signal.docked(0.5) is True
+    online.write_text("0\n")
+    signal.docked(0.75)
+    online.write_text("1\n")  # a bounce: back before it settled
+    assert signal.docked(1.0) is True
+
+
+def test_power_dock_signal_udc_configured_and_missing_files(tmp_path):
+    state = tmp_path / "udc" / "fe980000.usb" / "state"
+    signal = PowerDockSignal(tmp_path / "udc" / "*" / "state", interval=0.25, settle=1)
+    assert signal.docked(0.0) is False  # nothing there (yet): not docked, no error
+    state.parent.mkdir(parents=True)
+    state.write_text("configured\n")
+    assert signal.docked(0.25) is True
+    state.write_text("not attached\n")
+    assert signal.docked(0.5) is False

@@ -14,7 +14,7 @@ from evidence_store.clip.journal import parse_journal
 from evidence_store.clip.manifest import MANIFEST_FILE, manifest_hash, parse_manifest
 from evidence_store.clip.outbox import Profile
 
-from device.camera.base import NULL_PACKET, TS_PACKET_SIZE
+from device.camera.base import NULL_PACKET, TS_PACKET_SIZE, TsUnit
 from device.camera.synthetic import SyntheticCamera
 from device.errors import RecorderError, StorageFullError
 from device.prerecord import PrerecordBuffer
@@ -266,3 +266,131 @@ def test_recorder_outbox_holds_no_private_key_or_identity(tmp_path, clock):
             data = path.read_bytes()
             assert not any(s in data for s in secrets), path
     assert (cam.state / "device.key").exists()
+
+
+# --- failures on the writer's side, and what poll() makes of them ----------------------------
+
+def threaded_recorder(cam, clock, **kw):
+    camera = SpyCamera(clock)
+    recorder = EncryptingRecorder(cam.outbox, cam.state, cam.key, camera, clock, reserve_mib=0, threaded=True, **kw)
+    return recorder, camera
+
+
+def test_recorder_unexpected_write_error_poll_seals_interrupted_and_raises(tmp_path, clock):
+    cam = make_camera(tmp_path)
+    recorder, camera = make_recorder(cam, clock)
+    recorder.start(Trigger("emergency", None, clock.now()))
+    camera.produce(5)
+    clip_id = recorder.clip_id
+    camera._sink(TsUnit(None, True, 10_000_000))  # not bytes: a TypeError deep in the writer
+    with pytest.raises(RecorderError, match="recording stopped"):
+        recorder.poll()
+    m, _ = manifest_of(cam, clip_id)
+    assert m.end_reason == "interrupted" and any("writing stopped early" in n for n in m.notes)
+    assert not recorder.recording and not (cam.state / "recording.json").exists()
+
+
+def test_recorder_writer_thread_gone_poll_seals_and_raises(tmp_path, clock):
+    cam = make_camera(tmp_path)
+    recorder, camera = threaded_recorder(cam, clock)
+    try:
+        recorder.start(Trigger("emergency", None, clock.now()))
+        camera.produce(5)
+        clip_id = recorder.clip_id
+        recorder._queue.put(None)  # the writer thread ends, as it would on any uncaught error
+        recorder._writer.join()
+        with pytest.raises(RecorderError, match="writer thread has stopped"):
+            recorder.poll()
+        m, _ = manifest_of(cam, clip_id)
+        assert m.end_reason == "interrupted" and any("writer thread" in n for n in m.notes)
+        recorder.start(Trigger("emergency", None, clock.now()))  # a new writer for the next clip
+        camera.produce(25)
+        recorder.stop("officer")
+        assert ffprobe_frames(plaintext(cam, recorder.last_sealed.clip_id))[1] == 25
+    finally:
+        recorder.close()
+
+
+def test_recorder_full_queue_drops_frames_and_manifest_says_so(tmp_path, clock):
+    cam = make_camera(tmp_path)
+    recorder, camera = threaded_recorder(cam, clock, queue_units=4)
+    try:
+        recorder.start(Trigger("emergency", None, clock.now()))
+        with recorder._lock:  # the writer stalls, as on an SD card stuck in fdatasync
+            camera.produce(30)
+            assert recorder._queue.qsize() <= 4
+        recorder.stop("officer")
+        m = recorder.last_sealed
+        [note] = [n for n in m.notes if "writer queue full" in n]
+        dropped = int(note.split()[0])
+        assert 30 - 4 - 1 <= dropped < 30
+        frames = ffprobe_frames(plaintext(cam, m.clip_id))[1]
+        assert frames == 30 - dropped  # what was kept still plays
+    finally:
+        recorder.close()
+
+
+def test_recorder_short_prerecord_rounds_up_to_a_second(tmp_path, clock):
+    cam = make_camera(tmp_path, profile=Profile("BW", prerecord_max_seconds=60))
+    recorder, camera = make_recorder(cam, clock, local_prerecord=2)
+    camera.produce(11)  # 0.44 s of video before the trigger
+    recorder.start(Trigger("emergency", None, clock.now()))
+    camera.produce(5)
+    recorder.stop("officer")
+    assert recorder.last_sealed.prerecord_seconds == 1
+    recorder.close()
+
+
+def test_recorder_stop_failure_next_start_seals_old_clip_with_its_marker(tmp_path, clock):
+    cam = make_camera(tmp_path)
+    recorder, camera = make_recorder(cam, clock)
+    announced = clock.now()
+    clock.advance(3)
+    recorder.start(Trigger("announced", announced, clock.now()))
+    camera.produce(10)
+    recorder.bookmark(clock.now())
+    recorder.set_homes(clock.now())
+    first = recorder.clip_id
+    blocker = cam.outbox / "clips" / first / MANIFEST_FILE
+    blocker.mkdir()  # the manifest cannot be written: sealing fails
+    with pytest.raises(RecorderError, match="cannot seal"):
+        recorder.stop("officer")
+    blocker.rmdir()  # the fault passes
+    recorder.start(Trigger("emergency", None, clock.now()))
+    marker = json.loads((cam.state / "recording.json").read_text())
+    assert marker["clip_id"] == recorder.clip_id != first
+    camera.produce(5)
+    recorder.stop("officer")
+    old, _ = manifest_of(cam, first)
+    assert old.end_reason == "interrupted" and old.trigger == "announced"
+    assert old.announced_at == "2024-05-01T10:00:00.000Z" and old.homes and len(old.bookmarks) == 1
+    assert recorder.last_sealed.previous_manifest is not None and recorder.last_sealed.sequence == 1
+
+
+def test_recorder_camera_error_controller_continues_in_linked_clip(tmp_path, clock, mock_factory):
+    from device.controller import State
+    from tests.device.conftest import Rig
+
+    cam = make_camera(tmp_path)
+    recorder, camera = make_recorder(cam, clock)
+    rig = Rig(mock_factory, clock, recorder)
+    try:
+        rig.tap("emergency")
+        assert rig.state is State.RECORDING
+        first = recorder.clip_id
+        camera.produce(10)
+        camera.error = RuntimeError("sensor gone")
+        rig.run(0.02)
+        assert rig.state is State.RECORDING and recorder.clip_id != first
+        failed, _ = manifest_of(cam, first)
+        assert failed.end_reason == "interrupted"
+        assert any("recording error: camera: sensor gone" in n for n in failed.notes)
+        camera.produce(10)
+        rig.hold("record", 1.6)
+        assert rig.state is State.IDLE
+        assert recorder.last_sealed.resumes == first and recorder.last_sealed.trigger == "emergency"
+        # The new clip starts when recording resumed and keeps when it was ordered.
+        assert any(f"ordered at {failed.started_at}" in n for n in recorder.last_sealed.notes)
+    finally:
+        rig.hardware.close()
+        recorder.close()

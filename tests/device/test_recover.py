@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from evidence_store.clip.ids import parse_time
 from evidence_store.clip.manifest import MANIFEST_FILE, manifest_hash, parse_manifest
 
@@ -165,3 +167,75 @@ def test_recover_sigkill_during_simulate_loses_at_most_one_second(tmp_path):
     assert recorded - 1.0 <= duration <= recorded + 0.3, (recorded, duration)
     assert ffprobe_frames(data)[0] == "h264"
     assert parse_time(m.ended_at) > parse_time(m.started_at)
+
+
+def test_recover_boot_id_hidden_runtime_token_same_boot_resumes(tmp_path, clock, monkeypatch, capsys):
+    # Under the unit's ProcSubset=pid the kernel's boot id is unreadable; the token in
+    # $RUNTIME_DIRECTORY (on /run, emptied at boot) tells a crash from a power cut instead.
+    import device.state
+
+    monkeypatch.setattr(device.state, "BOOT_ID_FILE", tmp_path / "no-proc" / "boot_id")
+    run = tmp_path / "run"
+    run.mkdir()
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(run))
+    cam = make_camera(tmp_path)
+    clip, _ = crash_mid_recording(cam, clock, frames=10)
+    assert json.loads((cam.state / "recording.json").read_text())["boot_id"]
+    from device.cli import main
+
+    assert main(["recover", "--outbox", str(cam.outbox), "--state", str(cam.state)]) == 0
+    assert f"the process died while recording {clip.name}" in capsys.readouterr().out
+
+
+def test_recover_boot_id_hidden_new_runtime_dir_is_a_reboot_no_resume(tmp_path, clock, monkeypatch):
+    import device.state
+
+    monkeypatch.setattr(device.state, "BOOT_ID_FILE", tmp_path / "no-proc" / "boot_id")
+    for name in ("run-boot1", "run-boot2"):
+        (tmp_path / name).mkdir()
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path / "run-boot1"))
+    cam = make_camera(tmp_path)
+    crash_mid_recording(cam, clock, frames=10)
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path / "run-boot2"))  # /run after a power cut
+    report = recover(cam.outbox, cam.state, cam.key)
+    assert len(report.sealed) == 1 and report.resume is None
+
+
+def test_recover_malformed_marker_set_aside_clip_still_sealed(tmp_path, clock):
+    cam = make_camera(tmp_path)
+    clip, _ = crash_mid_recording(cam, clock, frames=10)
+    (cam.state / "recording.json").write_text(json.dumps({"clip": clip.name, "version": 2}))
+    report = recover(cam.outbox, cam.state, cam.key)
+    assert report.sealed == [clip.name]
+    assert report.marker_set_aside == cam.state / "recording.json.bad"
+    assert not (cam.state / "recording.json").exists() and (cam.state / "recording.json.bad").exists()
+    m = parse_manifest((clip / MANIFEST_FILE).read_bytes(), cam.key.public)
+    assert m.trigger == "emergency" and any("trigger unknown" in n for n in m.notes)
+
+
+def test_recover_marker_of_wrong_types_is_a_device_error_not_a_traceback(tmp_path, clock):
+    from device.errors import DeviceError
+    from device.state import StateDir
+
+    cam = make_camera(tmp_path)
+    crash_mid_recording(cam, clock, frames=3)
+    marker = json.loads((cam.state / "recording.json").read_text())
+    (cam.state / "recording.json").write_text(json.dumps(dict(marker, prerecord_seconds="3")))
+    with pytest.raises(DeviceError, match="malformed: field 'prerecord_seconds'"):
+        StateDir(cam.state).marker()
+    (cam.state / "chain.json").write_text("[1, 2]")
+    with pytest.raises(DeviceError, match="chain.json is malformed"):
+        StateDir(cam.state).chain()
+
+
+def test_recover_cli_malformed_marker_one_line_and_rerun_clean(tmp_path, clock, capsys):
+    from device.cli import main
+
+    cam = make_camera(tmp_path)
+    clip, _ = crash_mid_recording(cam, clock, frames=5)
+    (cam.state / "recording.json").write_text("[]")
+    assert main(["recover", "--outbox", str(cam.outbox), "--state", str(cam.state)]) == 0
+    out, err = capsys.readouterr()
+    assert f"sealed {clip.name}" in out and "recording.json.bad" in err and "Traceback" not in err
+    assert main(["recover", "--outbox", str(cam.outbox), "--state", str(cam.state)]) == 0
+    assert "nothing to recover" in capsys.readouterr().out
