@@ -41,6 +41,7 @@ import getpass
 import json
 import logging
 import os
+import sqlite3
 import sys
 import traceback
 from datetime import datetime, timedelta, timezone
@@ -280,6 +281,7 @@ def cmd_show(args) -> int:
     out(f"state          {clip.state}" + (f" (since {clip.expired_at})" if clip.expired_at else ""))
     if clip.quarantine_reason:
         out(f"quarantine     {clip.quarantine_reason}")
+        out(f"claims clip    {clip.claimed_clip_id or '-'}  (untrusted: what the rejected material says)")
     out(f"device         {clip.device_id or '-'}  sequence {clip.sequence if clip.sequence is not None else '-'}")
     out(f"officer        {clip.officer or '-'}")
     out(f"recorded at    {clip.recorded_at}")
@@ -312,17 +314,21 @@ def cmd_verify(args) -> int:
     progress = None
     if sys.stderr.isatty():
         progress = lambda step: sys.stderr.write(f"\rchecking {step:<12}") and sys.stderr.flush()  # noqa: E731
+    notes = []
     with open_store(args) as store:
-        faults = verify_store(store, args.clips or None, progress=progress)
+        faults = verify_store(store, args.clips or None, progress=progress, notes=notes)
         size = store.log.size()
     if progress:
         sys.stderr.write("\r" + " " * 24 + "\r")
     if args.json:
-        dump({"faults": [f.as_dict() for f in faults]})
+        dump({"faults": [f.as_dict() for f in faults], "notes": [n.as_dict() for n in notes]})
     else:
         for fault in faults:
             out(f"FAULT {fault.kind}: {fault.where}: {fault.message}")
             out(f"  hint: {fault.hint}")
+        for note in notes:  # leftovers of interrupted writes: worth knowing, not a fault
+            out(f"note {note.kind}: {note.where}: {note.message}")
+            out(f"  hint: {note.hint}")
         out(f"{len(faults)} fault(s) found" if faults else f"ok: objects, {size} log entries, checkpoints and clips verified")
     return EXIT_INTEGRITY if faults else EXIT_OK
 
@@ -423,17 +429,20 @@ def cmd_expire(args) -> int:
         kind = "quarantine" if d.quarantined else "clip"
         out(f"{verb} {kind} {d.item_id}: {d.reason}" + (" (late arrival)" if d.late else ""))
     summary = f"{verb} {len(result.deleted)}, kept {len(result.decisions) - len(result.deleted)}"
+    for sha in result.orphans:
+        out(f"{verb} unreferenced object {sha}: older than the retention, no clip names it")
     if not result.dry_run:
         summary += f"; {result.deleted_objects} object(s) removed, {result.erased_texts} personal text(s) erased"
+        if result.removed_tmp:
+            summary += f", {result.removed_tmp} stale temporary file(s) removed"
     out(summary + (f" (as of {args.now})" if args.now else ""))
     return EXIT_OK
 
 
 def cmd_log(args) -> int:
     with open_store(args) as store:
-        if args.clip:
-            store.clip(args.clip)
-        events = store.events(clip_id=args.clip)
+        subject = store.clip(args.clip).clip_id if args.clip else None  # a quarantine item: its qid
+        events = store.events(clip_id=subject)
     if args.json:
         dump({"events": events})
         return EXIT_OK
@@ -497,6 +506,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc(file=sys.stderr)
         sys.stderr.write(f"{PROG}: error: {exc}\n")
         return EXIT_ERROR
+    except sqlite3.Error as exc:
+        # Reads outside a transaction (writes are wrapped by db.transaction): still one line.
+        from evidence_store.db import database_error
+
+        if verbose:
+            traceback.print_exc(file=sys.stderr)
+        error = database_error(exc)
+        sys.stderr.write(f"{PROG}: error: {error}\n")
+        for hint in error.hints:
+            sys.stderr.write(f"{hint}\n")
+        return error.exit_code
 
 
 if __name__ == "__main__":

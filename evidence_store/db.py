@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sqlite3
 from pathlib import Path
 from typing import Iterator
@@ -30,6 +31,10 @@ from evidence_store.errors import EvidenceError
 log = logging.getLogger(__name__)
 
 DB_FILE = "evidence.db"
+#: The database is written by several users of the store's group (the dock, the expiry service,
+#: officers), so it is group-writable. SQLite gives its -wal and -shm files the database file's
+#: mode (it fchmods them past the umask), so setting it once on creation is enough.
+DB_MODE = 0o660
 #: How long a writer waits for another writer's lock. An ingest of a long clip holds the lock only
 #: for its index rows (objects are copied before the transaction), so seconds are plenty; a minute
 #: covers an expiry run over a large store.
@@ -165,7 +170,46 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 class DatabaseError(EvidenceError):
-    """The database cannot be opened, is locked too long, or is from a newer version."""
+    """The database cannot be opened or written, is locked too long, or is from a newer version."""
+
+
+class DatabaseBusy(DatabaseError):
+    """Another writer held the lock longer than BUSY_TIMEOUT_MS: trying again later helps."""
+
+
+class DatabaseReadOnly(DatabaseError):
+    """This user may not write the database (permissions, a read-only mount): trying again does not help."""
+
+
+HINT_BUSY = "hint: another dock or command holds the lock; try again"
+HINT_READONLY = ("hint: commands that write run as a member of the store's group (bodycam-store); "
+                 "evidence.db and its folder must be group-writable (0660, 2770)")
+HINT_FULL = "hint: free space on the store's file system, then run the command again (nothing was changed)"
+
+
+def database_error(exc: sqlite3.Error, doing: str = "use") -> DatabaseError:
+    """The typed, one-line EvidenceError for a SQLite error (the CLI never shows a traceback).
+
+    Busy and read-only are told apart: one passes, the other needs an admin.
+    """
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    text = str(exc)
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
+        return DatabaseBusy(f"the evidence database is busy ({text})", HINT_BUSY)
+    if name.startswith(("SQLITE_READONLY", "SQLITE_PERM", "SQLITE_CANTOPEN")) or "readonly" in text:
+        return DatabaseReadOnly(f"cannot {doing} the evidence database: {text}", HINT_READONLY)
+    if name.startswith("SQLITE_FULL") or "disk is full" in text:
+        return DatabaseError(f"cannot {doing} the evidence database: the disk is full", HINT_FULL)
+    return DatabaseError(f"cannot {doing} the evidence database ({text})")
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    # SQLite may have rolled back on its own already (disk full, I/O error): then ROLLBACK fails,
+    # and that must not hide the error that caused it.
+    try:
+        conn.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass
 
 
 def connect(path: str | Path, *, create: bool = False) -> sqlite3.Connection:
@@ -178,6 +222,12 @@ def connect(path: str | Path, *, create: bool = False) -> sqlite3.Connection:
     path = Path(path)
     if not create and not path.is_file():
         raise DatabaseError(f"{path}: no evidence database")
+    if create and not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, DB_MODE)
+        try:
+            os.fchmod(fd, DB_MODE)  # past the umask
+        finally:
+            os.close(fd)
     try:
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                                check_same_thread=False)
@@ -186,8 +236,11 @@ def connect(path: str | Path, *, create: bool = False) -> sqlite3.Connection:
         # FULL: a committed ingest survives power loss before the dock writes the receipt.
         conn.execute("PRAGMA synchronous = FULL")
         _migrate(conn)
-    except sqlite3.DatabaseError as exc:
-        raise DatabaseError(f"{path}: cannot open the evidence database ({exc})") from None
+    except sqlite3.Error as exc:
+        error = database_error(exc, "open")
+        if type(error) is DatabaseError:
+            error = DatabaseError(f"{path}: cannot open the evidence database ({exc})")
+        raise error from None
     return conn
 
 
@@ -213,25 +266,40 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 @contextlib.contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on any exception, which is re-raised)."""
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on any exception, which is re-raised).
+
+    A SQLite error anywhere (begin, body, commit) becomes DatabaseBusy, DatabaseReadOnly or
+    DatabaseError (``database_error``), chained to the original for ``-v``.
+    """
     try:
         conn.execute("BEGIN IMMEDIATE")
-    except sqlite3.OperationalError as exc:
-        raise DatabaseError(f"the evidence database is busy ({exc})",
-                            "hint: another dock or command holds the lock; try again") from None
+    except sqlite3.Error as exc:
+        raise database_error(exc, "write") from exc
     try:
         yield conn
+    except sqlite3.Error as exc:
+        _rollback(conn)
+        raise database_error(exc, "write") from exc
     except BaseException:
-        conn.execute("ROLLBACK")
+        _rollback(conn)
         raise
-    conn.execute("COMMIT")
+    try:
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        _rollback(conn)
+        raise database_error(exc, "write") from exc
 
 
 @contextlib.contextmanager
 def snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """A read transaction: every query inside sees the same state (verify, export, report)."""
-    conn.execute("BEGIN")
+    try:
+        conn.execute("BEGIN")
+    except sqlite3.Error as exc:
+        raise database_error(exc, "read") from exc
     try:
         yield conn
+    except sqlite3.Error as exc:
+        raise database_error(exc, "read") from exc
     finally:
-        conn.execute("ROLLBACK")
+        _rollback(conn)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -37,7 +38,7 @@ from evidence_store import events as ev
 from evidence_store.clip.age import Identity
 from evidence_store.clip.devkey import DevicePublicKey
 from evidence_store.clip.errors import FormatError
-from evidence_store.clip.fsutil import atomic_write
+from evidence_store.clip.fsutil import atomic_write, fsync_dir
 from evidence_store.clip.journal import parse_journal
 from evidence_store.clip.manifest import parse_manifest
 from evidence_store.clip.note import NoteVerifier, open_note, sign_note
@@ -119,7 +120,26 @@ def export_clip(store, clip_id: str, out: str | os.PathLike, *, reason: str,
     info = store._live_clip(clip_id)
     # 1. The access is logged before any plaintext exists.
     begin = store.log_access(ev.EXPORT, clip_id, reason=reason, data={"step": "begin"})
-    out.mkdir(parents=True, exist_ok=True)
+    # The package is built in a private folder beside ``out`` and renamed into place at the end,
+    # so that a failure (a damaged object, a full disk, Ctrl-C) never leaves decrypted video
+    # behind in a half-made package: plaintext exists only in a complete, sealed export.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = out.parent / f".{out.name}.export-{os.getpid()}-{os.urandom(4).hex()}"
+    work.mkdir(mode=0o700)
+    try:
+        result = _build(store, clip_id, info, work, begin, identities)
+        os.replace(work, out)  # onto a missing or empty folder: atomic
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    fsync_dir(out.parent)
+    result.out = out
+    log.info("exported clip %s to %s (events %d, %d)", clip_id, out, result.begin_event, result.sealed_event)
+    return result
+
+
+def _build(store, clip_id: str, info, out: Path, begin, identities: Sequence[Identity]) -> ExportResult:
+    """Write the package into ``out`` (the private work folder); see export_clip."""
     # 2. Decrypted segments, checked against the camera-signed plaintext hashes while written.
     ts_files = []
     for segment in store.segments(clip_id):
@@ -161,7 +181,6 @@ def export_clip(store, clip_id: str, out: str | os.PathLike, *, reason: str,
     latest = store.log.latest_checkpoint()
     _write(out / EXPORT_EVENT, sealed.leaf)
     _write(out / EXPORT_PROOF, store.log.tlog_proof(sealed.index, latest).encode())
-    log.info("exported clip %s to %s (events %d, %d)", clip_id, out, begin.index, sealed.index)
     return ExportResult(out, files, begin.index, sealed.index, sums_sha)
 
 
@@ -285,7 +304,15 @@ def verify_export(folder: str | os.PathLike, vkey: str | None = None) -> list[Fa
     checkpoint = (root / "checkpoint").read_bytes() if (root / "checkpoint").is_file() else b""
     prev = None
     ingest = None
-    for index in sorted(int(p.stem) for p in (root / "events").glob("*.json")):
+    indexes = []
+    for p in sorted((root / "events").glob("*.json")):
+        # Only events/<log index>.json are events; anything else was put there (the export writes
+        # no other name), so it is a fault of the package, never a crash of the checker.
+        if p.stem.isascii() and p.stem.isdigit() and str(int(p.stem)) == p.stem:
+            indexes.append(int(p.stem))
+        else:
+            fault("file-unexpected", f"events/{p.name}", "is not named by a log index: no export writes it")
+    for index in sorted(indexes):
         where = f"events/{index}"
         leaf = (root / "events" / f"{index}.json").read_bytes()
         try:

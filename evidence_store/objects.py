@@ -2,8 +2,14 @@
 
 Every ciphertext segment, signed manifest and journal is stored under the SHA-256 of its bytes, so
 storing the same bytes twice is a no-op (a dock that crashed and reruns), and an object can be
-checked against its name without any index. Files are made read-only (0444) so that a slip of a
+checked against its name without any index. Files are made read-only (0440) so that a slip of a
 tool cannot alter evidence in place; deletion (expiry) is a separate, logged act.
+
+Permissions follow the documented deployment: the store folder belongs to the group
+``bodycam-store`` (setgid, 2770); the dock and the expiry service run as different users of that
+group. So every folder here is 2770 (group-writable, the group inherited), whoever creates it: the
+expiry service must be able to unlink an object the dock wrote. Objects are 0440: the group reads
+them (verify), nobody writes them, and other users never see even ciphertext.
 
 Growth path: ``ObjectStore`` is the seam. A backend for an S3-compatible store with Object Lock
 implements the same five methods (put, put_bytes, open, exists, delete, plus iteration); legal
@@ -28,7 +34,9 @@ log = logging.getLogger(__name__)
 OBJECTS_DIR = "objects"
 TMP_DIR = "tmp"
 COPY_BLOCK = 1 << 20
-OBJECT_MODE = 0o444
+OBJECT_MODE = 0o440
+#: Folders of the store: group-writable, setgid so that new files keep the store's group.
+SHARED_DIR_MODE = 0o2770
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -51,6 +59,21 @@ class ObjectStore(Protocol):
     def exists(self, sha256: str) -> bool: ...
     def delete(self, sha256: str) -> bool: ...
     def names(self) -> Iterator[str]: ...
+
+
+def make_shared_dir(path: Path) -> None:
+    """Create ``path`` (and missing parents) as a store folder (SHARED_DIR_MODE). An existing
+    folder is left as it is (another writer made it, or the admin did)."""
+    if path.is_dir():
+        return
+    if not path.parent.is_dir():
+        make_shared_dir(path.parent)
+    try:
+        path.mkdir(mode=SHARED_DIR_MODE)
+    except FileExistsError:
+        return  # a concurrent writer made it
+    # mkdir's mode passes through the umask (0022 would drop group write): set it explicitly.
+    os.chmod(path, SHARED_DIR_MODE)
 
 
 def check_sha256(text: str) -> str:
@@ -78,10 +101,11 @@ class LocalObjects:
     def put(self, src: BinaryIO, max_bytes: int) -> ObjectRef:
         """Copy ``src`` into the store while hashing it (temp, fsync, rename, fsync folder).
 
-        Returns the ObjectRef. Idempotent: if the object exists, the copy is discarded. Raises
+        Returns the ObjectRef. Idempotent: if the object exists, the copy replaces it (same bytes,
+        fresh time). Raises
         ObjectTooLarge if more than ``max_bytes`` arrive; nothing is stored then.
         """
-        self.tmp.mkdir(exist_ok=True)
+        make_shared_dir(self.tmp)
         digest = hashlib.sha256()
         size = 0
         tmp = self.tmp / f"put-{os.getpid()}-{os.urandom(6).hex()}"
@@ -114,11 +138,11 @@ class LocalObjects:
 
     def _commit(self, tmp: Path, ref: ObjectRef) -> ObjectRef:
         target = self.path(ref.sha256)
-        if target.is_file():
-            tmp.unlink()
-            return ref
-        target.parent.mkdir(parents=True, exist_ok=True)
+        make_shared_dir(target.parent)
         os.chmod(tmp, OBJECT_MODE)
+        # Also when the object exists: the same bytes (the name is their hash), and a fresh
+        # modification time. Expiry removes unreferenced objects by age, so an old orphan that a
+        # camera delivers again must look new until its ingest commits.
         os.replace(tmp, target)
         fsync_dir(target.parent)
         return ref
@@ -152,6 +176,23 @@ class LocalObjects:
             if sub.is_dir():
                 for entry in sorted(sub.iterdir()):
                     yield entry.name
+
+    def age_seconds(self, name: str, now: float) -> float:
+        """Seconds since the file ``objects/<ab>/<name>`` was last written (0 if it is gone)."""
+        try:
+            return now - (self.root / name[:2] / name).stat().st_mtime
+        except FileNotFoundError:
+            return 0.0
+
+    def tmp_files(self) -> Iterator[tuple[Path, float]]:
+        """(path, modification time) of every file in tmp/: writes in progress or interrupted."""
+        if not self.tmp.is_dir():
+            return
+        for entry in sorted(self.tmp.iterdir()):
+            try:
+                yield entry, entry.lstat().st_mtime
+            except FileNotFoundError:
+                continue  # its writer just renamed it
 
     def rehash(self, sha256: str) -> tuple[str, int]:
         """SHA-256 and size of the object's current bytes. Raises IntegrityError if missing."""

@@ -13,6 +13,7 @@ import logging
 from datetime import datetime, timezone
 
 from evidence_store import events as ev
+from evidence_store import retention
 from evidence_store.clip.ids import parse_time
 from evidence_store.db import snapshot
 from evidence_store.errors import UsageError
@@ -64,12 +65,27 @@ def monthly_report(store, month: str | None = None) -> dict:
                       if json.loads(leaf).get("step") == "begin")
         # Oldest unheld clip: clips deleted this month (their age at deletion, late arrivals aside:
         # they were already old when they came) and, for the running month, clips alive now.
-        ages = [(parse_time(e) - parse_time(s)).total_seconds() for s, e in conn.execute(
-            "SELECT started_at, expired_at FROM clips WHERE expired_at >= ? AND expired_at < ? AND late = 0", (lo, hi))]
+        # Age counts against the latest deletion the law allows: the deadline, or for a clip whose
+        # last hold was released after it, the first expiry run after that release. Counting a
+        # clip held for 60 days from its recording would claim a breach of the two weeks where
+        # there was none; counting it from the release alone would hide a released clip left lying.
+        released = dict(conn.execute(
+            "SELECT clip_id, MAX(released_at) FROM holds WHERE released_at IS NOT NULL GROUP BY clip_id"))
+        policy = store.policy
+
+        def age(clip_id: str, started: str, ingested: str, end: datetime) -> float:
+            allowed = retention.deadline(retention.basis(parse_time(started), parse_time(ingested)), policy)
+            if clip_id in released:
+                allowed = max(allowed, policy.next_run(parse_time(released[clip_id])))
+            return (end - (allowed - policy.retention)).total_seconds()
+
+        ages = [age(c, s, i, parse_time(e)) for c, s, i, e in conn.execute(
+            "SELECT clip_id, started_at, ingested_at, expired_at FROM clips "
+            "WHERE expired_at >= ? AND expired_at < ? AND late = 0", (lo, hi))]
         if lo <= now.strftime("%Y-%m-%dT%H:%M:%S.000Z") < hi:
             held = {c for (c,) in conn.execute("SELECT clip_id FROM holds WHERE released_at IS NULL")}
-            ages += [(now - parse_time(s)).total_seconds() for c, s in conn.execute(
-                "SELECT clip_id, started_at FROM clips WHERE state = 'stored' AND late = 0") if c not in held]
+            ages += [age(c, s, i, now) for c, s, i in conn.execute(
+                "SELECT clip_id, started_at, ingested_at FROM clips WHERE state = 'stored' AND late = 0") if c not in held]
     oldest = max(ages) if ages else None
     return {
         "month": month,

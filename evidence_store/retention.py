@@ -5,8 +5,11 @@ made at the latest, unless, after review, they are needed as evidence, for hazar
 because the recorded person asked for a review. So:
 
 * deadline = recording start + retention; a policy may shorten the 14 days, never lengthen them;
+  the recording start is what the camera claims, but never later than the item's arrival: a
+  camera clock running a year ahead must not buy its clip a year of storage (``basis``);
 * the expiry timer runs every ``run_interval``; a run deletes everything that falls due *before
-  the next run*, because waiting for the next run would keep it past its deadline;
+  the next run* (plus a few minutes of slack: the next run may start late), because waiting for
+  the next run would keep it past its deadline;
 * a clip that arrives already past its deadline is deleted at once and counted late (the dock runs
   ``Store.expire(late_only=True)`` right after each docking; the timer is the backstop);
 * a hold suspends the deadline (a clip may have several); after the last release the deadline
@@ -32,6 +35,10 @@ log = logging.getLogger(__name__)
 MAX_RETENTION = timedelta(days=14)
 #: systemd/bodycam-expire.timer runs hourly.
 DEFAULT_RUN_INTERVAL = timedelta(hours=1)
+#: The next run starts late by the timer's accuracy, by waiting for the database lock (up to a
+#: minute, db.BUSY_TIMEOUT_MS) and by the run itself. Deleting what falls due within this much after
+#: the next scheduled run keeps a clip from outliving its deadline by those minutes.
+DEFAULT_SLACK = timedelta(minutes=5)
 
 DELETE = "delete"
 KEEP = "keep"
@@ -39,21 +46,30 @@ KEEP = "keep"
 
 @dataclass(frozen=True)
 class Policy:
-    """``retention`` at most 14 days (UsageError otherwise); ``run_interval`` of the expiry timer."""
+    """``retention`` at most 14 days (UsageError otherwise); ``run_interval`` of the expiry timer;
+    ``slack``, how late the next run may start (deleting early by that much is lawful, late is not)."""
 
     retention: timedelta = MAX_RETENTION
     run_interval: timedelta = DEFAULT_RUN_INTERVAL
+    slack: timedelta = DEFAULT_SLACK
 
     def __post_init__(self) -> None:
         if not timedelta(0) < self.retention <= MAX_RETENTION:
             raise UsageError(f"retention of {self.retention} is not allowed: the law allows at most 14 days")
         if self.run_interval <= timedelta(0):
             raise UsageError("the expiry run interval must be positive")
+        if self.slack < timedelta(0):
+            raise UsageError("the expiry slack must not be negative")
+
+    def next_run(self, now: datetime) -> datetime:
+        """When the next scheduled run starts at the latest: one interval plus the slack."""
+        return now + self.run_interval + self.slack
 
 
 @dataclass(frozen=True)
 class Item:
-    """A clip (or quarantined material): when its recording started and when it reached the store."""
+    """A clip (or quarantined material): when its recording started (as claimed) and when it
+    reached the store. The deadline counts from the earlier of the two (``basis``)."""
 
     item_id: str
     started_at: datetime
@@ -77,6 +93,15 @@ class Decision:
     quarantined: bool = False
 
 
+def basis(started_at: datetime, arrived_at: datetime) -> datetime:
+    """When the retention clock starts: the claimed recording start, but never after the arrival.
+
+    The start comes from the camera's clock. One that runs ahead would claim a start in the future
+    and so a later deadline; the recording certainly existed when it reached the store.
+    """
+    return min(started_at, arrived_at)
+
+
 def deadline(started_at: datetime, policy: Policy) -> datetime:
     return started_at + policy.retention
 
@@ -85,17 +110,18 @@ def decide(items: Iterable[Item], holds: Iterable[Hold], policy: Policy, now: da
            next_run: datetime | None = None) -> list[Decision]:
     """One decision per item, in input order.
 
-    ``next_run`` defaults to ``now + policy.run_interval``. An item with any hold is kept; else it
-    is deleted if its deadline is at or before ``next_run``; else kept until its deadline.
+    ``next_run`` (the latest start of the next run) defaults to ``policy.next_run(now)``, one
+    interval plus the slack. An item with any hold is kept; else it is deleted if its deadline is
+    at or before ``next_run``; else kept until its deadline.
     """
     if next_run is None:
-        next_run = now + policy.run_interval
+        next_run = policy.next_run(now)
     held: dict[str, list[str]] = {}
     for hold in holds:
         held.setdefault(hold.item_id, []).append(hold.kind)
     out = []
     for item in items:
-        due = deadline(item.started_at, policy)
+        due = deadline(basis(item.started_at, item.arrived_at), policy)
         late = item.arrived_at > due
         kinds = held.get(item.item_id)
         if kinds:

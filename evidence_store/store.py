@@ -5,11 +5,19 @@ Layout::
     store.json       format marker, log origin, retention policy
     evidence.db      index and event log (db.py)
     objects/ab/<sha256>   ciphertext segments, signed manifests and journals (objects.py)
-    log.key          the log's note signer key (0600): signs checkpoints, enrollments, receipts
+    log.key          the log's note signer key (0640): signs checkpoints, enrollments, receipts
     log.vkey         its verifier key (publish it out of band)
     recipients       the age recipient(s) cameras encrypt to
     identity.age     the age identity, encrypted to a passphrase (age -p); may be moved elsewhere
     tmp/             temporary files of object writes (same file system: rename is atomic)
+
+Permissions (the documented deployment): an admin creates the folder with
+``install -d -o root -g bodycam-store -m 2770`` and runs ``init``; the dock, the expiry service and
+the officers run as different users who are members of ``bodycam-store``. Every one of them
+appends events and signs checkpoints, so ``log.key`` is group-readable (0640) and the database
+group-writable (0660, and so its -wal/-shm); folders are 2770 (group inherited), objects 0440.
+Other users get nothing: the group is the boundary. The identity is encrypted to a passphrase, so
+0640 gives the group ciphertext only (and it may live elsewhere, see ``--identity``).
 
 The dock calls enroll/assign/revoke/record_docking/put_object/ingest/quarantine/sign_receipt (see
 /tmp/store_contract.md); the officers' CLI calls the rest. Every method that changes state runs
@@ -45,7 +53,7 @@ from evidence_store.clip.note import NoteSigner, NoteVerifier, generate_signer
 from evidence_store.clip.outbox import NRW, Enrollment, Profile, Receipt
 from evidence_store.errors import EvidenceError, IntegrityError, UsageError
 from evidence_store.log import Appended, EventLog
-from evidence_store.objects import LocalObjects, ObjectRef
+from evidence_store.objects import HEX64, SHARED_DIR_MODE, LocalObjects, ObjectRef, make_shared_dir
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +65,14 @@ LOG_KEY_FILE = "log.key"
 VKEY_FILE = "log.vkey"
 RECIPIENTS_FILE = "recipients"
 IDENTITY_FILE = "identity.age"
+#: See the module docstring: group members write the store, nobody else reads it.
+STORE_UMASK = 0o007
+KEY_MODE = 0o640
 #: Access logs (and the other personal texts of events) are kept two years, then erased.
 TEXT_RETENTION = timedelta(days=730)
+#: A temporary file this old belongs to no running write (a copy takes seconds): a crashed dock's.
+TMP_MAX_AGE = timedelta(days=1)
+ORPHAN = "orphan"
 DEFAULT_SCRYPT_LOG_N = 18
 HOLD_KINDS = ("evidence", "hazard", "subject-request")
 #: Clip states as ARCHITECTURE.md names them for ``list --json``.
@@ -115,12 +129,19 @@ class ClipInfo:
     late: bool = False
     expired_at: str | None = None
     quarantine_reason: str | None = None
+    #: For quarantined material: the clip id it claims (untrusted: a forged copy may claim a real
+    #: clip's id). Its own id, ``clip_id``, is the quarantine id.
+    claimed_clip_id: str | None = None
 
     def summary(self) -> dict:
-        """Exactly the fields of ``list --json`` (ARCHITECTURE.md)."""
-        return {k: getattr(self, k) for k in (
+        """The fields of ``list --json`` (ARCHITECTURE.md); quarantined material adds the clip id
+        it claims."""
+        body = {k: getattr(self, k) for k in (
             "clip_id", "device_id", "officer", "recorded_at", "trigger", "justification",
             "holds", "deadline", "state")}
+        if self.quarantine_reason is not None:
+            body["claimed_clip_id"] = self.claimed_clip_id
+        return body
 
 
 @dataclass
@@ -130,6 +151,9 @@ class ExpiryResult:
     deleted_objects: int = 0
     erased_texts: int = 0
     dry_run: bool = False
+    #: Unreferenced objects older than the retention (expire event each) and stale temp files.
+    orphans: list[str] = field(default_factory=list)
+    removed_tmp: int = 0
 
     @property
     def deleted(self) -> list[retention.Decision]:
@@ -144,6 +168,17 @@ def current_actor() -> str:
         user = f"uid-{os.geteuid()}"
     sudo = os.environ.get("SUDO_USER")
     return f"{sudo} (as {user})" if sudo and sudo != user else user
+
+
+@contextmanager
+def _store_umask() -> Iterator[None]:
+    """Create files with group access and none for others (restored afterwards). Explicit modes
+    are set as well where it matters; this catches what a library creates on its own."""
+    old = os.umask(STORE_UMASK)
+    try:
+        yield
+    finally:
+        os.umask(old)
 
 
 def _utcnow() -> datetime:
@@ -196,6 +231,8 @@ class Store:
             raise NotAStore(f"{root} is not an evidence store ({STORE_FILE} has another format)", hint)
         try:
             conn = db.connect(root / db.DB_FILE)
+        except (db.DatabaseBusy, db.DatabaseReadOnly):
+            raise  # a store, but not usable by this user right now: its own message and hint
         except db.DatabaseError as exc:
             raise NotAStore(f"{root}: {exc}", hint) from None
         return cls(root, config, conn, clock=clock, actor=actor)
@@ -216,24 +253,28 @@ class Store:
         origin = origin or f"bodycam-evidence.{socket.gethostname().split('.')[0] or 'store'}/{os.urandom(4).hex()}"
         signer = generate_signer(origin)
         identity = Identity.generate()
-        root.mkdir(parents=True, exist_ok=True, mode=0o750)
-        (root / "objects").mkdir(mode=0o750)
-        (root / "tmp").mkdir(mode=0o700)
-        atomic_write(root / LOG_KEY_FILE, (signer.skey() + "\n").encode(), mode=0o600)
-        atomic_write(root / VKEY_FILE, (signer.verifier_key() + "\n").encode())
-        atomic_write(root / RECIPIENTS_FILE, f"{identity.recipient}\n".encode())
-        atomic_write(root / IDENTITY_FILE, encrypt_identity(identity, Passphrase(passphrase, scrypt_log_n)),
-                     mode=0o600)
-        now = (clock or _utcnow)()
-        config = {"format": STORE_FORMAT, "origin": origin, "created_at": format_time(now),
-                  "retention_days": retention_days, "run_interval_minutes": 60}
-        conn = db.connect(root / db.DB_FILE, create=True)
-        store = cls(root, config, conn, clock=clock, actor=actor)
-        with store._command() as tx:
-            tx.log.sign_checkpoint(format_time(now))
-        # store.json last: its presence says "this is a complete store".
-        atomic_write(root / STORE_FILE, json.dumps(config, indent=2).encode() + b"\n")
-        fsync_dir(root)
+        with _store_umask():
+            if not root.exists():
+                root.mkdir(parents=True, mode=SHARED_DIR_MODE)
+                os.chmod(root, SHARED_DIR_MODE)
+            # An existing (empty) folder keeps its owner, group and mode: the admin's install -d.
+            make_shared_dir(root / "objects")
+            make_shared_dir(root / "tmp")
+            atomic_write(root / LOG_KEY_FILE, (signer.skey() + "\n").encode(), mode=KEY_MODE)
+            atomic_write(root / VKEY_FILE, (signer.verifier_key() + "\n").encode(), mode=0o644)
+            atomic_write(root / RECIPIENTS_FILE, f"{identity.recipient}\n".encode(), mode=0o644)
+            atomic_write(root / IDENTITY_FILE, encrypt_identity(identity, Passphrase(passphrase, scrypt_log_n)),
+                         mode=KEY_MODE)
+            now = (clock or _utcnow)()
+            config = {"format": STORE_FORMAT, "origin": origin, "created_at": format_time(now),
+                      "retention_days": retention_days, "run_interval_minutes": 60}
+            conn = db.connect(root / db.DB_FILE, create=True)
+            store = cls(root, config, conn, clock=clock, actor=actor)
+            with store._command() as tx:
+                tx.log.sign_checkpoint(format_time(now))
+            # store.json last: its presence says "this is a complete store".
+            atomic_write(root / STORE_FILE, json.dumps(config, indent=2).encode() + b"\n", mode=0o644)
+            fsync_dir(root)
         log.info("created evidence store %s (log %s)", root, origin)
         return store
 
@@ -260,7 +301,8 @@ class Store:
                 text = (self.root / LOG_KEY_FILE).read_text()
             except PermissionError:
                 raise EvidenceError(f"{self.root / LOG_KEY_FILE}: permission denied",
-                                    "hint: commands that write run as the store's owner (or with sudo)") from None
+                                    "hint: commands that write run as a member of the store's group "
+                                    "(bodycam-store), and log.key must be group-readable (0640)") from None
             self._signer = NoteSigner.from_skey(text.strip())
         return self._signer
 
@@ -439,7 +481,9 @@ class Store:
                 tx.append(ev.Event(ev.GAP, tx.time, f"device:{device.device_id}", device=device.device_id,
                                    data={"sequence": missing, "cause": "missing from the device chain"}))
             started = parse_time(manifest.started_at, "manifest started_at")
-            late = tx.now > retention.deadline(started, self.policy)
+            # The claimed start stays in the index and the leaf (it is what the camera said); the
+            # deadline counts from it, but never from later than now (retention.basis).
+            late = tx.now > retention.deadline(retention.basis(started, tx.now), self.policy)
             all_flags = sorted(set(flags) | ({"late"} if late else set()))
             officer = manifest.officer or device.officer
             self.conn.execute(
@@ -548,7 +592,10 @@ class Store:
         row = self.conn.execute(_CLIP_SELECT + " WHERE clip_id = ?", (clip_id,)).fetchone()
         if row is not None:
             return self._clip_info(row, self._holds({clip_id}))
-        row = self.conn.execute(_QUARANTINE_SELECT + " WHERE qid = ? OR clip_id = ?", (clip_id, clip_id)).fetchone()
+        # By its quarantine id; by the id it claims only when no real clip has that id (then the
+        # officer may look for it under the id the camera used).
+        row = (self.conn.execute(_QUARANTINE_SELECT + " WHERE qid = ?", (clip_id,)).fetchone()
+               or self.conn.execute(_QUARANTINE_SELECT + " WHERE clip_id = ? ORDER BY at, qid", (clip_id,)).fetchone())
         if row is not None:
             return self._quarantine_info(row)
         raise UsageError(f"unknown clip {clip_id}", "hint: 'bodycam-evidence list --all' shows every clip")
@@ -577,7 +624,7 @@ class Store:
          flags, state, justification, late, expired_at) = row
         mine = holds.get(clip_id, []) if state != EXPIRED else []
         shown = EXPIRED if state == EXPIRED else (HELD if mine else STORED)
-        deadline = retention.deadline(parse_time(started_at), self.policy)
+        deadline = retention.deadline(retention.basis(parse_time(started_at), parse_time(ingested_at)), self.policy)
         return ClipInfo(clip_id, device_id, officer, started_at, trigger, justification, mine,
                         format_time(deadline), shown, sequence, manifest_sha, journal_sha, ingested_at,
                         json.loads(flags), bool(late), expired_at)
@@ -585,15 +632,21 @@ class Store:
     def _quarantine_info(self, row) -> ClipInfo:
         qid, clip_id, device_id, manifest_sha, journal_sha, reason, at, started_at, state, late, expired_at = row
         deadline = retention.deadline(parse_time(started_at), self.policy)
-        return ClipInfo(clip_id or qid, device_id, None, started_at, None, None, [], format_time(deadline),
+        # Listed under its own id: under the claimed one, a forged copy of a real clip would look
+        # like a duplicate of it, and show would mix the real clip's segments and events in.
+        return ClipInfo(qid, device_id, None, started_at, None, None, [], format_time(deadline),
                         EXPIRED if state == EXPIRED else QUARANTINED, None, manifest_sha, journal_sha, at,
-                        [], bool(late), expired_at, quarantine_reason=f"{qid}: {reason}")
+                        [], bool(late), expired_at, quarantine_reason=reason, claimed_clip_id=clip_id)
 
     def segments(self, clip_id: str) -> list[dict]:
-        """Segments of a clip: name, bytes, sha256 (ciphertext), plaintext bytes/sha256, state."""
+        """Segments of a clip: name, bytes, sha256 (ciphertext), plaintext bytes/sha256, state.
+        For a quarantine id: its kept objects (name, bytes, sha256, state "quarantined")."""
         rows = self.conn.execute(
             "SELECT name, bytes, sha256, plaintext_bytes, plaintext_sha256, duration_ms, cut, status "
             "FROM segments WHERE clip_id = ? ORDER BY name", (clip_id,)).fetchall()
+        if not rows:
+            return [{"name": n, "bytes": b, "sha256": s, "state": QUARANTINED} for n, b, s in self.conn.execute(
+                "SELECT name, size, sha256 FROM quarantine_objects WHERE qid = ? ORDER BY name", (clip_id,))]
         return [{"name": n, "bytes": b, "sha256": s, "plaintext_bytes": pb, "plaintext_sha256": ps,
                  "duration_ms": d, "cut": bool(c), "state": st} for n, b, s, pb, ps, d, c, st in rows]
 
@@ -605,9 +658,12 @@ class Store:
             rows = self.conn.execute("SELECT idx, kind, time, clip_id, device_id, leaf FROM events "
                                      "WHERE subject = ? ORDER BY idx", (clip_id,))
         texts: dict[int, dict[str, str | None]] = {}
+        # Joined by event index: texts.clip_id is empty for quarantine events (their subject is the
+        # quarantine id), which showed their actor as erased.
         for idx, fieldname, text in self.conn.execute(
                 "SELECT et.idx, et.field, t.text FROM event_texts et JOIN texts t USING (text_id)"
-                + ("" if clip_id is None else " WHERE t.clip_id = ?"), () if clip_id is None else (clip_id,)):
+                + ("" if clip_id is None else " WHERE et.idx IN (SELECT idx FROM events WHERE subject = ?)"),
+                () if clip_id is None else (clip_id,)):
             texts.setdefault(idx, {})[fieldname] = text
         out = []
         for idx, kind, time, clip, device, leaf in rows.fetchall():
@@ -751,10 +807,54 @@ class Store:
             held = [r[0] for r in self.conn.execute("SELECT DISTINCT clip_id FROM holds WHERE released_at IS NULL")]
             erased = tx.log.erase_texts(tx.time, held)
             result = ExpiryResult(tx.now, decisions, erased_texts=erased)
+        if not late_only:  # the hourly run; the dock's quick post-docking run skips the folder scans
+            result.orphans = self._expire_orphans()
+            result.removed_tmp = self._remove_stale_tmp()
         # After the commit: a crash here leaves files of expired clips, which sweep() removes on the
         # next run; the other order could leave a stored clip without its objects.
         result.deleted_objects = self.sweep()
         return result
+
+    def orphans(self, now: datetime | None = None) -> list[tuple[str, float]]:
+        """(name, age in seconds) of object files that no index row names: ciphertext copied by a
+        dock that died before its ingest committed (and whose camera never came back)."""
+        known = {h for (h,) in self.conn.execute("SELECT sha256 FROM objects")}
+        stamp = (now or self.now()).timestamp()
+        return [(name, self.objects.age_seconds(name, stamp)) for name in self.objects.names()
+                if name not in known]
+
+    def _expire_orphans(self) -> list[str]:
+        """Delete unreferenced objects older than the retention: a recording that never reached the
+        index still may not be kept past two weeks. Each gets an expire event (every deletion is
+        logged) and a tombstone row in ``objects``, so that sweep() finishes a crashed run."""
+        with self._command() as tx:
+            limit = self.policy.retention.total_seconds()
+            doomed = sorted(name for name, age in self.orphans(tx.now)
+                            if age > limit and HEX64.match(name))  # never touch a name we did not write
+            for sha in doomed:
+                size = self.objects.path(sha).stat().st_size
+                self.conn.execute("INSERT INTO objects (sha256, size, kind, created_at, deleted_at) "
+                                  "VALUES (?, ?, ?, ?, ?)", (sha, size, ORPHAN, tx.time, tx.time))
+            tx.append_many([ev.Event(ev.EXPIRE, tx.time, f"object:{sha}", personal={"actor": self.actor},
+                                     data={"cause": "unreferenced object (an ingest that never committed) "
+                                                    "older than the retention", "objects": [sha]})
+                            for sha in doomed])
+        if doomed:
+            log.warning("deleted %d unreferenced object(s) older than the retention", len(doomed))
+        return doomed
+
+    def _remove_stale_tmp(self) -> int:
+        """Remove temp files of object writes older than TMP_MAX_AGE (a crashed copy; its camera
+        still holds the clip, or the rerun made a new copy). Not evidence: never indexed or named."""
+        cutoff = (self.now() - TMP_MAX_AGE).timestamp()
+        count = 0
+        for path, mtime in self.objects.tmp_files():
+            if mtime < cutoff and path.is_file():
+                path.unlink(missing_ok=True)
+                count += 1
+        if count:
+            fsync_dir(self.objects.tmp)
+        return count
 
     def sweep(self) -> int:
         """Remove object files whose index row says deleted (finishing an interrupted expiry)."""
@@ -772,7 +872,7 @@ class Store:
                       "SELECT qid, started_at, at FROM quarantine WHERE state = ? ORDER BY started_at", (QUARANTINED,))]
         holds = [retention.Hold(c, k) for c, k in self.conn.execute(
             "SELECT clip_id, kind FROM holds WHERE released_at IS NULL")]
-        return retention.decide(items, holds, self.policy, now, now + self.policy.run_interval)
+        return retention.decide(items, holds, self.policy, now, self.policy.next_run(now))
 
     def _item_objects(self, item_id: str, quarantined: bool) -> set[str]:
         if quarantined:

@@ -16,7 +16,15 @@ Steps (numbered as in the code):
  5. every object a live clip or quarantine item names is present and re-hashes to its name;
     objects of expired clips are gone;
  6. every stored clip: manifest and journal signatures against the enrolled device key, segment rows
-    against the manifest, the ingest event against the index.
+    against the manifest, the ingest event against the index;
+ 7. the index rows that decide retention and the report, against the log (the log is signed, the
+    index is not): each event row's kind, clip, device and time columns against its leaf; each
+    clip row's start, trigger, sequence and device against its ingest event; the active holds
+    rebuilt from hold and release events against the holds table; an expire event for every
+    expired row. An altered ``started_at`` or a deleted hold row would otherwise change what
+    expiry deletes without a trace;
+ 8. (notes, not faults) object files no index row names, and temp files: an interrupted ingest
+    leaves them, which is no tampering (the camera keeps the clip until it has a receipt).
 """
 
 from __future__ import annotations
@@ -64,6 +72,16 @@ OBJECT_NOT_DELETED = "object-not-deleted"
 MANIFEST_INVALID = "manifest-invalid"
 JOURNAL_INVALID = "journal-invalid"
 INDEX_MISMATCH = "index-mismatch"
+EVENT_ROW_MISMATCH = "event-row-mismatch"
+HOLD_MISMATCH = "hold-mismatch"
+EXPIRE_MISSING = "expire-event-missing"
+# Notes (not faults): leftovers of interrupted writes.
+ORPHAN_OBJECT = "orphan-object"
+STRAY_FILE = "stray-file"
+TMP_LEFTOVER = "tmp-leftover"
+HINT_ORPHAN = ("ciphertext copied by a dock that stopped before its ingest committed: harmless; the "
+               "camera keeps the clip until it has a receipt, and 'bodycam-evidence expire' deletes "
+               "the copy once it is older than the retention")
 
 
 @dataclass(frozen=True)
@@ -88,13 +106,19 @@ class LogData:
     leaves: list[bytes]
     subjects: list[str]
     stored: list[bytes]
+    #: (kind, clip_id, device_id, time) columns of each event row: compared with the leaf (step 7).
+    columns: list[tuple] | None = None
+    #: Parsed leaves by index (step 4 fills it).
+    bodies: dict | None = None
 
 
 def verify_store(store, clip_ids: Iterable[str] | None = None,
-                 progress: Callable[[str], None] | None = None) -> list[Fault]:
+                 progress: Callable[[str], None] | None = None, notes: list[Fault] | None = None) -> list[Fault]:
     """Every fault in ``store`` (the log always whole; objects and clips all or only ``clip_ids``).
 
     Raises UsageError (via store.clip) for an unknown clip id; returns [] for a sound store.
+    ``notes``, if given, receives what is worth knowing but is no fault (step 8: leftovers of
+    interrupted writes); they do not make verify fail.
     """
     say = progress or (lambda step: None)
     faults: list[Fault] = []
@@ -113,6 +137,11 @@ def verify_store(store, clip_ids: Iterable[str] | None = None,
         _check_objects(store, wanted, faults)
         say("clips")
         _check_clips(store, wanted, faults)
+        say("index")
+        _check_index(store, data, wanted, faults)
+        if notes is not None and wanted is None:
+            say("leftovers")
+            _note_leftovers(store, notes)
     return faults
 
 
@@ -121,9 +150,9 @@ def verify_store(store, clip_ids: Iterable[str] | None = None,
 
 def _load_log(store, faults: list[Fault]) -> LogData:
     conn = store.conn
-    rows = conn.execute("SELECT idx, subject, leaf FROM events ORDER BY idx").fetchall()
-    leaves, subjects = [], []
-    for position, (idx, subject, leaf) in enumerate(rows):
+    rows = conn.execute("SELECT idx, subject, leaf, kind, clip_id, device_id, time FROM events ORDER BY idx").fetchall()
+    leaves, subjects, columns = [], [], []
+    for position, (idx, subject, leaf, *cols) in enumerate(rows):
         if idx != position:
             # A deleted row: everything after it shifts. Name the first gap and stop the leaf list
             # there, so the later checks compare like with like.
@@ -132,6 +161,7 @@ def _load_log(store, faults: list[Fault]) -> LogData:
             break
         leaves.append(bytes(leaf))
         subjects.append(subject)
+        columns.append(tuple(cols))
     hash_rows = conn.execute("SELECT id, hash FROM hashes ORDER BY id").fetchall()
     stored = []
     for position, (i, h) in enumerate(hash_rows):
@@ -140,7 +170,7 @@ def _load_log(store, faults: list[Fault]) -> LogData:
                                 f"stored Merkle hashes {position}..{i - 1} are missing", HINT_LOG))
             break
         stored.append(bytes(h))
-    return LogData(leaves, subjects, stored)
+    return LogData(leaves, subjects, stored, columns, {})
 
 
 # -- 2. hashes -------------------------------------------------------------------------------
@@ -224,7 +254,7 @@ def _check_checkpoints(store, data: LogData, expected: list[bytes], faults: list
 def _check_events(store, data: LogData, faults: list[Fault]) -> None:
     sha = hashlib.sha256
     heads: dict[str, str] = {}
-    bodies: dict[int, dict] = {}
+    bodies: dict[int, dict] = data.bodies if data.bodies is not None else {}
     loads = json.loads
     for idx, (leaf, subject) in enumerate(zip(data.leaves, data.subjects)):
         try:
@@ -342,3 +372,119 @@ def _check_clips(store, wanted: set[str] | None, faults: list[Fault]) -> None:
                                     HINT_CLIP))
         if manifest.clip_id != clip_id:
             faults.append(Fault(INDEX_MISMATCH, where, f"its manifest is for clip {manifest.clip_id}", HINT_CLIP))
+
+
+# -- 7. index rows against the log -------------------------------------------------------------
+
+
+def _check_index(store, data: LogData, wanted: set[str] | None, faults: list[Fault]) -> None:
+    conn = store.conn
+    bodies = data.bodies or {}
+    # 7a. Event rows: list, show, report and retention query these columns, not the leaves.
+    for idx, cols in enumerate(data.columns or []):
+        body = bodies.get(idx)
+        if body is None:
+            continue  # not a valid event: reported by step 4
+        leaf_cols = (body.get("kind"), body.get("clip"), body.get("device"), body.get("time"))
+        if tuple(cols) != leaf_cols:
+            names = [n for n, a, b in zip(("kind", "clip", "device", "time"), cols, leaf_cols) if a != b]
+            faults.append(Fault(EVENT_ROW_MISMATCH, f"log index {idx}" + (f" (clip {body['clip']})" if body.get("clip") else ""),
+                                f"the index's {', '.join(names)} differ(s) from the logged event", HINT_LOG))
+    ingests: dict[str, tuple[int, dict]] = {}
+    hold_events: dict[int, dict] = {}
+    releases: dict[int, tuple[int, dict]] = {}  # hold event index -> (release index, body)
+    expired_subjects: set[str] = set()
+    for idx, body in bodies.items():
+        kind = body.get("kind")
+        if kind == "ingest" and body.get("clip"):
+            ingests.setdefault(body["clip"], (idx, body))
+        elif kind == "hold":
+            hold_events[idx] = body
+        elif kind == "release" and isinstance(body.get("hold_event"), int):
+            releases[body["hold_event"]] = (idx, body)
+        elif kind == "expire":
+            expired_subjects.add(data.subjects[idx])
+    # 7b. Clip rows against their ingest events (every row, expired ones too: the report counts them).
+    rows = conn.execute("SELECT clip_id, device_id, sequence, trigger, started_at, state, late FROM clips ORDER BY clip_id").fetchall()
+    seen = set()
+    for clip_id, device_id, sequence, trigger, started_at, state, late in rows:
+        seen.add(clip_id)
+        if wanted is not None and clip_id not in wanted:
+            continue
+        where = f"clip {clip_id}"
+        found = ingests.get(clip_id)
+        if found is None:
+            faults.append(Fault(INDEX_MISMATCH, where, "has an index row but no ingest event in the log", HINT_CLIP))
+            continue
+        idx, body = found
+        claimed = {"device": body.get("device"), "sequence": body.get("sequence"), "trigger": body.get("trigger"),
+                   "started_at": body.get("started_at")}
+        actual = {"device": device_id, "sequence": sequence, "trigger": trigger, "started_at": started_at}
+        differ = [k for k in claimed if claimed[k] != actual[k]]
+        if differ:
+            faults.append(Fault(INDEX_MISMATCH, f"{where} (log index {idx})",
+                                f"the index's {', '.join(differ)} differ(s) from the ingest event", HINT_CLIP))
+        if state == "expired" and clip_id not in expired_subjects:
+            faults.append(Fault(EXPIRE_MISSING, where, "is marked expired but the log has no expire event for it",
+                                HINT_CLIP))
+        elif state != "expired" and clip_id in expired_subjects:
+            faults.append(Fault(INDEX_MISMATCH, where, f"the log says it expired but the index says {state}", HINT_CLIP))
+    if wanted is None:
+        for clip_id, (idx, _) in sorted(ingests.items()):
+            if clip_id not in seen:
+                faults.append(Fault(INDEX_MISMATCH, f"clip {clip_id} (log index {idx})",
+                                    "was ingested but its index row is gone", HINT_CLIP))
+    for qid, state in conn.execute("SELECT qid, state FROM quarantine ORDER BY qid"):
+        if (wanted is None or qid in wanted) and state == "expired" and qid not in expired_subjects:
+            faults.append(Fault(EXPIRE_MISSING, f"quarantine {qid}",
+                                "is marked expired but the log has no expire event for it", HINT_CLIP))
+    # 7c. Holds: the table must be exactly what the hold and release events say.
+    table = {event_index: (hold_id, clip_id, kind, released_at, release_event)
+             for hold_id, clip_id, kind, event_index, released_at, release_event in conn.execute(
+                 "SELECT hold_id, clip_id, kind, event_index, released_at, release_event FROM holds")}
+    for idx, body in sorted(hold_events.items()):
+        clip_id = body.get("clip")
+        if wanted is not None and clip_id not in wanted:
+            continue
+        where = f"clip {clip_id} (log index {idx})"
+        release = releases.get(idx)
+        row = table.get(idx)
+        if row is None:
+            state = "released" if release else "active"
+            faults.append(Fault(HOLD_MISMATCH, where, f"the log holds this clip ({state} hold) but the holds table "
+                                                      "has no row for it", HINT_CLIP))
+            continue
+        _, row_clip, row_kind, released_at, release_event = row
+        if (row_clip, row_kind) != (clip_id, body.get("hold_kind")):
+            faults.append(Fault(HOLD_MISMATCH, where, "the hold row names another clip or kind than the hold event",
+                                HINT_CLIP))
+        if release is None and released_at is not None:
+            faults.append(Fault(HOLD_MISMATCH, where, "the hold row is released but the log has no release event",
+                                HINT_CLIP))
+        elif release is not None and (release_event != release[0] or released_at != release[1].get("time")):
+            faults.append(Fault(HOLD_MISMATCH, where, f"the log released this hold (log index {release[0]}) "
+                                                      "but the hold row says otherwise", HINT_CLIP))
+    for event_index, (hold_id, clip_id, *_rest) in sorted(table.items()):
+        if (wanted is None or clip_id in wanted) and event_index not in hold_events:
+            faults.append(Fault(HOLD_MISMATCH, f"clip {clip_id}",
+                                f"hold row {hold_id} has no hold event in the log (log index {event_index})", HINT_CLIP))
+
+
+# -- 8. leftovers (notes) ------------------------------------------------------------------------
+
+
+def _note_leftovers(store, notes: list[Fault]) -> None:
+    from evidence_store.objects import HEX64
+
+    for name, age in store.orphans():
+        if not HEX64.match(name) or not store.objects.path(name).is_file():
+            notes.append(Fault(STRAY_FILE, f"objects/{name[:2]}/{name}", "is not an object the store wrote",
+                               "remove it by hand after checking what put it there"))
+        else:
+            notes.append(Fault(ORPHAN_OBJECT, f"object {name}",
+                               f"no clip or quarantine item names it ({age / 86400:.1f} days old)", HINT_ORPHAN))
+    leftovers = list(store.objects.tmp_files())
+    if leftovers:
+        notes.append(Fault(TMP_LEFTOVER, "tmp/", f"{len(leftovers)} temporary file(s) of object writes",
+                           "writes in progress, or interrupted ones: 'bodycam-evidence expire' removes those "
+                           "older than a day"))

@@ -133,11 +133,30 @@ def view_clip(store, clip_id: str, *, reason: str, identities: Sequence[Identity
         proc.stdin.close()
     except BrokenPipeError:
         log.info("the player closed its input early")  # the officer closed the window: fine
+    except BaseException:
+        # Decryption failed partway (a damaged object) or Ctrl-C: the player still waits for
+        # input on its stdin, so waiting for it without closing that pipe would hang forever.
+        # Close it and stop the player; what it showed so far was authenticated plaintext.
+        _stop(proc)
+        raise
     finally:
         code = proc.wait()
     if code not in (0, None):
         log.warning("player %s exited with %s", cmd[0], code)
     return result
+
+
+def _stop(proc: subprocess.Popen, grace: float = 5.0) -> None:
+    """Close the player's input and terminate it (kill it if it ignores that for ``grace`` s)."""
+    try:
+        proc.stdin.close()
+    except OSError:
+        pass  # the pipe is already broken
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def write_contact_sheet(chunks: Iterator[bytes], path: Path, started_at, title: str,

@@ -235,3 +235,69 @@ def test_cli_unknown_option_one_line_exit_2(cli_store, capsys):
     root, _, _ = cli_store
     code, _, err = run(capsys, "--store", root, "list", "--bogus")
     assert code == 2 and err.startswith("bodycam-evidence: error: unrecognized arguments: --bogus")
+
+
+def test_cli_hold_database_locked_beyond_timeout_one_line_busy(cli_store, capsys, monkeypatch):
+    import sqlite3
+
+    from evidence_store import db
+
+    root, _, clips = cli_store
+    monkeypatch.setattr(db, "BUSY_TIMEOUT_MS", 50)  # not a minute: the other writer never lets go
+    other = sqlite3.connect(root / "evidence.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        code, out, err = run(capsys, "--store", root, "hold", clips["fresh"], "--case", "A", "--reason", "r")
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert code == 1
+    assert err.splitlines()[0].startswith("bodycam-evidence: error: the evidence database is busy")
+    assert err.splitlines()[1] == "hint: another dock or command holds the lock; try again"
+    assert "Traceback" not in err
+
+
+def test_cli_verify_orphan_object_noted_exit_zero(cli_store, capsys):
+    import io
+
+    root, _, _ = cli_store
+    with Store.open(root) as store:
+        ref = store.put_object(io.BytesIO(b"copied, then the dock died"), 100)
+    code, out, _ = run(capsys, "--store", root, "verify")
+    assert code == 0
+    assert f"note orphan-object: object {ref.sha256}: no clip or quarantine item names it" in out
+    assert out.rstrip().splitlines()[-1].startswith("ok:")
+
+
+def test_cli_quarantined_copy_claiming_real_clip_listed_and_shown_under_its_own_id(cli_store, capsys):
+    import io
+
+    root, _, clips = cli_store
+    real = clips["fresh"]
+    with Store.open(root) as store:
+        forged = make_clip(root.parent / "forged", DeviceFixture.new("cam-07"), store.recipients, clip_id=real)
+        refs = {n: store.put_object(io.BytesIO(d), len(d)) for n, d in forged.segments.items()}
+        qid = store.quarantine(reason="manifest signature does not verify", device_id="cam-07", clip_id=real,
+                               manifest_bytes=forged.manifest_bytes, journal_bytes=forged.journal_bytes, objects=refs)
+        real_segments = {s["sha256"] for s in store.segments(real)}
+    code, out, _ = run(capsys, "--store", root, "list", "--json")
+    listed = json.loads(out)["clips"]
+    assert [c["clip_id"] for c in listed].count(real) == 1
+    (item,) = [c for c in listed if c["state"] == "quarantined"]
+    assert (item["clip_id"], item["claimed_clip_id"]) == (qid, real)
+    # show of the real clip: only its own segments and events.
+    code, out, _ = run(capsys, "--store", root, "show", real, "--json")
+    body = json.loads(out)
+    assert {s["sha256"] for s in body["segments"]} == real_segments and body["state"] == "stored"
+    assert [e["kind"] for e in body["events"]] == ["ingest"]
+    # show of the quarantine item: its own objects and its quarantine event.
+    code, out, _ = run(capsys, "--store", root, "show", qid, "--json")
+    body = json.loads(out)
+    assert {s["sha256"] for s in body["segments"]} == {r.sha256 for r in refs.values()}
+    assert [e["kind"] for e in body["events"]] == ["quarantine"]
+    code, out, _ = run(capsys, "--store", root, "show", qid)
+    assert f"claims clip    {real}" in out
+    # log --clip QID: the actor's text is found (joined by event index, not by clip id).
+    code, out, _ = run(capsys, "--store", root, "log", "--clip", qid, "--json")
+    (event,) = json.loads(out)["events"]
+    assert event["kind"] == "quarantine" and event["actor"] not in (None, "[erased]")

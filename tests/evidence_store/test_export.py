@@ -162,3 +162,39 @@ def test_export_tlog_proofs_verify_with_go_oracle(exported, oracle):
         result = subprocess.run([str(oracle), "check"], input=json.dumps(request).encode(), capture_output=True, timeout=60)
         assert result.returncode == 0, result.stderr.decode()
         assert "tlog-proof" in json.loads(result.stdout)["checked"]
+
+
+def test_verify_export_stray_non_numeric_event_file_reported_not_crash(exported):
+    _, out, _ = exported
+    (out / "events" / "notes.json").write_text("{}")
+    faults = verify_export(out)
+    assert ("file-unexpected", "events/notes.json") in {(f.kind, f.where) for f in faults}
+    assert ("file-unlisted", "events/notes.json") in {(f.kind, f.where) for f in faults}
+
+
+def test_export_damaged_object_no_plaintext_left_clear_error(store, add_clip, tmp_path):
+    from evidence_store.errors import EvidenceError
+
+    clip = add_clip(segments=2, seconds=2.0)
+    second = store.segments(clip.clip_id)[1]["sha256"]  # the first segment decrypts, then this fails
+    path = store.objects.path(second)
+    os.chmod(path, 0o640)
+    data = bytearray(path.read_bytes())
+    data[-50] ^= 0x01
+    path.write_bytes(bytes(data))
+    out = tmp_path / "court" / "export"
+    with pytest.raises(EvidenceError):
+        export_clip(store, clip.clip_id, out, reason="prosecutor request", identities=store.identities(PASSPHRASE))
+    assert not out.exists()
+    assert list((tmp_path / "court").iterdir()) == []  # no work folder, no .ts, no partial package
+    # The access itself stays logged: decryption had begun.
+    assert [e.get("step") for e in store.events(clip_id=clip.clip_id) if e["kind"] == "export"] == ["begin"]
+
+
+def test_export_into_existing_empty_folder_replaces_it(store, add_clip, tmp_path):
+    clip = add_clip()
+    out = tmp_path / "empty"
+    out.mkdir()
+    export_clip(store, clip.clip_id, out, reason="court", identities=store.identities(PASSPHRASE))
+    assert verify_export(out) == []
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

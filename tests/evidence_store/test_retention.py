@@ -67,3 +67,28 @@ def test_retention_quarantined_same_deadline():
 def test_retention_is_pure_same_input_same_output():
     items = [item(str(i), timedelta(hours=7 * i), timedelta(hours=7 * i)) for i in range(60)]
     assert decide(items, [], Policy(), NOW) == decide(items, [], Policy(), NOW)
+
+
+def test_retention_claimed_start_after_arrival_deadline_counts_from_arrival():
+    # A camera clock a year ahead: the claimed start is in the future, the arrival is not.
+    future = Item("a", NOW + timedelta(days=365), NOW - timedelta(days=14))
+    (d,) = decide([future], [], Policy(), NOW)
+    assert (d.action, d.deadline, d.late) == (DELETE, NOW, False)
+
+
+def test_retention_due_just_after_next_run_deleted_within_slack():
+    # Due 63 minutes from now: after the next hourly run, but that run may start minutes late
+    # (timer accuracy, a minute of lock wait): it must go now, not two minutes too late.
+    (d,) = decide([item("a", timedelta(days=14) - timedelta(minutes=63), timedelta(days=13))], [], Policy(), NOW)
+    assert d.action == DELETE
+    assert Policy().next_run(NOW) == NOW + timedelta(hours=1, minutes=5)
+
+
+def test_retention_due_beyond_slack_kept():
+    (d,) = decide([item("a", timedelta(days=14) - timedelta(minutes=66), timedelta(days=13))], [], Policy(), NOW)
+    assert d.action == KEEP
+
+
+def test_retention_negative_slack_refused():
+    with pytest.raises(UsageError, match="slack"):
+        Policy(slack=timedelta(minutes=-1))

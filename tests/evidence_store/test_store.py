@@ -30,8 +30,8 @@ def test_store_init_non_empty_folder_refused(tmp_path):
         Store.init(tmp_path, PASSPHRASE, scrypt_log_n=10)
 
 
-def test_store_init_keys_are_private_and_identity_opens(store):
-    assert stat.S_IMODE(os.stat(store.root / "log.key").st_mode) == 0o600
+def test_store_init_keys_only_for_the_group_and_identity_opens(store):
+    assert stat.S_IMODE(os.stat(store.root / "log.key").st_mode) == 0o640
     assert store.recipients[0].startswith("age1")
     assert "+" in store.verifier_key and not store.verifier_key.startswith("PRIVATE")
     (identity,) = store.identities(PASSPHRASE)
@@ -80,7 +80,7 @@ def test_store_put_object_is_read_only_and_idempotent(store):
     assert ref == again and ref.size == 10
     path = store.objects.path(ref.sha256)
     assert path.parent.name == ref.sha256[:2]
-    assert stat.S_IMODE(path.stat().st_mode) == 0o444
+    assert stat.S_IMODE(path.stat().st_mode) == 0o440
     assert list((store.root / "tmp").iterdir()) == []
 
 
@@ -275,3 +275,65 @@ def test_store_late_arrival_counted_and_deleted_at_next_run(store, add_clip):
     assert store.clip(clip.clip_id).late
     (decision,) = store.expire().deleted
     assert decision.late and "after its deadline" in decision.reason
+
+
+def test_store_ingest_camera_clock_a_year_ahead_deadline_counts_from_arrival(store, add_clip, clock):
+    # The camera's clock runs a year ahead: it claims a start in the future.
+    clip = add_clip(age=-timedelta(days=365))
+    info = store.clip(clip.clip_id)
+    assert info.recorded_at == clip.manifest.started_at  # the claim stays visible
+    assert info.deadline == (clock() + timedelta(days=14)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    clock.advance(days=13, hours=22)
+    assert store.expire().deleted == []
+    clock.advance(hours=1)  # the deadline falls before the next hourly run
+    assert [d.item_id for d in store.expire().deleted] == [clip.clip_id]
+    assert store.clip(clip.clip_id).state == "expired"
+    assert verify_store(store) == []
+
+
+def test_store_hold_read_only_database_raises_typed_error_changes_nothing(store, add_clip):
+    from evidence_store.db import DatabaseReadOnly
+
+    clip = add_clip()
+    size = store.log.size()
+    store.conn.execute("PRAGMA query_only = ON")  # what a database this user may not write looks like
+    with pytest.raises(DatabaseReadOnly, match="readonly") as caught:
+        store.hold(clip.clip_id, case="A-1", reason="evidence")
+    assert "group" in caught.value.hints[0]
+    store.conn.execute("PRAGMA query_only = OFF")
+    assert store.log.size() == size and store.clip(clip.clip_id).holds == []
+
+
+def _backdate(path, moment):
+    os.utime(path, (moment.timestamp(), moment.timestamp()))
+
+
+def test_store_expire_removes_orphan_older_than_retention_logs_it_and_stale_tmp(store, add_clip, clock):
+    clip = add_clip()
+    # A dock died between copying and ingesting, and its camera never came back.
+    old = store.put_object(io.BytesIO(b"ciphertext of a clip never ingested"), 100)
+    young = store.put_object(io.BytesIO(b"ciphertext of an ingest still running"), 100)
+    _backdate(store.objects.path(old.sha256), clock() - timedelta(days=14, hours=1))
+    stale = store.root / "tmp" / "put-123-abcdef"
+    stale.write_bytes(b"half a copy")
+    _backdate(stale, clock() - timedelta(days=2))
+    fresh = store.root / "tmp" / "put-456-abcdef"
+    fresh.write_bytes(b"a copy in progress")
+    _backdate(fresh, clock() - timedelta(minutes=5))
+    result = store.expire()
+    assert result.orphans == [old.sha256] and result.removed_tmp == 1
+    assert not store.objects.exists(old.sha256)
+    assert store.objects.exists(young.sha256) and fresh.exists() and not stale.exists()
+    assert store.clip(clip.clip_id).state == "stored"
+    (event,) = [e for e in store.events() if e["kind"] == "expire"]
+    assert event["objects"] == [old.sha256] and "unreferenced" in event["cause"]
+    assert verify_store(store) == []
+
+
+def test_store_put_object_again_refreshes_time_of_old_orphan(store, clock):
+    data = b"the same segment, delivered again"
+    ref = store.put_object(io.BytesIO(data), 100)
+    _backdate(store.objects.path(ref.sha256), clock() - timedelta(days=20))
+    store.put_object(io.BytesIO(data), 100)  # the camera came back: its ingest is about to commit
+    assert store.expire().orphans == []
+    assert store.objects.read(ref.sha256) == data

@@ -142,3 +142,72 @@ def test_verify_interrupted_expiry_leftover_object_found(store, add_clip, clock)
     assert fault.kind == v.OBJECT_NOT_DELETED and "expire" in fault.hint
     store.expire()
     assert verify_store(store) == []
+
+
+def test_verify_altered_clip_started_at_found_names_clip_and_log_index(store, filled):
+    clip_id = filled[1].clip_id
+    # Moving the start a year ahead would keep the clip a year: the ingest leaf says otherwise.
+    store.conn.execute("UPDATE clips SET started_at = '2027-11-01T08:00:00.000Z' WHERE clip_id = ?", (clip_id,))
+    (fault,) = verify_store(store)
+    (ingest,) = [e for e in store.events(clip_id=clip_id) if e["kind"] == "ingest"]
+    assert fault.kind == v.INDEX_MISMATCH and "started_at" in fault.message
+    assert fault.where == f"clip {clip_id} (log index {ingest['index']})"
+
+
+@pytest.mark.parametrize("column, value", [("kind", "justify"), ("time", "2020-01-01T00:00:00.000Z"),
+                                           ("clip_id", "0190c3f2-0000-7000-8000-000000000000")])
+def test_verify_altered_event_row_column_found(store, filled, column, value):
+    (idx,) = [e["index"] for e in store.events() if e["kind"] == "view"]
+    store.conn.execute(f"UPDATE events SET {column} = ? WHERE idx = ?", (value, idx))
+    faults = [f for f in verify_store(store) if f.kind == v.EVENT_ROW_MISMATCH]
+    assert [f.where.split(" (")[0] for f in faults] == [f"log index {idx}"]
+    assert {"clip_id": "clip"}.get(column, column) in faults[0].message
+
+
+def test_verify_deleted_hold_row_found(store, filled):
+    store.conn.execute("DELETE FROM holds")  # the clip would now expire on time, silently
+    (fault,) = verify_store(store)
+    assert fault.kind == v.HOLD_MISMATCH and filled[0].clip_id in fault.where and "no row" in fault.message
+
+
+def test_verify_inserted_hold_row_found(store, filled):
+    row = store.conn.execute("SELECT case_text, reason_text, actor_text, created_at FROM holds").fetchone()
+    store.conn.execute("INSERT INTO holds (clip_id, kind, case_text, reason_text, actor_text, created_at, "
+                       "event_index, after_view) VALUES (?, 'evidence', ?, ?, ?, ?, 999, 1)", (filled[2].clip_id, *row))
+    (fault,) = verify_store(store)
+    assert fault.kind == v.HOLD_MISMATCH and fault.where == f"clip {filled[2].clip_id}" and "999" in fault.message
+
+
+def test_verify_hold_row_released_without_release_event_found(store, filled):
+    store.conn.execute("UPDATE holds SET released_at = '2026-11-01T09:00:00.000Z'")
+    (fault,) = verify_store(store)
+    assert fault.kind == v.HOLD_MISMATCH and "no release event" in fault.message
+
+
+def test_verify_released_hold_reactivated_in_table_found(store, filled):
+    store.release(filled[0].clip_id, case="A-1", reason="closed")
+    assert verify_store(store) == []
+    store.conn.execute("UPDATE holds SET released_at = NULL, release_event = NULL")
+    (fault,) = verify_store(store)
+    assert fault.kind == v.HOLD_MISMATCH and "released this hold" in fault.message
+
+
+def test_verify_expired_row_without_expire_event_found(store, filled):
+    clip_id = filled[2].clip_id
+    for sha in [s["sha256"] for s in store.segments(clip_id)]:
+        store.objects.path(sha).unlink()  # deleted without a trace in the log
+    store.conn.execute("UPDATE clips SET state = 'expired', expired_at = '2026-11-01T09:00:00.000Z' "
+                       "WHERE clip_id = ?", (clip_id,))
+    (fault,) = verify_store(store)
+    assert (fault.kind, fault.where) == (v.EXPIRE_MISSING, f"clip {clip_id}")
+
+
+def test_verify_unreferenced_object_is_a_note_not_a_fault(store, filled):
+    import io
+
+    ref = store.put_object(io.BytesIO(b"copied, then the dock died"), 100)
+    (store.root / "tmp" / "put-1-abc").write_bytes(b"partial")
+    notes = []
+    assert verify_store(store, notes=notes) == []
+    assert [(n.kind, n.where) for n in notes] == [(v.ORPHAN_OBJECT, f"object {ref.sha256}"), (v.TMP_LEFTOVER, "tmp/")]
+    assert "expire" in notes[0].hint

@@ -75,3 +75,35 @@ def test_view_expired_clip_refused(store, add_clip, clock):
 
 def test_view_find_player_explicit_command_split_like_shell():
     assert find_player("cat -u") == ["cat", "-u"]
+
+
+def test_view_damaged_object_partway_raises_and_player_does_not_hang(store, add_clip, tmp_path):
+    import os
+    import threading
+
+    from evidence_store.errors import EvidenceError
+
+    clip = add_clip(seconds=4.0)
+    (segment,) = store.segments(clip.clip_id)
+    assert segment["bytes"] > 2 * 65536  # so the first chunks decrypt and reach the player
+    path = store.objects.path(segment["sha256"])
+    os.chmod(path, 0o640)
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0x01  # the last chunk no longer authenticates
+    path.write_bytes(bytes(data))
+    got = tmp_path / "got"
+    outcome = {}
+
+    def run():
+        try:
+            view_clip(store, clip.clip_id, reason="review", identities=store.identities(PASSPHRASE),
+                      player=f"sh -c 'cat > {got}'")
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "view hangs waiting for a player whose input was never closed"
+    assert isinstance(outcome.get("error"), EvidenceError)
+    assert 0 < got.stat().st_size < len(clip.plaintext["seg-00000.age"])  # played up to the damage
