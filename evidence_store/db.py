@@ -165,6 +165,11 @@ MIGRATIONS: list[str] = [
     CREATE TABLE hashes (id INTEGER PRIMARY KEY, hash BLOB NOT NULL);
     CREATE TABLE checkpoints (size INTEGER PRIMARY KEY, note BLOB NOT NULL, created_at TEXT NOT NULL);
     """,
+    # 2: expiry asks whether a quarantined journal is still needed; without this index each
+    # question scanned the whole quarantine table.
+    """
+    CREATE INDEX quarantine_journal ON quarantine (journal_sha256);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

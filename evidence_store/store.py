@@ -884,15 +884,23 @@ class Store:
         return hashes | {h for h in row if h}
 
     def _live_objects(self, candidates: set[str]) -> set[str]:
+        # One indexed lookup per question: an OR across two columns made SQLite scan every stored
+        # clip per object, and an expiry of 50,000 clips ran for over an hour.
         live = set()
         for h in candidates:
-            if (self.conn.execute("SELECT 1 FROM segments s JOIN clips c USING (clip_id) WHERE s.sha256 = ? AND c.state = ?", (h, STORED)).fetchone()
-                    or self.conn.execute("SELECT 1 FROM clips WHERE state = ? AND (manifest_sha256 = ? OR journal_sha256 = ?)", (STORED, h, h)).fetchone()
-                    or self.conn.execute("SELECT 1 FROM quarantine_objects o JOIN quarantine q USING (qid) WHERE o.sha256 = ? AND q.state = ?", (h, QUARANTINED)).fetchone()
-                    or self.conn.execute("SELECT 1 FROM quarantine WHERE state = ? AND (manifest_sha256 = ? OR journal_sha256 = ?)", (QUARANTINED, h, h)).fetchone()):
+            if any(self.conn.execute(sql, (h, state)).fetchone() for sql, state in _LIVE_QUERIES):
                 live.add(h)
         return live
 
+
+_LIVE_QUERIES = [
+    ("SELECT 1 FROM segments s JOIN clips c USING (clip_id) WHERE s.sha256 = ? AND c.state = ?", STORED),
+    ("SELECT 1 FROM clips WHERE manifest_sha256 = ? AND state = ?", STORED),
+    ("SELECT 1 FROM clips WHERE journal_sha256 = ? AND state = ?", STORED),
+    ("SELECT 1 FROM quarantine_objects o JOIN quarantine q USING (qid) WHERE o.sha256 = ? AND q.state = ?", QUARANTINED),
+    ("SELECT 1 FROM quarantine WHERE manifest_sha256 = ? AND state = ?", QUARANTINED),
+    ("SELECT 1 FROM quarantine WHERE journal_sha256 = ? AND state = ?", QUARANTINED),
+]
 
 _CLIP_SELECT = ("SELECT clip_id, device_id, sequence, officer, trigger, started_at, manifest_sha256, journal_sha256, "
                 "ingested_at, flags, state, justification, late, expired_at FROM clips")
