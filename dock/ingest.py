@@ -217,6 +217,14 @@ class Ingester:
     def _run(self, dk: _Docking, *, revoked: bool) -> None:
         report = dk.report
         scan = scan_outbox(dk.outbox)
+        # The time first: the camera adds the time it has spent docked (its own monotonic clock)
+        # to this stamp, so a stamp written after a long ingest would set its clock fast.
+        try:
+            dk.outbox.write_clock(self.clock.now())
+            self._fault("clock-written", None)
+        except OSError as exc:
+            report.errors.append(f"cannot write the clock onto the camera: {exc.strerror or exc}")
+            log.error("camera %s: %s", dk.device_id, report.errors[-1])
         report.unsealed = list(scan.unsealed)
         report.rejected = list(scan.rejected)
         dk.total_bytes = scan.total_bytes
@@ -247,18 +255,16 @@ class Ingester:
         self._finish(dk, revoked=revoked)
 
     def _finish(self, dk: _Docking, *, revoked: bool) -> None:
-        """Each docking gives the camera the current time and enrollment note, and is recorded."""
+        """Each docking gives the camera the enrollment note (the time went first), and is recorded."""
         now = self.clock.now()
         try:
-            dk.outbox.write_clock(now)
-            self._fault("clock-written", None)
             if revoked:
                 log.warning("camera %s is revoked: no enrollment note written", dk.device_id)
             else:
                 dk.outbox.write_enrollment(dk.store.enrollment_note(dk.device_id))
                 self._fault("enrollment-written", None)
         except OSError as exc:
-            dk.report.errors.append(f"cannot write clock/enrollment onto the camera: {exc.strerror or exc}")
+            dk.report.errors.append(f"cannot write the enrollment onto the camera: {exc.strerror or exc}")
             log.error("camera %s: %s", dk.device_id, dk.report.errors[-1])
         # The previous docking dates the "recorded before the last docking" flag. A docking that
         # left clips behind is not recorded, so a rerun flags exactly as the first run would have.

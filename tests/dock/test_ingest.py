@@ -258,3 +258,13 @@ def test_ingest_clip_due_within_the_hour_left_for_review(camera, ingester, store
     assert report.ok and report.expired == []
     with Store.open(store_root) as s:
         assert s.clip(soon.clip_id).state == "stored"
+
+
+def test_ingest_clock_stamp_is_the_docking_start_not_its_end(camera, make_ingester, clock):
+    # The camera adds its own measured docked time to the stamp; a stamp taken after a long copy
+    # would set every later manifest's time fast by the length of the ingest.
+    camera.clip()
+    start = clock.now()
+    report = make_ingester(progress=lambda done, total, label: clock.advance(600)).ingest(camera.outbox.root)
+    assert report.ok and clock.now() > start
+    assert abs((camera.outbox.clock()[0] - start).total_seconds()) < 0.001  # stamps keep milliseconds
