@@ -10,6 +10,21 @@ from evidence_store.errors import UsageError
 from evidence_store.verify import verify_store
 
 
+@pytest.fixture(autouse=True, params=["one process", "worker processes"])
+def scan_mode(request, monkeypatch):
+    """Every check runs both ways: a large log is scanned by one worker per core over contiguous
+    ranges (chains stitched across them), a small one in-process; both must find the same faults."""
+    pools = []
+    if request.param == "worker processes":
+        monkeypatch.setattr(v, "PARALLEL_MIN_ENTRIES", 0)
+        monkeypatch.setattr(v.os, "cpu_count", lambda: 3)  # odd, so ranges split mid-clip
+        real_pool = v.ProcessPoolExecutor
+        monkeypatch.setattr(v, "ProcessPoolExecutor", lambda *a, **k: pools.append(a) or real_pool(*a, **k))
+    yield request.param
+    if request.param == "worker processes" and v.threading.active_count() == 1:
+        assert pools, "the scan did not use worker processes"
+
+
 @pytest.fixture
 def filled(store, add_clip):
     clips = [add_clip() for _ in range(3)]
