@@ -24,7 +24,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator, Protocol
+from typing import BinaryIO, Iterable, Iterator, Protocol
 
 from evidence_store.clip.fsutil import fsync_dir
 from evidence_store.errors import EvidenceError, IntegrityError
@@ -58,6 +58,7 @@ class ObjectStore(Protocol):
     def open(self, sha256: str) -> BinaryIO: ...
     def exists(self, sha256: str) -> bool: ...
     def delete(self, sha256: str) -> bool: ...
+    def delete_many(self, sha256s: Iterable[str]) -> int: ...
     def names(self) -> Iterator[str]: ...
 
 
@@ -160,13 +161,27 @@ class LocalObjects:
 
     def delete(self, sha256: str) -> bool:
         """Remove an object (expiry). Returns False if it was already gone (a rerun after a crash)."""
-        path = self.path(sha256)
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            return False
-        fsync_dir(path.parent)
-        return True
+        return self.delete_many([sha256]) == 1
+
+    def delete_many(self, sha256s: Iterable[str]) -> int:
+        """Remove objects (expiry); returns how many were still there. Each touched folder is
+        fsynced once, after its unlinks, not once per object: an expiry of 150,000 objects
+        would otherwise wait for 150,000 folder syncs."""
+        root = str(self.root)
+        touched: set[str] = set()
+        count = 0
+        for sha256 in sha256s:
+            check_sha256(sha256)
+            folder = os.path.join(root, sha256[:2])
+            try:
+                os.unlink(os.path.join(folder, sha256))
+            except FileNotFoundError:
+                continue
+            touched.add(folder)
+            count += 1
+        for folder in sorted(touched):
+            fsync_dir(folder)
+        return count
 
     def names(self) -> Iterator[str]:
         """Every object name on disk (for verify: objects without an index row)."""
