@@ -70,6 +70,10 @@ class PyudevEventSource:
 
     def __iter__(self) -> Iterator[UdevEvent]:
         yield from self.existing()
+        yield from self.live()
+
+    def live(self) -> Iterator[UdevEvent]:
+        """Events as udev announces them (hot-plug), until ``stop`` is set."""
         while not self.stop.is_set():
             device = self.monitor.poll(timeout=self.poll_seconds)
             if device is None:

@@ -32,13 +32,10 @@ def main() -> int:
     testbed = UMockdev.Testbed.new()
     stop = threading.Event()
     source = PyudevEventSource(stop=stop, poll_seconds=0.2)
-    # An unrelated disk first: it must be ignored.
+    # Docked before the daemon started: an unrelated disk, found by enumeration and ignored.
     other = testbed.add_device("block", "sdy1", None, ["size", "100"],
                                ["DEVNAME", "/dev/sdy1", "DEVTYPE", "partition", "ID_FS_LABEL", "DATA", "ID_SERIAL_SHORT", "X1"])
     testbed.uevent(other, "add")
-    camera = testbed.add_device("block", "sdz1", None, ["size", "65536"],
-                                ["DEVNAME", DEVNODE, "DEVTYPE", "partition", "ID_FS_LABEL", "BODYCAM", "ID_SERIAL_SHORT", serial])
-    testbed.uevent(camera, "add")
     mounter = FolderMounter({DEVNODE: outbox})
     ingester = Ingester(lambda: Store.open(store_root), locks=DeviceLocks(state / "locks"), state_dir=state)
 
@@ -49,14 +46,28 @@ def main() -> int:
     handler = DockingHandler(ingest=ingester.ingest, mounter=mounter, enrolled=enrolled, label="BODYCAM",
                              mount_root=state / "mnt")
     seen = []
-    for event in source:
-        seen.append([event.action, event.devnode, event.fs_label, event.serial])
-        report = handler.handle(event)
-        if report is not None:
-            print(json.dumps({"report": report.to_json(), "events": seen, "mounter": mounter.calls}))
-            return 0
-        if len(seen) > 10:
-            break
+    for event in source.existing():
+        seen.append(["existing", event.action, event.devnode, event.fs_label, event.serial])
+        if handler.handle(event) is not None:
+            print(json.dumps({"report": None, "events": seen, "mounter": mounter.calls, "why": "camera before plug"}))
+            return 1
+    # Then the camera is plugged in while the daemon listens: it must arrive through the monitor.
+    camera = testbed.add_device("block", "sdz1", None, ["size", "65536"],
+                                ["DEVNAME", DEVNODE, "DEVTYPE", "partition", "ID_FS_LABEL", "BODYCAM", "ID_SERIAL_SHORT", serial])
+    testbed.uevent(camera, "add")
+    timer = threading.Timer(20, stop.set)  # never hang the test run
+    timer.start()
+    try:
+        for event in source.live():
+            seen.append(["live", event.action, event.devnode, event.fs_label, event.serial])
+            report = handler.handle(event)
+            if report is not None:
+                print(json.dumps({"report": report.to_json(), "events": seen, "mounter": mounter.calls}))
+                return 0
+            if len(seen) > 10:
+                break
+    finally:
+        timer.cancel()
     print(json.dumps({"report": None, "events": seen, "mounter": mounter.calls}))
     return 1
 

@@ -98,7 +98,9 @@ def test_udev_umockdev_docked_camera_detected_and_ingested(camera, store, store_
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["report"]["ok"] and out["report"]["counts"]["stored"] == 2
-    assert ["add", "/dev/sdz1", "BODYCAM", camera.device_id] in out["events"]
+    # Hot-plug: the camera came through udev's monitor, not the start-up enumeration.
+    assert ["live", "add", "/dev/sdz1", "BODYCAM", camera.device_id] in out["events"]
+    assert not any(e[0] == "existing" and e[3] == "BODYCAM" for e in out["events"])
     assert "unknown device" not in proc.stderr  # the DATA disk is not a camera: no line per foreign disk
     assert set(stored_clips(store_root)) == {c.clip_id for c in clips}
     assert outbox_clip_names(camera.outbox) == []
