@@ -97,7 +97,8 @@ class DockingHandler:
         self.enrolled = enrolled
         self.label = label
         self.mount_root = Path(mount_root)
-        self._active: set[str] = set()
+        self._active: set[str] = set()  # device nodes being docked
+        self._serials: set[str] = set()  # cameras being docked
         self._guard = threading.Lock()
 
     def wants(self, event: UdevEvent) -> str | None:
@@ -128,7 +129,14 @@ class DockingHandler:
             if event.devnode in self._active:
                 log.info("%s: already being ingested", event.devnode)
                 return None
+            if serial in self._serials:
+                # Two partitions claiming one camera: one is a copy or a forgery. The mount point
+                # is per camera, so the second must never unmount the first under its ingest.
+                log.warning("%s claims camera %s, which is already docked at another device; ignored until "
+                            "that docking ends", event.devnode, serial)
+                return None
             self._active.add(event.devnode)
+            self._serials.add(serial)
         mountpoint = self.mount_root / serial
         try:
             log.info("camera %s docked at %s", serial, event.devnode)
@@ -152,3 +160,4 @@ class DockingHandler:
         finally:
             with self._guard:
                 self._active.discard(event.devnode)
+                self._serials.discard(serial)

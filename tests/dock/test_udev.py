@@ -170,3 +170,26 @@ def test_udev_loop_mounted_ext4_camera_ingested_with_safe_options(camera, make_i
         assert seen.clock() is not None
     finally:
         subprocess.run(["umount", str(check)], check=True)
+
+
+def test_udev_second_partition_claiming_a_docked_camera_ignored(camera, ingester, store, tmp_path, caplog):
+    # While cam-07 is being ingested from /dev/sdb1, /dev/sdc1 appears with the same serial: it must
+    # not mount over (or unmount) the camera's mount point under the running ingest.
+    camera.clip()
+    mounter = FolderMounter({"/dev/sdb1": camera.outbox.root, "/dev/sdc1": tmp_path / "copy"})
+    results = []
+
+    def ingest_and_meanwhile_plug_a_copy(path, expect_device):
+        results.append(handler.handle(UdevEvent("add", "/dev/sdc1", "BODYCAM", camera.device_id)))
+        return ingester.ingest(path, expect_device=expect_device)
+
+    handler = DockingHandler(ingest=ingest_and_meanwhile_plug_a_copy, mounter=mounter,
+                             enrolled=lambda: [d.device_id for d in store.devices()], label="BODYCAM",
+                             mount_root=tmp_path / "mnt")
+    with caplog.at_level(logging.WARNING):
+        report = handler.handle(UdevEvent("add", "/dev/sdb1", "BODYCAM", camera.device_id))
+    assert report.ok and results == [None]
+    assert [c for c in mounter.calls if c[1] == "/dev/sdc1"] == []
+    assert "/dev/sdc1 claims camera cam-07, which is already docked" in caplog.text
+    # Once the first docking has ended, the same camera may dock again.
+    assert handler.handle(UdevEvent("add", "/dev/sdb1", "BODYCAM", camera.device_id)) is not None
