@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     verbose = "-v" in argv or "--verbose" in argv
     _setup_logging(verbose)
+    args = None
     try:
         args = build_parser().parse_args(argv)
         return _dispatch(args)
@@ -106,20 +107,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
     except (DockError, EvidenceError) as exc:
-        if verbose:
-            traceback.print_exc()
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        for hint in getattr(exc, "hints", []):
-            print(hint if hint.startswith("hint:") else f"hint: {hint}", file=sys.stderr)
-        return getattr(exc, "exit_code", 1)
+        return _fail(args, verbose, str(exc), list(getattr(exc, "hints", [])), getattr(exc, "exit_code", 1))
     except OSError as exc:
         # A folder the dock cannot write (its state folder, a read-only store): say which.
-        if verbose:
-            traceback.print_exc()
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"{PROG}: error: {where}{exc.strerror or exc}", file=sys.stderr)
-        print("hint: check the folder's owner and permissions, or set BODYCAM_DOCK_STATE", file=sys.stderr)
-        return 1
+        return _fail(args, verbose, f"{where}{exc.strerror or exc}",
+                     ["check the folder's owner and permissions, or set BODYCAM_DOCK_STATE"], 1)
+
+
+def _fail(args, verbose: bool, message: str, hints: list[str], code: int) -> int:
+    """The one place an error reaches the user: one line and hints on stderr; with --json also a
+    JSON object on stdout, so a script reading stdout never gets an empty answer."""
+    if verbose:
+        traceback.print_exc()
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    for hint in hints:
+        print(hint if hint.startswith("hint:") else f"hint: {hint}", file=sys.stderr)
+    if getattr(args, "json", False):
+        print(json.dumps({"ok": False, "error": message, "exit_code": code}, sort_keys=True))
+    return code
 
 
 class _StderrHandler(logging.StreamHandler):

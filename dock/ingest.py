@@ -252,6 +252,12 @@ class Ingester:
             report.clips.append(result)
             if result.outcome == OUT_SKIPPED and result.sequence is not None:
                 waiting_for = result
+            # Clips already stored, quarantined or skipped copy fewer bytes than the scan counted:
+            # catch up, so the progress bar ends at 100 %.
+            dk.done_bytes = max(dk.done_bytes, sum(s.bytes for c in scan.candidates[:index + 1] if c.manifest
+                                                   for s in c.manifest.segments))
+            if self.progress and dk.total_bytes:
+                self.progress(dk.done_bytes, dk.total_bytes, cand.clip_id[:13])
         self._finish(dk, revoked=revoked)
 
     def _finish(self, dk: _Docking, *, revoked: bool) -> None:

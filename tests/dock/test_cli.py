@@ -193,3 +193,12 @@ def test_cli_unwritable_state_folder_one_line_error(camera, store_root, tmp_path
     assert main(["--store", str(store_root), "ingest", str(camera.outbox.root)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("bodycam-dock: error: ") and "Traceback" not in err and "hint:" in err
+
+
+def test_cli_ingest_json_error_object_on_stdout(store, store_root, tmp_path, state_dir, capsys):
+    stranger = new_camera(store, tmp_path / "stranger", "cam-99", enroll=False)
+    assert main(["--store", str(store_root), "ingest", str(stranger.outbox.root), "--json"]) == 5
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert out == {"ok": False, "exit_code": 5, "error": out["error"]} and "cam-99" in out["error"]
+    assert captured.err.startswith("bodycam-dock: error: ")

@@ -268,3 +268,31 @@ def test_ingest_clock_stamp_is_the_docking_start_not_its_end(camera, make_ingest
     report = make_ingester(progress=lambda done, total, label: clock.advance(600)).ingest(camera.outbox.root)
     assert report.ok and clock.now() > start
     assert abs((camera.outbox.clock()[0] - start).total_seconds()) < 0.001  # stamps keep milliseconds
+
+
+def test_ingest_progress_ends_at_total_when_a_clip_was_already_stored(camera, make_ingester, tmp_path):
+    first, second = camera.clip(), camera.clip()
+    shutil.copytree(first.folder, tmp_path / "copy")
+    assert make_ingester().ingest(camera.outbox.root).ok
+    shutil.copytree(tmp_path / "copy", first.folder)  # a crash before the clear left it there
+    seen = []
+    report = make_ingester(progress=lambda done, total, label: seen.append((done, total))).ingest(camera.outbox.root)
+    total = sum(len(b) for b in first.segments.values())
+    assert report.ok and report.clips[0].outcome == OUT_ALREADY and seen[-1] == (total, total)
+
+
+def test_progress_bar_draws_on_a_terminal_and_ends_the_line():
+    import io
+
+    from dock._progress import ProgressBar
+
+    stream = io.StringIO()
+    bar = ProgressBar(stream, force=True)
+    bar.update(0, 4 * 2**20, "clip a")
+    bar.update(4 * 2**20, 4 * 2**20, "clip a")
+    bar.close()
+    text = stream.getvalue()
+    assert "[" + "#" * ProgressBar.WIDTH + "] 100.0%" in text and "4.0/4.0 MiB clip a" in text and text.endswith("\n")
+    quiet = io.StringIO()
+    ProgressBar(quiet).update(1, 2)  # not a terminal (journald, a pipe): nothing drawn
+    assert quiet.getvalue() == ""
