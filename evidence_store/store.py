@@ -800,6 +800,10 @@ class Store:
             self.conn.executemany("UPDATE objects SET deleted_at = ? WHERE sha256 = ?", [(tx.time, h) for h in gone])
             held = [r[0] for r in self.conn.execute("SELECT DISTINCT clip_id FROM holds WHERE released_at IS NULL")]
             erased = tx.log.erase_texts(tx.time, held)
+            # The officer's name on an expired clip's row is a personal text like those in the log:
+            # it goes when they go (two years after the ingest), not never.
+            self.conn.execute("UPDATE clips SET officer = NULL WHERE state = ? AND officer IS NOT NULL "
+                              "AND ingested_at <= ?", (EXPIRED, format_time(tx.now - TEXT_RETENTION)))
             result = ExpiryResult(tx.now, decisions, erased_texts=erased)
         if not late_only:  # the hourly run; the dock's quick post-docking run skips the folder scans
             result.orphans = self._expire_orphans()

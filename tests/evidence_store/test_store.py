@@ -238,7 +238,17 @@ def test_store_expire_erases_personal_texts_after_two_years_log_verifies(store, 
     assert view["reason"] == "[erased]" and view["actor"] == "[erased]"
     row = store.conn.execute("SELECT COUNT(*) FROM texts WHERE text LIKE '%complaint%'").fetchone()
     assert row[0] == 0
+    # The officer's name on the expired clip's row goes with the texts.
+    assert store.clip(clip.clip_id).officer is None
     assert verify_store(store) == []
+
+
+def test_store_expire_keeps_officer_on_expired_clip_within_two_years(store, add_clip, clock):
+    clip = add_clip()
+    clock.advance(days=20)
+    store.expire()
+    info = store.clip(clip.clip_id)
+    assert info.state == "expired" and info.officer is not None  # the access log still needs it
 
 
 def test_store_expire_keeps_texts_of_held_clip(store, add_clip, clock):
