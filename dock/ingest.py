@@ -288,9 +288,12 @@ class Ingester:
         except (EvidenceError, OSError) as exc:
             log.error("camera %s: expiry after docking failed (the hourly timer will retry): %s", report.device_id, exc)
             return
+        mine = {c.clip_id for c in report.clips}
         for decision in result.deleted:
-            report.expired.append(decision.item_id)
-            log.info("clip %s deleted at once: %s", decision.item_id, decision.reason)
+            # The run may also catch another camera's late arrival docked at the same moment.
+            if decision.item_id in mine:
+                report.expired.append(decision.item_id)
+            log.info("%s deleted at once: %s", decision.item_id, decision.reason)
 
     # -- one clip -----------------------------------------------------------------------------
 
