@@ -712,6 +712,9 @@ class Store:
         """Release the active hold with case reference ``case`` (release event). After the last
         release the deadline applies again. UsageError if there is no such hold."""
         _require_reason(reason)
+        if not (case or "").strip():
+            raise UsageError("a release names the case reference of the hold it ends (--case REF)",
+                             "hint: 'bodycam-evidence show CLIP' lists its holds")
         with self._command() as tx:
             self._live_clip(clip_id)
             row = self.conn.execute(

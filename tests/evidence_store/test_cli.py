@@ -134,6 +134,15 @@ def test_cli_hold_release_justify_logged(cli_store, capsys):
     assert code == 0 and "release" in out and "reason=paid" in out
 
 
+@pytest.mark.parametrize("argv", [["hold", "{old}", "--reason", "r"], ["release", "{old}", "--reason", "r"]])
+def test_cli_hold_or_release_without_case_one_line_nothing_logged(cli_store, capsys, argv):
+    root, _, clips = cli_store
+    before = len(json.loads(run(capsys, "--store", root, "log", "--json")[1])["events"])
+    code, _, err = run(capsys, "--store", root, *[a.format(**clips) for a in argv])
+    assert code == 2 and err.startswith("bodycam-evidence: error: ") and "--case REF" in err
+    assert len(json.loads(run(capsys, "--store", root, "log", "--json")[1])["events"]) == before
+
+
 @pytest.mark.parametrize("argv", [["hold", "{old}", "--case", "A"], ["justify", "{emergency}"],
                                   ["view", "{old}", "--player", "cat"], ["export", "{old}", "--out", "x"]])
 def test_cli_missing_reason_refused_nothing_logged(cli_store, capsys, argv):
