@@ -479,6 +479,7 @@ class Store:
             gaps = self._check_chain(device, manifest, mhash, where)
             for missing in gaps:
                 tx.append(ev.Event(ev.GAP, tx.time, f"device:{device.device_id}", device=device.device_id,
+                                   personal={"actor": self.actor},
                                    data={"sequence": missing, "cause": "missing from the device chain"}))
             started = parse_time(manifest.started_at, "manifest started_at")
             # The claimed start stays in the index and the leaf (it is what the camera said); the
