@@ -6,6 +6,7 @@
                             [--camera synthetic|FILE]
     bodycam-device recover --outbox DIR [--state DIR]               seal interrupted clips
     bodycam-device status --outbox DIR [--json]
+    bodycam-device --config FILE gadget                             internal: bodycam-gadget.service
 
 ``--state`` defaults to a sibling ``OUTBOX.state`` of the outbox. Exit codes: 0 success, 1 a
 device error, 2 a configuration or usage error, 3 a malformed file, 4 decryption (never here).
@@ -288,8 +289,9 @@ def cmd_simulate(args) -> int:
 
 # --- run -----------------------------------------------------------------------------------------
 
-def _find_gadget(outbox: Path):
-    """A configfs USB gadget for the partition holding the outbox, if the kernel offers one."""
+def _find_gadget(outbox: Path, partition: str | None = None, udc: str | None = None):
+    """A configfs USB gadget for the partition holding the outbox, if the kernel offers one
+    (``partition``, ``udc``: from [dock], overriding what is found)."""
     from device.docking import CONFIGFS_ROOT, ConfigfsGadget
 
     if not CONFIGFS_ROOT.is_dir():
@@ -307,7 +309,21 @@ def _find_gadget(outbox: Path):
     if best is None or best[1] == "/":
         log.warning("the outbox is not on a partition of its own: docking will not expose it over USB")
         return None
-    return ConfigfsGadget(best[0], best[1])
+    return ConfigfsGadget(partition or best[0], best[1], udc=udc)
+
+
+def _make_gadget(config, notifier):
+    """The UsbGadget that [dock] gadget names; None for "none"."""
+    from device.config import GADGET_CONFIGFS, GADGET_HELPER
+    from device.docking import RequestedGadget
+
+    if config.dock.gadget == GADGET_HELPER:
+        # The wait for the helper (fsck can take a while) runs on the controller's thread, which
+        # pings the watchdog: keep pinging while waiting; the wait itself is bounded.
+        return RequestedGadget(config.dock.helper_dir, keepalive=notifier.watchdog)
+    if config.dock.gadget == GADGET_CONFIGFS:
+        return _find_gadget(config.storage.outbox, config.dock.partition, config.dock.udc)
+    return None
 
 
 def cmd_run(args) -> int:
@@ -322,6 +338,7 @@ def cmd_run(args) -> int:
 
     config = load_config(args.config or DEFAULT_CONFIG_PATH)
     storage = config.storage
+    notifier = SdNotifier()
     key = _load_key(storage.state)
     clock = DockClock(SystemClock())
     report = recover(storage.outbox, storage.state, key)
@@ -329,7 +346,7 @@ def cmd_run(args) -> int:
     recorder = EncryptingRecorder(storage.outbox, storage.state, key, camera, clock, reserve_mib=storage.reserve_mib,
                                   segment_seconds=storage.segment_seconds,
                                   local_prerecord=config.profile.prerecord_seconds,
-                                  gadget=_find_gadget(storage.outbox))
+                                  gadget=_make_gadget(config, notifier))
     hardware = Hardware(config.pins, clock, debounce_seconds=config.controls.debounce_seconds)
     dock_signal = PowerDockSignal(config.dock.usb_power) if config.dock.usb_power else None
     stop = threading.Event()
@@ -341,10 +358,38 @@ def cmd_run(args) -> int:
         if report.resume is not None:
             recorder.set_resume(report.resume.clip_id)
             controller.resume_interrupted(report.resume.trigger)
-        controller.run_forever(stop, notifier=SdNotifier())
+        controller.run_forever(stop, notifier=notifier)
     finally:
         recorder.close()
         hardware.close()
+    return 0
+
+
+# --- gadget (the privileged helper) -----------------------------------------------------------
+
+def _configfs_gadget(config, action: str, **seams):
+    """The ConfigfsGadget for the helper, from root's configuration only: which block device is
+    exposed and where it is mounted again is never taken from the (unprivileged) request.
+    ``seams`` (tests): ConfigfsGadget's ``root`` and ``run``."""
+    from device.docking import CONFIGFS_ROOT, GADGET_ATTACH, ConfigfsGadget, exposed_partition, mounted_partition
+
+    mountpoint = config.storage.outbox
+    # Attach: the device mounted at the outbox now; detach: the one an earlier attach exposed.
+    partition = config.dock.partition or (mounted_partition(mountpoint) if action == GADGET_ATTACH
+                                          else exposed_partition(seams.get("root", CONFIGFS_ROOT)))
+    if partition is None:
+        raise DeviceError(f"cannot tell which partition to {action}: nothing "
+                          f"{'is mounted at ' + str(mountpoint) if action == GADGET_ATTACH else 'is exposed'} "
+                          "and dock.partition is not set")
+    return ConfigfsGadget(partition, mountpoint, udc=config.dock.udc, **seams)
+
+
+def cmd_gadget(args) -> int:
+    from device.config import DEFAULT_CONFIG_PATH, load_config
+    from device.docking import serve_gadget_requests
+
+    config = load_config(args.config or DEFAULT_CONFIG_PATH)
+    serve_gadget_requests(config.dock.helper_dir, lambda action: _configfs_gadget(config, action))
     return 0
 
 
@@ -352,7 +397,8 @@ def cmd_run(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Body-worn camera firmware.")
-    parser.add_argument("--config", type=Path, help="configuration file (run; default /etc/bodycam/device.toml)")
+    parser.add_argument("--config", type=Path,
+                        help="configuration file (run, gadget; default /etc/bodycam/device.toml)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -384,6 +430,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--outbox", required=True)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("gadget", help="internal: run by bodycam-gadget.service as root, not by hand",
+                       description="Internal command of bodycam-gadget.service (root, started by "
+                       "bodycam-gadget.path): performs the firmware's USB gadget request (attach or "
+                       "detach) found in [dock] helper_dir and writes the answer there. The partition "
+                       "and mountpoint come from the configuration, never from the request.")
+    p.set_defaults(func=cmd_gadget)
     return parser
 
 

@@ -36,8 +36,19 @@ Example::
     [profile]                   # may only narrow the enrolled profile
     prerecord_seconds = 0
 
-    [dock]                      # optional: a dock signal from USB power besides pins.dock
-    usb_power = "/sys/class/power_supply/*/online"   # a glob; "1" or "configured" = docked
+    [dock]
+    usb_power = "/sys/class/power_supply/*/online"   # optional dock signal from USB power besides
+                                                     # pins.dock: a glob; "1" or "configured" = docked
+    gadget = "helper"           # how docking exposes the evidence partition over USB:
+                                #   "helper"   (default) ask bodycam-gadget.service, which runs as
+                                #              root on request; the firmware stays unprivileged
+                                #   "configfs" do it in this process: only when running as root
+                                #   "none"     expose nothing; docking only stops using the outbox
+    partition = "/dev/mmcblk0p3"  # optional: the evidence partition's block device; default: the
+                                  # device mounted at storage.outbox
+    udc = "fe980000.usb"        # optional: the USB device controller; default: the first one
+    helper_dir = "/run/bodycam-device/gadget"   # where firmware and helper exchange request and
+                                                # answer (must match bodycam-gadget.path)
 
 Unknown sections and keys are errors: a typo in a file that decides whether a camera may record
 must not be silently ignored.
@@ -60,6 +71,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG_PATH = Path("/etc/bodycam/device.toml")
 CAMERA_BACKENDS = ("picamera2", "v4l2", "synthetic")
+GADGET_HELPER, GADGET_CONFIGFS, GADGET_NONE = "helper", "configfs", "none"
+GADGET_MODES = (GADGET_HELPER, GADGET_CONFIGFS, GADGET_NONE)
 
 Pin = Union[int, str]
 
@@ -114,9 +127,15 @@ class ProfileConfig:
 
 @dataclass(frozen=True)
 class DockConfig:
-    """A second dock signal read from sysfs (see docking.PowerDockSignal); None: GPIO only."""
+    """``usb_power``: a second dock signal read from sysfs (see docking.PowerDockSignal); None:
+    GPIO only. ``gadget``: who exposes the partition over USB (see the module docstring);
+    ``partition``, ``udc``: for the helper or configfs; ``helper_dir``: the helper's folder."""
 
     usb_power: str | None = None
+    gadget: str = GADGET_HELPER
+    partition: str | None = None
+    udc: str | None = None
+    helper_dir: Path = Path("/run/bodycam-device/gadget")
 
 
 @dataclass(frozen=True)
@@ -291,6 +310,16 @@ def _check(config: DeviceConfig) -> None:
     if config.dock.usb_power is not None and not config.dock.usb_power.startswith("/"):
         raise ConfigError(f"dock.usb_power must be an absolute path (a glob), got {config.dock.usb_power!r}",
                           key="dock.usb_power")
+    d = config.dock
+    if d.gadget not in GADGET_MODES:
+        raise ConfigError(f"dock.gadget must be one of {', '.join(GADGET_MODES)}, got {d.gadget!r}", key="dock.gadget")
+    if d.partition is not None and not d.partition.startswith("/dev/"):
+        raise ConfigError(f"dock.partition must be a block device under /dev, got {d.partition!r}",
+                          key="dock.partition")
+    if d.udc is not None and (not d.udc or "/" in d.udc):
+        raise ConfigError(f"dock.udc must be a name in /sys/class/udc, got {d.udc!r}", key="dock.udc")
+    if not d.helper_dir.is_absolute():
+        raise ConfigError(f"dock.helper_dir must be an absolute path, got {str(d.helper_dir)!r}", key="dock.helper_dir")
     seen: dict[str, str] = {}
     for f in dataclasses.fields(PinsConfig):
         pin = getattr(config.pins, f.name)

@@ -9,21 +9,39 @@ Trust: the outbox is writable by whoever holds the camera's USB port. So the sto
 is pinned in the state folder at the first enrollment (trust on first use, at the city's own dock);
 every later enrollment and every receipt must verify against the pinned key. A forged receipt
 deletes nothing, and a receipt deletes a clip only if it names the manifest that is on the camera.
+
+Privilege separation: exposing the partition needs root (umount, fsck, configfs, mount); the
+firmware does not run as root. ``RequestedGadget`` (the firmware's side) writes a request file;
+systemd's ``bodycam-gadget.path`` starts ``bodycam-gadget.service``, which runs
+``bodycam-device gadget`` as root: ``serve_gadget_requests`` performs the request with a
+``ConfigfsGadget`` built from root's configuration and writes the answer to a state file. The
+request says only attach (with the serial) or detach; which block device and which mountpoint is
+never the firmware's to choose. The exchange, in the folder ``dock.helper_dir``::
+
+    request    "<id> attach <serial>" or "<id> detach"        written by the firmware
+    state      "<id> attached" / "<id> detached" / "<id> error: <one line>"   written by the helper
+
+Both are replaced atomically; ``<id>`` is fresh per request, so an answer to an earlier request
+(a timed-out one, or one from before a restart) is never taken for the answer to this one.
 """
 
 from __future__ import annotations
 
+import errno
 import glob
 import logging
 import os
+import re
 import subprocess
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
 from evidence_store.clip.errors import ClipError
-from evidence_store.clip.fsutil import read_regular
+from evidence_store.clip.fsutil import atomic_write, read_regular
+from evidence_store.clip.ids import DEVICE_ID_RE
 from evidence_store.clip.manifest import MANIFEST_FILE, MAX_MANIFEST_BYTES, manifest_hash
 from evidence_store.clip.outbox import RECEIPTS_DIR, Enrollment, Outbox
 
@@ -43,6 +61,22 @@ FSCK_OK = (0, 1)  # fsck(8): 0 no errors, 1 errors corrected; 2 and up need a pe
 DOCK_SIGNAL_ACTIVE = ("1", "configured")
 DOCK_SIGNAL_INTERVAL = 0.25  # seconds between reads of the file(s)
 DOCK_SIGNAL_SETTLE = 2  # equal reads in a row before a change counts: plugging in makes power bounce
+
+# The exchange with the privileged helper (bodycam-gadget.service); see the module docstring.
+GADGET_HELPER_DIR = Path("/run/bodycam-device/gadget")
+GADGET_REQUEST_FILE = "request"
+GADGET_STATE_FILE = "state"
+GADGET_ATTACH, GADGET_DETACH = "attach", "detach"
+GADGET_ATTACHED, GADGET_DETACHED, GADGET_ERROR = "attached", "detached", "error:"
+GADGET_TIMEOUT = 60.0  # seconds; fsck of a large partition after a long docking takes a while
+GADGET_POLL_INTERVAL = 0.25  # seconds between reads of the state file
+GADGET_MAX_FILE = 4096  # bytes; both files are one short line
+GADGET_MAX_REASON = 300  # characters of an error answer: one line for the journal and the LEDs' log
+REQUEST_ID_RE = re.compile(r"^[0-9a-f]{16}$")
+# The helper's folder is shared by the firmware's user and the helper's group (root is in the
+# firmware's group there, so it needs no CAP_DAC_OVERRIDE to use it); nobody else may look in.
+GADGET_DIR_MODE = 0o770
+GADGET_FILE_MODE = 0o640
 
 
 # --- the USB gadget seam ------------------------------------------------------------------------
@@ -71,6 +105,111 @@ class FakeGadget:
         self.attached_serial = None
 
 
+class GadgetRequestError(DeviceError, ValueError):
+    """The helper's request file is malformed: it cannot be answered (exit code 3, a bad file)."""
+
+    exit_code = 3
+
+
+def one_line(text: str, limit: int = GADGET_MAX_REASON) -> str:
+    """``text`` squeezed onto one line (fsck's stderr has many) and cut to ``limit`` characters."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _read_small(path: Path) -> str | None:
+    """The text of a small regular file (never a link or fifo); None if it does not exist."""
+    try:
+        return read_regular(path, GADGET_MAX_FILE).decode("utf-8", "replace")
+    except FileNotFoundError:
+        return None
+
+
+def parse_gadget_request(text: str) -> tuple[str, str, str | None]:
+    """``"<id> attach <serial>"`` or ``"<id> detach"`` -> (id, action, serial or None).
+
+    Raises GadgetRequestError (one line) for anything else; the serial must be a device id.
+    """
+    words = text.split()
+    if not words or not REQUEST_ID_RE.match(words[0]):
+        raise GadgetRequestError(f"gadget request: no valid request id in {one_line(text, 80)!r}")
+    if words[1:2] == [GADGET_ATTACH] and len(words) == 3 and DEVICE_ID_RE.match(words[2]):
+        return words[0], GADGET_ATTACH, words[2]
+    if words[1:] == [GADGET_DETACH]:
+        return words[0], GADGET_DETACH, None
+    raise GadgetRequestError(f"gadget request {words[0]}: expected 'attach SERIAL' or 'detach', "
+                             f"got {one_line(' '.join(words[1:]), 80)!r}")
+
+
+class RequestedGadget:
+    """The firmware's side of the privileged helper: a UsbGadget that asks, and waits for, it.
+
+    Each call writes a request with a fresh id to ``folder``/request and polls ``folder``/state
+    (every ``interval`` s of ``monotonic``, sleeping with ``sleep``) until it names that id, for at
+    most ``timeout`` s. ``keepalive`` (e.g. the systemd watchdog ping) is called on every poll: the
+    wait is bounded, so a hung helper still ends in an error, not in a killed firmware. Raises
+    HardwareError with a one-line reason if the helper answers an error or does not answer.
+    Called on the controller's thread only.
+    """
+
+    def __init__(self, folder: str | os.PathLike = GADGET_HELPER_DIR, *, timeout: float = GADGET_TIMEOUT,
+                 interval: float = GADGET_POLL_INTERVAL, monotonic=time.monotonic, sleep=time.sleep,
+                 keepalive=None, new_id=lambda: os.urandom(8).hex()):
+        self.folder = Path(folder)
+        self._timeout = timeout
+        self._interval = interval
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._keepalive = keepalive
+        self._new_id = new_id
+
+    def attach(self, serial: str) -> None:
+        self._ask(f"{GADGET_ATTACH} {serial}", GADGET_ATTACHED)
+
+    def detach(self) -> None:
+        self._ask(GADGET_DETACH, GADGET_DETACHED)
+
+    def _ask(self, command: str, expected: str) -> None:
+        action = command.split()[0]
+        request_id = self._new_id()
+        try:
+            if not self.folder.is_dir():
+                self.folder.mkdir(parents=True)
+                os.chmod(self.folder, GADGET_DIR_MODE)  # past the umask: the helper's group writes here
+            atomic_write(self.folder / GADGET_REQUEST_FILE, f"{request_id} {command}\n".encode(),
+                         mode=GADGET_FILE_MODE)
+        except OSError as exc:
+            raise HardwareError(f"cannot ask the gadget helper to {action}: {exc}") from exc
+        log.info("asked the gadget helper to %s (request %s)", action, request_id)
+        deadline = self._monotonic() + self._timeout
+        while True:
+            answer = self._answer(request_id)
+            if answer is not None:
+                if answer == expected:
+                    return
+                reason = (answer[len(GADGET_ERROR):] if answer.startswith(GADGET_ERROR)
+                          else f"unexpected answer {answer!r}")
+                raise HardwareError(f"gadget helper could not {action}: {one_line(reason)}")
+            if self._monotonic() >= deadline:
+                raise HardwareError(f"gadget helper did not answer the {action} request within {self._timeout:g} s",
+                                    "hint: systemctl status bodycam-gadget.path bodycam-gadget.service")
+            if self._keepalive is not None:
+                self._keepalive()
+            self._sleep(self._interval)
+
+    def _answer(self, request_id: str) -> str | None:
+        """The state file's answer if it is for ``request_id``; None for none yet or a stale one."""
+        try:
+            text = _read_small(self.folder / GADGET_STATE_FILE)
+        except (OSError, ClipError) as exc:
+            log.debug("gadget state not readable yet: %s", exc)
+            return None
+        if text is None:
+            return None
+        found_id, _, answer = text.strip().partition(" ")
+        return answer.strip() if found_id == request_id else None
+
+
 class ConfigfsGadget:
     """A mass-storage gadget through the kernel's configfs (needs root and a UDC: Pi Zero/4/5).
 
@@ -95,10 +234,27 @@ class ConfigfsGadget:
         if result.returncode not in ok:
             raise HardwareError(f"{' '.join(argv)} failed (exit {result.returncode}): {result.stderr.strip()}")
 
+    def _check_unused(self) -> None:
+        """Refuse to expose a partition that is still mounted anywhere: an exclusive open of a
+        block device fails (EBUSY) while any mount namespace (a service's private one, say) still
+        holds its filesystem, and the kernel's file system code must never share it with a host.
+        A missing device is left to the kernel to report when lun.0/file is written."""
+        try:
+            fd = os.open(self.partition, os.O_RDONLY | os.O_EXCL | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno == errno.EBUSY:
+                raise HardwareError(f"{self.partition} is still mounted after umount {self.mountpoint} "
+                                    "(held by another mount namespace or process): not exposing it") from None
+            raise
+        os.close(fd)
+
     def attach(self, serial: str) -> None:
         try:
             os.sync()
             self._cmd("umount", self.mountpoint)
+            self._check_unused()
             strings = self.base / "strings" / "0x409"
             lun = self.base / "functions" / "mass_storage.usb0" / "lun.0"
             config = self.base / "configs" / "c.1"
@@ -132,6 +288,84 @@ class ConfigfsGadget:
             self._cmd("mount", "-o", "nosuid,nodev,noexec", self.partition, self.mountpoint)
         except OSError as exc:
             raise HardwareError(f"cannot take the evidence partition back from USB: {exc}") from exc
+
+
+def mounted_partition(mountpoint: str | os.PathLike, mounts: Path = Path("/proc/self/mounts")) -> str | None:
+    """The block device mounted exactly at ``mountpoint`` (the last such mount wins), or None."""
+    target = os.path.realpath(mountpoint)
+    found = None
+    try:
+        for line in mounts.read_text().splitlines():
+            fields = line.split()
+            # /proc/self/mounts writes a space in a path as \040.
+            if len(fields) >= 2 and fields[0].startswith("/dev/") and fields[1].replace("\\040", " ") == target:
+                found = fields[0]
+    except OSError:
+        return None
+    return found
+
+
+def exposed_partition(root: Path = CONFIGFS_ROOT, name: str = GADGET_NAME) -> str | None:
+    """The block device our gadget currently exposes (what an earlier attach wrote), or None."""
+    try:
+        text = (root / name / "functions" / "mass_storage.usb0" / "lun.0" / "file").read_text().strip()
+    except OSError:
+        return None
+    return text or None
+
+
+def _answered_id(folder: Path) -> str | None:
+    try:
+        text = _read_small(folder / GADGET_STATE_FILE)
+    except (OSError, ClipError):
+        return None
+    return text.split()[0] if text and text.split() else None
+
+
+def serve_gadget_requests(folder: str | os.PathLike, make_gadget) -> int:
+    """The helper's side: answer the request in ``folder`` (and any that replaced it meanwhile).
+
+    ``make_gadget(action)`` returns the UsbGadget to use (a ConfigfsGadget, as root). The outcome
+    goes atomically to ``folder``/state, "<id> attached|detached|error: <one line>". A failed
+    attach or detach is an *answered* request: it is logged and the firmware reports it; returns
+    the number of requests answered. Raises GadgetRequestError for a missing or malformed request
+    (nothing can be answered without an id). Runs as one oneshot process: no threads.
+    """
+    folder = Path(folder)
+    answered: set[str] = set()
+    while True:
+        # systemd's path unit does not start the service again for a request written while it
+        # runs (a firmware that timed out and asked again): look once more before exiting.
+        try:
+            text = _read_small(folder / GADGET_REQUEST_FILE)
+        except (OSError, ClipError) as exc:
+            raise GadgetRequestError(f"gadget request: cannot read {folder / GADGET_REQUEST_FILE}: {exc}") from None
+        if text is None:
+            if answered:
+                return len(answered)
+            raise GadgetRequestError(f"gadget request: {folder / GADGET_REQUEST_FILE} does not exist")
+        request_id, action, serial = parse_gadget_request(text)
+        if request_id in answered or _answered_id(folder) == request_id:
+            # Answered already (by this run, or by an earlier one that a spurious path event
+            # follows): doing it twice would mount a mounted partition and overwrite the answer.
+            return len(answered)
+        try:
+            gadget = make_gadget(action)
+            if action == GADGET_ATTACH:
+                gadget.attach(serial)
+                outcome = GADGET_ATTACHED
+            else:
+                gadget.detach()
+                outcome = GADGET_DETACHED
+            log.info("gadget request %s: %s", request_id, outcome)
+        except DeviceError as exc:
+            outcome = f"{GADGET_ERROR} {one_line(exc)}"
+            log.error("gadget request %s (%s) failed: %s", request_id, action, one_line(exc))
+        try:
+            atomic_write(folder / GADGET_STATE_FILE, f"{request_id} {outcome}\n".encode(), mode=GADGET_FILE_MODE)
+        except OSError as exc:
+            raise HardwareError(f"gadget request {request_id}: cannot write the answer ({outcome}): {exc}") from None
+        answered.add(request_id)
 
 
 # --- the USB-power dock signal -------------------------------------------------------------------
@@ -329,5 +563,7 @@ def check_enrolled(enrollment: Enrollment | None) -> Enrollment:
     return enrollment
 
 
-__all__ = ["UsbGadget", "FakeGadget", "ConfigfsGadget", "PowerDockSignal", "DockClock", "load_enrollment", "delete_receipted",
+__all__ = ["UsbGadget", "FakeGadget", "ConfigfsGadget", "RequestedGadget", "GadgetRequestError",
+           "serve_gadget_requests", "parse_gadget_request", "PowerDockSignal", "DockClock", "load_enrollment",
+           "delete_receipted",
            "apply_undock", "UndockReport", "DeviceError"]

@@ -36,7 +36,45 @@ def test_units_expected_set_present():
         "bodycam-dock.service",
         "bodycam-expire.service",
         "bodycam-expire.timer",
+        "bodycam-gadget.path",
+        "bodycam-gadget.service",
     } <= names
+
+
+def _directives(name: str) -> dict[str, list[str]]:
+    values: dict[str, list[str]] = {}
+    for line in (UNITS / name).read_text().splitlines():
+        if "=" in line and not line.startswith(("#", "[")):
+            key, _, value = line.partition("=")
+            values.setdefault(key.strip(), []).append(value.strip())
+    return values
+
+
+def test_gadget_path_watches_the_default_helper_dir_and_starts_the_helper():
+    from device.config import DockConfig
+    from device.docking import GADGET_REQUEST_FILE
+
+    path = _directives("bodycam-gadget.path")
+    assert path["PathChanged"] == [str(DockConfig().helper_dir / GADGET_REQUEST_FILE)]
+    assert path["Unit"] == ["bodycam-gadget.service"]
+    # The request folder lies in the firmware's runtime folder, which the helper's group may pass.
+    firmware = _directives("bodycam-device.service")
+    assert DockConfig().helper_dir.parent == Path("/run") / firmware["RuntimeDirectory"][0]
+    assert firmware["RuntimeDirectoryMode"] == ["0710"] and firmware["User"] == ["bodycam-device"]
+
+
+def test_gadget_service_root_with_sys_admin_only_and_firmware_unprivileged():
+    helper = _directives("bodycam-gadget.service")
+    assert helper["ExecStart"][0].endswith("--config /etc/bodycam/device.toml gadget")
+    assert helper["Type"] == ["oneshot"] and helper["CapabilityBoundingSet"] == ["CAP_SYS_ADMIN"]
+    assert helper["Group"] == ["bodycam-device"] and helper["ProtectKernelTunables"] == ["no"]
+    # umount and mount must act in the host's mount namespace: nothing may create a private one.
+    for namespaced in ("ProtectSystem", "ReadWritePaths", "PrivateTmp", "PrivateDevices", "ProtectHome",
+                       "ProtectKernelModules", "ProtectControlGroups", "ProtectProc", "ProcSubset"):
+        assert namespaced not in helper, namespaced
+    firmware = _directives("bodycam-device.service")
+    assert firmware["CapabilityBoundingSet"] == [""] and "~@privileged @resources @obsolete @mount" in \
+        " ".join(firmware["SystemCallFilter"])
 
 
 @pytest.mark.parametrize("unit", sorted(p.name for p in UNITS.iterdir()))
