@@ -225,6 +225,13 @@ class Ingester:
         except OSError as exc:
             report.errors.append(f"cannot write the clock onto the camera: {exc.strerror or exc}")
             log.error("camera %s: %s", dk.device_id, report.errors[-1])
+        for clip_id in list(scan.unsealed):
+            # A clearing cut off after the manifest went: the clip is stored and receipted, only
+            # its empty folder is left. Finish the job instead of reporting it as unsealed.
+            if dk.outbox.is_empty_clip(clip_id) and clip_id in dk.outbox.receipt_ids():
+                dk.outbox.delete_clip(clip_id)
+                scan.unsealed.remove(clip_id)
+                log.info("clip %s: removed the empty folder an interrupted clearing left", clip_id)
         report.unsealed = list(scan.unsealed)
         report.rejected = list(scan.rejected)
         dk.total_bytes = scan.total_bytes

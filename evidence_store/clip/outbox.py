@@ -261,8 +261,27 @@ class Outbox:
         if path.is_symlink():
             path.unlink()
         elif path.exists():
-            shutil.rmtree(path)
+            # The manifest goes last: a deletion cut off by power loss or a kill must leave either
+            # a sealed folder (whose receipt lets the next docking finish the job) or an empty
+            # one, never a manifest-less remainder that looks like an unsealed recording.
+            manifest = path / MANIFEST_FILE
+            for entry in os.scandir(path):
+                if entry.name == MANIFEST_FILE:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
+            if os.path.lexists(manifest):
+                fsync_dir(path)
+                os.unlink(manifest)
+            os.rmdir(path)
         fsync_dir(path.parent)
+
+    def is_empty_clip(self, clip_id: str) -> bool:
+        """An empty clip folder: what a deletion cut off after its manifest leaves behind."""
+        path = self._subdir(CLIPS_DIR) / check_clip_id(clip_id)
+        return path.is_dir() and not path.is_symlink() and not any(os.scandir(path))
 
     # -- receipts ----------------------------------------------------------------------------
 

@@ -165,3 +165,31 @@ def test_crash_sigkill_at_random_instants_rerun_same_state(tmp_path):
         _check_final(store_root, outbox_root, good, altered)
         shutil.rmtree(where)
     assert interrupted, f"no kill landed mid-ingest (seed {seed}); the timing window is off"
+
+
+def test_crash_clearing_cut_after_manifest_leaves_empty_folder_next_docking_removes_it(camera, ingester, store_root):
+    # The clearing deletes the manifest last; a kill between that and removing the folder leaves
+    # an empty folder beside its receipt. It must not be reported as an unsealed recording forever.
+    clip = camera.clip()
+    assert ingester.ingest(camera.outbox.root).ok
+    clip.folder.mkdir()  # what the cut-off clearing left
+    report = ingester.ingest(camera.outbox.root)
+    assert report.ok and report.unsealed == []
+    assert not clip.folder.exists()
+
+
+def test_crash_clearing_cut_before_manifest_leaves_sealed_folder_next_docking_finishes(camera, ingester, store_root,
+                                                                                      tmp_path):
+    import shutil as _shutil
+
+    clip = camera.clip()
+    keep = tmp_path / "keep"
+    _shutil.copytree(clip.folder, keep)
+    assert ingester.ingest(camera.outbox.root).ok
+    # Only the manifest survived the cut-off clearing (segments and journal went first).
+    clip.folder.mkdir()
+    _shutil.copy(keep / "manifest", clip.folder / "manifest")
+    _shutil.rmtree(keep)
+    report = ingester.ingest(camera.outbox.root)
+    assert report.ok and [c.outcome for c in report.clips] == ["already-stored"]
+    assert not clip.folder.exists()
