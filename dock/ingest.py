@@ -237,7 +237,9 @@ class Ingester:
         dk.total_bytes = scan.total_bytes
         self._fault("scanned", None)
         waiting_for: ClipResult | None = None
+        scanned_bytes = 0  # what the scan counted for the clips handled so far
         for index, cand in enumerate(scan.candidates):
+            scanned_bytes += sum(s.bytes for s in cand.manifest.segments) if cand.manifest else 0
             if waiting_for is not None and cand.manifest is not None:
                 # A clip that could not be read this time must not become a gap: storing the
                 # clips after it would move the device's chain past it, and at the next docking
@@ -261,8 +263,7 @@ class Ingester:
                 waiting_for = result
             # Clips already stored, quarantined or skipped copy fewer bytes than the scan counted:
             # catch up, so the progress bar ends at 100 %.
-            dk.done_bytes = max(dk.done_bytes, sum(s.bytes for c in scan.candidates[:index + 1] if c.manifest
-                                                   for s in c.manifest.segments))
+            dk.done_bytes = max(dk.done_bytes, scanned_bytes)
             if self.progress and dk.total_bytes:
                 self.progress(dk.done_bytes, dk.total_bytes, cand.clip_id[:13])
         self._finish(dk, revoked=revoked)
@@ -375,9 +376,11 @@ class Ingester:
         if info.last_sequence is not None and manifest.sequence <= info.last_sequence:
             raise _Quarantine(f"out-of-order or replayed sequence {manifest.sequence} (last stored {info.last_sequence})",
                               journal_bytes=journal_bytes)
-        res.extra_files = self._extra_files(cand, manifest)
+        unlisted = self._unlisted_names(cand, manifest)
+        res.extra_files = [repr(n) if not n.isprintable() else n for n in unlisted]
         if res.extra_files:
-            log.warning("clip %s: files not named in the manifest are ignored: %s", cand.clip_id, ", ".join(res.extra_files))
+            log.warning("clip %s: files not named in the manifest are kept in quarantine: %s", cand.clip_id,
+                        ", ".join(res.extra_files))
         self._fault("checked", cand.clip_id)
         # Step 3: copy, hash and journal-check in one read.
         objects: dict = {}
@@ -396,8 +399,8 @@ class Ingester:
         if problems:
             raise _Quarantine("; ".join(problems), journal_bytes=journal_bytes, objects=objects)
         res.flags = self._flags(dk, manifest, states, res.extra_files)
-        if res.extra_files:
-            self._keep_extras(dk, cand, manifest)
+        if unlisted:
+            self._keep_extras(dk, cand, unlisted)
         # Step 4: one transaction in the store (gap events included).
         try:
             dk.store.ingest(cand.manifest_bytes, journal_bytes, manifest, objects, segment_states=states, flags=res.flags)
@@ -486,28 +489,32 @@ class Ingester:
             log.info("clip %s: %s", cand.clip_id, check.detail)
         return ref, check.status, None
 
-    def _keep_extras(self, dk: _Docking, cand: Candidate, manifest: Manifest) -> None:
+    def _keep_extras(self, dk: _Docking, cand: Candidate, names: list[str]) -> None:
         """Files in the clip folder that the manifest does not name are deleted with the folder
         after the receipt, so keep them first: quarantined beside the clip (same deadline), as a
         firmware or recovery bug could have left a real segment out of the manifest. Before the
         ingest commit, so that a crash in between cannot lose them (quarantine is idempotent)."""
-        expected = {MANIFEST_FILE, JOURNAL_FILE} | {s.name for s in manifest.segments}
+        objects = self._keep_files(dk, cand, names)
+        if objects:
+            dk.store.quarantine(reason=f"files beside clip {cand.clip_id} that its manifest does not name",
+                                device_id=dk.device_id, clip_id=cand.clip_id, manifest_bytes=cand.manifest_bytes,
+                                journal_bytes=None, objects=objects)
+
+    def _keep_files(self, dk: _Docking, cand: Candidate, names: list[str]) -> dict:
+        """Store the regular files ``names`` of the clip folder as objects (for a quarantine)."""
         objects = {}
-        for name in sorted(set(os.listdir(cand.path)) - expected):
+        for name in names:
             try:
                 fd = open_regular(cand.path / name, max_bytes=QUARANTINE_MAX_FILE)
             except UnsafeFileError:
-                continue  # links, fifos, devices, monsters: named in the flag, never read
+                continue  # links, fifos, devices, monsters: named in the reason or flag, never read
             try:
                 ref = self._put_plain(dk, fd, os.fstat(fd).st_size)
             finally:
                 os.close(fd)
             if ref is not None:
                 objects[name] = ref
-        if objects:
-            dk.store.quarantine(reason=f"files beside clip {cand.clip_id} that its manifest does not name",
-                                device_id=dk.device_id, clip_id=cand.clip_id, manifest_bytes=cand.manifest_bytes,
-                                journal_bytes=None, objects=objects)
+        return objects
 
     def _put_plain(self, dk: _Docking, fd: int, size: int):
         with os.fdopen(os.dup(fd), "rb", buffering=0) as src:
@@ -516,13 +523,13 @@ class Ingester:
             except EvidenceError:
                 return None  # grew while read; the reason already says the size is wrong
 
-    def _extra_files(self, cand: Candidate, manifest: Manifest) -> list[str]:
+    def _unlisted_names(self, cand: Candidate, manifest: Manifest) -> list[str]:
         expected = {MANIFEST_FILE, JOURNAL_FILE} | {s.name for s in manifest.segments}
         try:
             names = os.listdir(cand.path)
         except FileNotFoundError:
             return []
-        return sorted(repr(n) if "/" in n or not n.isprintable() else n for n in names if n not in expected)
+        return sorted(n for n in names if n not in expected)
 
     def _flags(self, dk: _Docking, manifest: Manifest, states: dict[str, str], extra: list[str]) -> list[str]:
         flags = []
@@ -553,25 +560,11 @@ class Ingester:
 
     def _salvage(self, dk: _Docking, cand: Candidate) -> dict:
         """Keep the segment-named regular files of a clip that failed before its copy."""
-        objects = {}
         try:
             names = sorted(os.listdir(cand.path))
         except FileNotFoundError:
-            return objects
-        for name in names:
-            if not SEGMENT_RE.match(name):
-                continue
-            try:
-                fd = open_regular(cand.path / name, max_bytes=QUARANTINE_MAX_FILE)
-            except UnsafeFileError:
-                continue  # links, fifos, devices, monsters: named in the reason, never read
-            try:
-                ref = self._put_plain(dk, fd, os.fstat(fd).st_size)
-            finally:
-                os.close(fd)
-            if ref is not None:
-                objects[name] = ref
-        return objects
+            return {}
+        return self._keep_files(dk, cand, [n for n in names if SEGMENT_RE.match(n)])
 
     def _salvage_journal(self, cand: Candidate) -> bytes | None:
         try:

@@ -50,6 +50,17 @@ def make_recorder(cam, clock, **kw):
     return recorder, camera
 
 
+def announced_with_bookmark_in_a_home(recorder, camera, clock, *, frames):
+    """An announced recording (3 s announcement) with ``frames`` frames, then a bookmark and the
+    homes flag: every piece of state that sealing or recovery must carry into the manifest."""
+    announced = clock.now()
+    clock.advance(3)
+    recorder.start(Trigger("announced", announced, clock.now()))
+    camera.produce(frames)
+    recorder.bookmark(clock.now())
+    recorder.set_homes(clock.now())
+
+
 def record(recorder, camera, clock, seconds, trigger=None):
     trigger = trigger or Trigger("emergency", None, clock.now())
     recorder.start(trigger)
@@ -213,12 +224,7 @@ def test_recorder_chain_links_manifests(tmp_path, clock):
 def test_recorder_announced_bookmarks_homes_in_manifest(tmp_path, clock):
     cam = make_camera(tmp_path)
     recorder, camera = make_recorder(cam, clock)
-    announced = clock.now()
-    clock.advance(3)
-    recorder.start(Trigger("announced", announced, clock.now()))
-    camera.produce(5)
-    recorder.bookmark(clock.now())
-    recorder.set_homes(clock.now())
+    announced_with_bookmark_in_a_home(recorder, camera, clock, frames=5)
     marker = json.loads((cam.state / "recording.json").read_text())
     assert marker["bookmarks"] and marker["homes_at"]  # recovery would keep them too
     camera.produce(5)
@@ -344,12 +350,7 @@ def test_recorder_short_prerecord_rounds_up_to_a_second(tmp_path, clock):
 def test_recorder_stop_failure_next_start_seals_old_clip_with_its_marker(tmp_path, clock):
     cam = make_camera(tmp_path)
     recorder, camera = make_recorder(cam, clock)
-    announced = clock.now()
-    clock.advance(3)
-    recorder.start(Trigger("announced", announced, clock.now()))
-    camera.produce(10)
-    recorder.bookmark(clock.now())
-    recorder.set_homes(clock.now())
+    announced_with_bookmark_in_a_home(recorder, camera, clock, frames=10)
     first = recorder.clip_id
     blocker = cam.outbox / "clips" / first / MANIFEST_FILE
     blocker.mkdir()  # the manifest cannot be written: sealing fails

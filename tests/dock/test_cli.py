@@ -4,10 +4,17 @@ path camera -> dock -> store with the other two CLIs."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
+from device import cli as device_cli
+from evidence_store import cli as evidence_cli
 from evidence_store.clip.outbox import DeviceRecord, Outbox
 
 from dock.cli import main
@@ -126,15 +133,20 @@ def test_cli_status_json_cameras_docking_pending_quarantined(camera, store_root,
     assert "pending on the camera: 1 clip(s)" in text and "quarantined: 1" in text
 
 
-def test_cli_end_to_end_simulated_camera_ingested_and_verified(tmp_path, state_dir, monkeypatch, capsys):
-    device_cli = pytest.importorskip("device.cli")
-    evidence_cli = pytest.importorskip("evidence_store.cli")
+@pytest.fixture
+def enrolled_outbox(tmp_path, state_dir, monkeypatch):
+    """A store and a camera outbox made and enrolled with the three real command lines."""
     monkeypatch.setenv("BODYCAM_SCRYPT_LOG_N", "10")
     (tmp_path / "pass").write_text("correct horse\n")
     store, outbox = tmp_path / "store", tmp_path / "outbox"
     assert evidence_cli.main(["--store", str(store), "init", "--passphrase-file", str(tmp_path / "pass")]) == 0
     assert device_cli.main(["init", "--outbox", str(outbox), "--device-id", "cam-07"]) == 0
     assert main(["--store", str(store), "enroll", str(outbox), "--device-id", "cam-07"]) == 0
+    return store, outbox
+
+
+def test_cli_end_to_end_simulated_camera_ingested_and_verified(enrolled_outbox, capsys):
+    store, outbox = enrolled_outbox
     assert device_cli.main(["simulate", "--outbox", str(outbox), "--seconds", "1"]) == 0
     assert device_cli.main(["simulate", "--outbox", str(outbox), "--seconds", "1", "--emergency"]) == 0
     capsys.readouterr()
@@ -148,24 +160,11 @@ def test_cli_end_to_end_simulated_camera_ingested_and_verified(tmp_path, state_d
     assert len(stored_clips(store)) == 2
 
 
-def test_cli_end_to_end_killed_camera_recovered_then_ingested_as_cut(tmp_path, state_dir, monkeypatch, capsys):
+def test_cli_end_to_end_killed_camera_recovered_then_ingested_as_cut(enrolled_outbox, capsys):
     # The whole crash path with the real command lines: power lost mid-recording (SIGKILL), the
     # camera's next start seals the clip from its journal, the dock stores it (flagged cut, never
     # quarantined) and the store verifies.
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    device_cli = pytest.importorskip("device.cli")
-    evidence_cli = pytest.importorskip("evidence_store.cli")
-    monkeypatch.setenv("BODYCAM_SCRYPT_LOG_N", "10")
-    (tmp_path / "pass").write_text("correct horse\n")
-    store, outbox = tmp_path / "store", tmp_path / "outbox"
-    assert evidence_cli.main(["--store", str(store), "init", "--passphrase-file", str(tmp_path / "pass")]) == 0
-    assert device_cli.main(["init", "--outbox", str(outbox), "--device-id", "cam-07"]) == 0
-    assert main(["--store", str(store), "enroll", str(outbox), "--device-id", "cam-07"]) == 0
+    store, outbox = enrolled_outbox
     proc = subprocess.Popen([sys.executable, "-m", "device.cli", "simulate", "--outbox", str(outbox), "--seconds", "30",
                              "--emergency"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=dict(os.environ))
     try:
