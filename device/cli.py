@@ -27,11 +27,12 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from evidence_store.clip.clock import CLOCK_CLI, SystemClock
 from evidence_store.clip.devkey import DeviceKey
 from evidence_store.clip.errors import ClipError
 from evidence_store.clip.outbox import CLIPS_DIR, RECEIPTS_DIR, DeviceRecord, Outbox
 
-from device.clock import CLOCK_CLI, SetClock, SystemClock
+from device.clock import DockClock, SetClock
 from device.errors import ConfigError, DeviceError
 from device.state import StateDir, check_state_outside_outbox, default_state_dir
 
@@ -216,7 +217,6 @@ def cmd_simulate(args) -> int:
     from device import hardware as hw
     from device.config import ControlsConfig, PinsConfig
     from device.controller import Controller, State
-    from device.docking import DockClock
     from device.recorder import EncryptingRecorder
     from device.recover import recover
 
@@ -330,7 +330,7 @@ def cmd_run(args) -> int:
     from device.camera import open_camera
     from device.config import DEFAULT_CONFIG_PATH, load_config
     from device.controller import Controller
-    from device.docking import DockClock, PowerDockSignal
+    from device.docking import PowerDockSignal
     from device.hardware import AplayPlayer, Hardware
     from device.recorder import EncryptingRecorder
     from device.recover import recover

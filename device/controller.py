@@ -51,8 +51,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable, Protocol
 
+from evidence_store.clip.clock import Clock
+
 from device import hardware as hw
-from device.clock import Clock
 from device.config import ControlsConfig
 from device.errors import DeviceError
 from device.recorder_api import (

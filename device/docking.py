@@ -39,13 +39,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
+from evidence_store.clip.clock import CLOCK_DOCK, CLOCK_NTP, CLOCK_RTC, Clock
 from evidence_store.clip.errors import ClipError
 from evidence_store.clip.fsutil import atomic_write, read_regular
-from evidence_store.clip.ids import DEVICE_ID_RE
+from evidence_store.clip.ids import DEVICE_ID_RE, format_time
 from evidence_store.clip.manifest import MANIFEST_FILE, MAX_MANIFEST_BYTES, manifest_hash
-from evidence_store.clip.outbox import RECEIPTS_DIR, Enrollment, Outbox
+from evidence_store.clip.outbox import CLOCK_FILE, ENROLLMENT_FILE, RECEIPTS_DIR, Enrollment, Outbox
 
-from device.clock import CLOCK_DOCK, CLOCK_NTP, Clock
+from device.clock import DockClock, check_dock_time
 from device.errors import DeviceError, HardwareError, NotEnrolledError
 from device.state import StateDir
 
@@ -77,6 +78,8 @@ REQUEST_ID_RE = re.compile(r"^[0-9a-f]{16}$")
 # firmware's group there, so it needs no CAP_DAC_OVERRIDE to use it); nobody else may look in.
 GADGET_DIR_MODE = 0o770
 GADGET_FILE_MODE = 0o640
+# Clock sources whose time the camera counts as known (an unsynchronised Pi clock is not).
+TRUSTED_SOURCES = (CLOCK_DOCK, CLOCK_NTP, CLOCK_RTC)
 
 
 # --- the USB gadget seam ------------------------------------------------------------------------
@@ -87,22 +90,6 @@ class UsbGadget(Protocol):
 
     def detach(self) -> None:
         """Withdraw it from the host; afterwards the camera may use the outbox again."""
-
-
-class FakeGadget:
-    """Records the calls, for tests and ``simulate``."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, ...]] = []
-        self.attached_serial: str | None = None
-
-    def attach(self, serial: str) -> None:
-        self.calls.append(("attach", serial))
-        self.attached_serial = serial
-
-    def detach(self) -> None:
-        self.calls.append(("detach",))
-        self.attached_serial = None
 
 
 class GadgetRequestError(DeviceError, ValueError):
@@ -422,62 +409,129 @@ class PowerDockSignal:
         return self._level
 
 
-# --- the dock's time ----------------------------------------------------------------------------
+# --- enrollment, clock and receipts: what the store signed --------------------------------------
+#
+# Whoever holds the USB cable can write these files. None of them may stop the camera from
+# recording: a record that fails is set aside (renamed to a hidden ``.<name>.rejected``) with one
+# log line, and the last good one stays in force.
 
-class DockClock:
-    """A Clock whose wall time the dock can set (the Pi has no battery clock).
-
-    Durations stay on ``base.monotonic()``; only an offset for ``now()`` changes. The dock's time
-    is taken unless the base clock is synchronised by NTP, which is better.
-    """
-
-    def __init__(self, base: Clock):
-        self._base = base
-        self._offset: timedelta | None = None
-        self._source: str | None = None
-
-    @property
-    def clock_source(self) -> str:
-        return self._source or self._base.clock_source
-
-    def monotonic(self) -> float:
-        return self._base.monotonic()
-
-    def now(self) -> datetime:
-        return self._base.now() + self._offset if self._offset is not None else self._base.now()
-
-    def set_wall(self, moment: datetime, source: str = CLOCK_DOCK) -> bool:
-        """Take ``moment`` as the time now. False (and nothing changes) if NTP knows better."""
-        if self._base.clock_source == CLOCK_NTP:
-            return False
-        self._offset = moment - self._base.now()
-        self._source = source
-        return True
+def _set_aside(outbox: Outbox, name: str) -> str:
+    """Set the refused record ``name`` aside; returns where it went, for the one log line."""
+    try:
+        return outbox.set_aside(name) or "(gone)"
+    except OSError as exc:
+        return f"(could not be set aside: {exc.strerror or exc})"
 
 
-# --- enrollment and receipts --------------------------------------------------------------------
+def _open_enrollment(data: bytes, pinned: str | None, device_id: str, public_key: str) -> Enrollment:
+    """Verify an enrollment note for this camera; ClipError or NotEnrolledError say why not."""
+    enrollment = Enrollment.open(data, pinned)
+    if enrollment.device_id != device_id or enrollment.device_public_key != public_key:
+        raise NotEnrolledError(f"it is for device {enrollment.device_id} with another key, not this camera")
+    return enrollment
+
 
 def load_enrollment(outbox: Outbox, state: StateDir, device_id: str, public_key: str) -> Enrollment | None:
-    """The outbox's enrollment, verified: against the pinned store key, or at the first
-    enrollment against the key it names (which is then pinned). None if there is none.
+    """The enrollment in force: the outbox's, verified against the pinned store key (at the first
+    enrollment against the key it names, which is then pinned), and kept in the state folder as
+    the last good one; or, if the outbox's is missing or refused, that last good one.
 
-    Raises NotEnrolledError if the record is forged, for another device, or unreadable.
+    A refused record (forged, damaged, for another device, or older than the last good one: a
+    replayed note could bring back a revoked recipient) is set aside with one log line. Returns
+    None only if no good enrollment was ever seen. Never raises for what is on the partition.
     """
     pinned = state.pinned_key()
+    kept = None
+    data = state.enrollment_copy()
+    if data is not None and pinned is not None:
+        try:
+            kept = _open_enrollment(data, pinned, device_id, public_key)
+        except (ClipError, NotEnrolledError) as exc:
+            log.error("the kept enrollment in the state folder is not valid, ignored: %s", exc)
     try:
-        enrollment = outbox.enrollment(pinned)
-    except ClipError as exc:
-        raise NotEnrolledError(f"the enrollment record is not valid: {exc}",
-                               "hint: dock the camera at the city's dock to enroll it again") from exc
-    if enrollment is None:
-        return None
-    if enrollment.device_id != device_id or enrollment.device_public_key != public_key:
-        raise NotEnrolledError(f"the enrollment record is for device {enrollment.device_id}, not this camera",
-                               "hint: enroll this camera with bodycam-dock enroll")
+        data = outbox.read_record(ENROLLMENT_FILE)
+        if data is None:
+            return kept
+        enrollment = _open_enrollment(data, pinned, device_id, public_key)
+        if kept is not None and enrollment.issued_at < kept.issued_at:
+            raise NotEnrolledError(f"issued {enrollment.issued_at}, before the one in force ({kept.issued_at})")
+    except (ClipError, NotEnrolledError, OSError) as exc:
+        where = _set_aside(outbox, ENROLLMENT_FILE)
+        log.warning("enrollment refused and set aside as %s (%s); %s", where, exc,
+                    "the last good one stays in force" if kept else "the camera stays unenrolled")
+        return kept
     if pinned is None:
         state.pin_key(enrollment.verifier_key)
         log.info("pinned the store's verifier key %s", enrollment.verifier_key.split("+")[0])
+    try:
+        state.keep_enrollment(data)
+    except OSError as exc:
+        log.error("cannot keep the enrollment in the state folder: %s", exc)
     return enrollment
+
+
+def apply_clock(outbox: Outbox, state: StateDir, device_id: str, clock: Clock,
+                docked_at: float | None) -> datetime | None:
+    """Take the dock's time from the outbox's clock note if the store signed it for this camera,
+    it is later than the last one taken, and it is plausible (clock.check_dock_time). Returns the
+    time set, or None (no note, refused, or NTP knows better). A refused note is set aside with
+    one log line; the camera keeps its own clock. Never raises for what is on the partition.
+    """
+    pinned = state.pinned_key()
+    last_stamp, last_known = state.clock_record()
+    try:
+        if pinned is None:
+            if outbox.read_record(CLOCK_FILE) is None:
+                return None
+            raise ClipError("no store key is pinned yet to check it with")
+        stamp = outbox.clock(pinned)
+        if stamp is None:
+            return None
+        if stamp.device_id != device_id:
+            raise ClipError(f"it is for device {stamp.device_id}")
+        if last_stamp is not None and stamp.moment == last_stamp:
+            log.debug("the dock's clock note was taken before")
+            return None
+        # The dock wrote its time when the camera was docked; the camera's monotonic clock has
+        # measured how long ago that was.
+        elapsed = clock.monotonic() - docked_at if docked_at is not None else 0.0
+        moment = stamp.moment + timedelta(seconds=max(0.0, elapsed))
+        own = clock.now() if clock.clock_source in TRUSTED_SOURCES else None
+        known = max((t for t in (own, last_known) if t is not None), default=None)
+        why = check_dock_time(moment, known)
+        if why is not None:
+            raise ClipError(why)
+        if last_stamp is not None and stamp.moment < last_stamp:
+            raise ClipError(f"it is older than the last one taken ({format_time(last_stamp)}): a replayed copy")
+    except (ClipError, OSError) as exc:
+        where = _set_aside(outbox, CLOCK_FILE)
+        log.warning("the dock's time refused and set aside as %s (%s); the camera keeps its own clock "
+                    "(%s, %s)", where, exc, clock.clock_source, format_time(clock.now()))
+        return None
+    applied = clock.set_wall(moment)
+    try:
+        state.write_clock_record(stamp.moment, max(moment, known) if known else moment)
+    except OSError as exc:
+        log.error("cannot write the clock record to the state folder: %s", exc)
+    if not applied:
+        log.info("the dock's time %s is not taken: the system clock is synchronised by NTP", format_time(moment))
+        return None
+    log.info("clock set from the dock: %s", format_time(clock.now()))
+    return clock.now()
+
+
+def remember_time(state: StateDir, clock: Clock) -> None:
+    """Record the camera's time as its last known one (at docking), if its clock has a source
+    (a dock time refused later is checked against it). Never raises."""
+    if clock.clock_source not in TRUSTED_SOURCES:
+        return
+    last_stamp, last_known = state.clock_record()
+    now = clock.now()
+    if last_known is None or now > last_known:
+        try:
+            state.write_clock_record(last_stamp, now)
+        except OSError as exc:
+            log.error("cannot write the clock record to the state folder: %s", exc)
 
 
 @dataclass
@@ -498,72 +552,67 @@ def _manifest_sha256(outbox: Outbox, clip_id: str) -> str | None:
 def delete_receipted(outbox: Outbox, state: StateDir, device_id: str) -> UndockReport:
     """Delete every clip that has a valid store-signed receipt naming the manifest on the camera.
 
-    A receipt that fails (no pinned key, bad signature, another device, another manifest, clip
-    not sealed) deletes nothing and is left for the dock to look at. Never raises for a receipt.
+    A receipt that is not valid (bad signature, damaged, a link or folder, for another device) is
+    set aside with one log line and deletes nothing; one that names another manifest than the
+    camera's, or that arrived before any store key was pinned, deletes nothing and stays. Never
+    raises for what is on the partition.
     """
     report = UndockReport()
     pinned = state.pinned_key()
-    for clip_id in outbox.receipt_ids():
+    try:
+        receipt_ids = outbox.receipt_ids()
+    except (ClipError, OSError) as exc:
+        log.warning("receipts not read (%s); no clip is deleted", exc)
+        return report
+    for clip_id in receipt_ids:
         if pinned is None:
             report.kept.append((clip_id, "no store key pinned yet"))
             continue
+        name = f"{RECEIPTS_DIR}/{clip_id}"
         try:
             receipt = outbox.receipt(clip_id, pinned)
-        except ClipError as exc:
-            log.warning("receipt for %s is not valid, the clip is kept: %s", clip_id, exc)
+            if receipt is None:
+                continue
+            if receipt.device_id != device_id:
+                raise ClipError(f"it is for device {receipt.device_id}")
+        except (ClipError, OSError) as exc:
+            where = _set_aside(outbox, name)
+            log.warning("receipt for %s refused and set aside as %s (%s); the clip is kept", clip_id, where, exc)
             report.kept.append((clip_id, f"receipt not valid: {exc}"))
             continue
-        if receipt is None:
-            continue
-        if receipt.device_id != device_id:
-            report.kept.append((clip_id, f"receipt is for device {receipt.device_id}"))
-            continue
-        present = outbox.clip_dir(clip_id).exists()
-        on_camera = _manifest_sha256(outbox, clip_id)
-        if present and on_camera != receipt.manifest_sha256:
-            # Never delete what the store has not got: an unsealed clip, or a manifest other than
-            # the one the store received (e.g. a quarantined copy that claimed this clip's id).
-            report.kept.append((clip_id, "receipt names another manifest than the one on the camera"))
-            continue
-        if present:
-            outbox.delete_clip(clip_id)
-            report.deleted.append(clip_id)
-            log.info("deleted clip %s: the store has it (%s)", clip_id, receipt.status)
-        # The receipt has done its work; the dock would only read it again.
-        (outbox.root / RECEIPTS_DIR / clip_id).unlink(missing_ok=True)
+        try:
+            present = outbox.clip_dir(clip_id).exists()
+            on_camera = _manifest_sha256(outbox, clip_id)
+            if present and on_camera != receipt.manifest_sha256:
+                # Never delete what the store has not got: an unsealed clip, or a manifest other
+                # than the one the store received (e.g. a quarantined copy that claimed this id).
+                report.kept.append((clip_id, "receipt names another manifest than the one on the camera"))
+                continue
+            if present:
+                outbox.delete_clip(clip_id)
+                report.deleted.append(clip_id)
+                log.info("deleted clip %s: the store has it (%s)", clip_id, receipt.status)
+            # The receipt has done its work; the dock would only read it again.
+            (outbox.root / name).unlink(missing_ok=True)
+        except (ClipError, OSError) as exc:
+            log.warning("clip %s: not cleared after its receipt (%s); the next undocking tries again", clip_id, exc)
+            report.kept.append((clip_id, f"not cleared: {exc}"))
     return report
 
 
 def apply_undock(outbox: Outbox, state: StateDir, device_id: str, public_key: str,
                  clock: DockClock | None, docked_at: float | None) -> tuple[Enrollment | None, UndockReport]:
     """After the host let go of the partition: enrollment, clock, receipts (in that order, so
-    that a first enrollment pins the key the receipts are then checked with)."""
+    that a first enrollment pins the key the others are then checked with). Each step stands
+    alone: a bad record is set aside and never keeps the others from being applied."""
     enrollment = load_enrollment(outbox, state, device_id, public_key)
-    try:
-        stamp = outbox.clock()
-    except ClipError as exc:
-        log.warning("ignoring the dock's clock record: %s", exc)
-        stamp = None
+    clock_set = apply_clock(outbox, state, device_id, clock, docked_at) if clock is not None else None
     report = delete_receipted(outbox, state, device_id)
     report.enrolled = enrollment is not None
-    if stamp is not None and clock is not None:
-        moment, _source = stamp
-        # The dock wrote its time when the camera was docked; the camera's monotonic clock has
-        # measured how long ago that was.
-        elapsed = clock.monotonic() - docked_at if docked_at is not None else 0.0
-        if clock.set_wall(moment + timedelta(seconds=max(0.0, elapsed))):
-            report.clock_set = clock.now()
-            log.info("clock set from the dock: %s", report.clock_set.isoformat())
+    report.clock_set = clock_set
     return enrollment, report
 
 
-def check_enrolled(enrollment: Enrollment | None) -> Enrollment:
-    if enrollment is None:
-        raise NotEnrolledError("this camera is not enrolled", "hint: run bodycam-dock enroll OUTBOX --device-id ID")
-    return enrollment
-
-
-__all__ = ["UsbGadget", "FakeGadget", "ConfigfsGadget", "RequestedGadget", "GadgetRequestError",
-           "serve_gadget_requests", "parse_gadget_request", "PowerDockSignal", "DockClock", "load_enrollment",
-           "delete_receipted",
-           "apply_undock", "UndockReport", "DeviceError"]
+__all__ = ["UsbGadget", "ConfigfsGadget", "RequestedGadget", "GadgetRequestError",
+           "serve_gadget_requests", "parse_gadget_request", "PowerDockSignal", "load_enrollment",
+           "apply_clock", "remember_time", "delete_receipted", "apply_undock", "UndockReport", "DeviceError"]

@@ -32,7 +32,8 @@ from typing import Union
 from gpiozero import LED, Buzzer, DigitalInputDevice
 from gpiozero.exc import GPIOZeroError
 
-from device.clock import Clock
+from evidence_store.clip.clock import Clock
+
 from device.config import PinsConfig
 from device.errors import HardwareError
 

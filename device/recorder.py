@@ -47,6 +47,7 @@ from typing import Callable
 
 from evidence_store.clip.age import AgeWriter
 from evidence_store.clip.devkey import DeviceKey
+from evidence_store.clip.clock import Clock
 from evidence_store.clip.errors import ClipError
 from evidence_store.clip.fsutil import append_durable, fsync_dir
 from evidence_store.clip.ids import format_time, new_clip_id
@@ -55,9 +56,9 @@ from evidence_store.clip.manifest import ANNOUNCED, Manifest, SegmentRecord
 from evidence_store.clip.outbox import Enrollment, Outbox
 
 from device.camera.base import NULL_PACKET, TS_PACKET_SIZE, Camera, TsUnit
-from device.clock import Clock
+from device.clock import DockClock
 from device.config import ProfileConfig, effective_profile
-from device.docking import DockClock, UsbGadget, apply_undock, load_enrollment
+from device.docking import UsbGadget, apply_undock, load_enrollment, remember_time
 from device.errors import DeviceError, NotEnrolledError, RecorderError, StorageFullError
 from device.prerecord import PrerecordBuffer
 from device.recorder_api import (
@@ -264,8 +265,9 @@ class EncryptingRecorder:
     is sealed below this (default: an eighth of the reserve, at least 8 MiB). ``local_prerecord``:
     the camera's configuration, which can only narrow the enrolled profile. ``gadget``: the USB
     gadget for docking (None: docking only stops using the outbox). ``threaded`` False: the camera's
-    sink writes on the calling thread (tests with ``produce``). Raises NotEnrolledError only for a
-    forged or foreign enrollment record (a missing one just makes ``can_start`` refuse).
+    sink writes on the calling thread (tests with ``produce``). Raises NotEnrolledError if the
+    outbox's device.json names another key than ``key``; a missing or refused enrollment record
+    only makes ``can_start`` refuse until a good one arrives.
     """
 
     def __init__(self, outbox: str | os.PathLike, state: str | os.PathLike, key: DeviceKey, camera: Camera,
@@ -305,7 +307,6 @@ class EncryptingRecorder:
         self.last_undock = None  # the UndockReport of the last undocking
         self.first_commit_at: float | None = None  # monotonic: the benchmarks read it
         self._enrollment: Enrollment | None = None
-        self._enrollment_error: str | None = None
         self._load_enrollment()
         self._threaded = threaded
         fps = camera.fps or 25.0
@@ -326,12 +327,8 @@ class EncryptingRecorder:
     # --- enrollment and profile ----------------------------------------------------------------
 
     def _load_enrollment(self) -> None:
-        try:
-            self._enrollment = load_enrollment(self._outbox, self._state, self.device_id, str(self._key.public))
-            self._enrollment_error = None
-        except NotEnrolledError as exc:
-            log.error("%s", exc)
-            self._enrollment, self._enrollment_error = None, str(exc)
+        # A bad record on the partition is set aside there; the last good one stays in force.
+        self._enrollment = load_enrollment(self._outbox, self._state, self.device_id, str(self._key.public))
 
     @property
     def enrollment(self) -> Enrollment | None:
@@ -725,6 +722,7 @@ class EncryptingRecorder:
             self.stop(STOP_DOCKED)
         self._docked = True
         self._docked_at = self._clock.monotonic()
+        remember_time(self._state, self._clock)  # a dock time far behind this is refused at undocking
         self._apply_profile()  # no pre-recording while docked: the buffer is dropped
         if self._camera_running:
             self._stop_camera()
@@ -738,20 +736,15 @@ class EncryptingRecorder:
         if self._gadget is not None:
             self._gadget.detach()
         clock = self._clock if isinstance(self._clock, DockClock) else None
-        try:
-            enrollment, report = apply_undock(self._outbox, self._state, self.device_id, str(self._key.public),
-                                              clock, self._docked_at)
-            self._enrollment, self._enrollment_error = enrollment, None
-        except NotEnrolledError as exc:
-            # A forged or foreign enrollment: keep the one we had, which the pinned key verified.
-            log.error("enrollment not applied: %s", exc)
-            self._enrollment_error = str(exc)
-            report = None
+        # Whatever lies on the partition, this never raises: a forged or damaged enrollment,
+        # clock or receipt is set aside and the last good enrollment stays in force.
+        enrollment, report = apply_undock(self._outbox, self._state, self.device_id, str(self._key.public),
+                                          clock, self._docked_at)
+        self._enrollment = enrollment
         self._docked = False
         self._docked_at = None
         self._apply_profile()
-        if report is not None:
-            log.info("undocked: %d clip(s) deleted after receipt, %d kept", len(report.deleted), len(report.kept))
+        log.info("undocked: %d clip(s) deleted after receipt, %d kept", len(report.deleted), len(report.kept))
         self.last_undock = report
 
     def close(self) -> None:

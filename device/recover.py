@@ -21,6 +21,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from evidence_store.clip.clock import CLOCK_UNSYNCHRONISED
 from evidence_store.clip.devkey import DeviceKey
 from evidence_store.clip.errors import ClipError
 from evidence_store.clip.fsutil import read_regular
@@ -37,9 +38,8 @@ from evidence_store.clip.journal import (
 from evidence_store.clip.manifest import EMERGENCY, Manifest, SegmentRecord
 from evidence_store.clip.outbox import Outbox
 
-from device.clock import CLOCK_UNSYNCHRONISED
 from device.docking import load_enrollment
-from device.errors import DeviceError, NotEnrolledError
+from device.errors import DeviceError
 from device.recorder_api import TRIGGER_ANNOUNCED, Trigger
 from device.sealing import firmware_version, reconcile_chain, seal
 from device.state import ChainHead, RecordingMarker, StateDir, boot_id
@@ -168,10 +168,7 @@ def recover(outbox_dir: str | os.PathLike, state_dir: str | os.PathLike, key: De
         marker = None
         report.marker_set_aside = state.set_marker_aside()
         log.error("%s; set aside as %s", exc, report.marker_set_aside)
-    try:
-        enrollment = load_enrollment(outbox, state, device.device_id, device.public_key)
-    except NotEnrolledError:
-        enrollment = None
+    enrollment = load_enrollment(outbox, state, device.device_id, device.public_key)
     for clip_id in outbox.list_clips().unsealed:
         clip_dir = outbox.clip_dir(clip_id)
         if not any(clip_dir.iterdir()):

@@ -6,6 +6,8 @@
                       and to decide whether to resume
     recording.json.bad  a marker recovery could not read, kept for the runbook (never reused)
     store.vkey        the store's verifier key, pinned at the first enrollment
+    enrollment        the last good enrollment note (in force while the outbox's is missing or bad)
+    clock.json        the last dock time accepted (signed stamp) and the latest time the camera trusted
 
 Every write goes through ``atomic_write``. The chain head is written after the manifest it
 names, so a crash between the two leaves a manifest the head does not know yet;
@@ -19,9 +21,12 @@ import logging
 import os
 import uuid
 from dataclasses import MISSING, asdict, dataclass, fields
+from datetime import datetime
 from pathlib import Path
 
-from evidence_store.clip.fsutil import atomic_write, fsync_dir
+from evidence_store.clip.errors import ClipError
+from evidence_store.clip.fsutil import atomic_write, fsync_dir, read_regular
+from evidence_store.clip.ids import format_time, parse_time
 
 from device.errors import DeviceError
 
@@ -31,6 +36,9 @@ CHAIN_FILE = "chain.json"
 MARKER_FILE = "recording.json"
 BAD_MARKER_SUFFIX = ".bad"
 PINNED_KEY_FILE = "store.vkey"
+ENROLLMENT_COPY_FILE = "enrollment"
+CLOCK_RECORD_FILE = "clock.json"
+MAX_ENROLLMENT_COPY = 64 * 1024  # an enrollment note is a few hundred bytes (outbox.MAX_RECORD_BYTES)
 BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
 # Under systemd with ProcSubset=pid, /proc/sys is hidden. The unit's RuntimeDirectory= (on /run,
 # a tmpfs emptied at every boot; systemd names it in $RUNTIME_DIRECTORY) then holds a random
@@ -226,3 +234,41 @@ class StateDir:
 
     def pin_key(self, vkey: str) -> None:
         atomic_write(self.path / PINNED_KEY_FILE, vkey.encode() + b"\n", mode=0o600)
+
+    # -- the last good enrollment -------------------------------------------------------------
+
+    def enrollment_copy(self) -> bytes | None:
+        """The last good enrollment note as it was accepted (verify it again before use)."""
+        try:
+            return read_regular(self.path / ENROLLMENT_COPY_FILE, MAX_ENROLLMENT_COPY)
+        except FileNotFoundError:
+            return None
+        except (OSError, ClipError) as exc:
+            log.error("the kept enrollment %s is unreadable: %s", self.path / ENROLLMENT_COPY_FILE, exc)
+            return None
+
+    def keep_enrollment(self, data: bytes) -> None:
+        if self.enrollment_copy() != data:
+            atomic_write(self.path / ENROLLMENT_COPY_FILE, data, mode=0o600)
+
+    # -- the clock record ---------------------------------------------------------------------
+
+    def clock_record(self) -> tuple[datetime | None, datetime | None]:
+        """(the last accepted dock stamp's time, the latest time the camera trusted); Nones if
+        there is no record. A damaged record counts as none (logged): it only makes the camera
+        less strict, and the state folder is the camera's own."""
+        try:
+            data = self._read_json(CLOCK_RECORD_FILE)
+            if data is None:
+                return None, None
+            stamp, known = data.get("last_stamp"), data.get("last_known")
+            return (parse_time(stamp, CLOCK_RECORD_FILE) if stamp is not None else None,
+                    parse_time(known, CLOCK_RECORD_FILE) if known is not None else None)
+        except (DeviceError, ClipError, AttributeError) as exc:
+            log.error("the clock record %s is damaged, ignored: %s", self.path / CLOCK_RECORD_FILE, exc)
+            return None, None
+
+    def write_clock_record(self, last_stamp: datetime | None, last_known: datetime | None) -> None:
+        body = {"last_stamp": format_time(last_stamp) if last_stamp else None,
+                "last_known": format_time(last_known) if last_known else None}
+        atomic_write(self.path / CLOCK_RECORD_FILE, json.dumps(body, sort_keys=True).encode() + b"\n", mode=0o600)

@@ -10,11 +10,11 @@ import logging
 import os
 from pathlib import Path
 
+from evidence_store.clip.clock import Clock
 from evidence_store.clip.devkey import DevicePublicKey
 from evidence_store.clip.ids import format_time
 from evidence_store.clip.outbox import Outbox
 
-from dock._clock import Clock
 from dock.errors import DockError
 from dock.scan import read_device
 
@@ -36,7 +36,7 @@ def enroll(store, outbox_path: str | os.PathLike, device_id: str, clock: Clock) 
     note = store.enroll(device_id, record.public_key)
     try:
         outbox.write_enrollment(note)
-        outbox.write_clock(clock.now())
+        outbox.write_clock(store.clock_note(device_id, clock.now()))
     except OSError as exc:
         raise DockError(f"{outbox_path}: enrolled in the store, but cannot write onto the camera: {exc.strerror or exc}",
                         "hint: dock the camera again; every docking writes the enrollment note") from None

@@ -34,9 +34,9 @@ import threading
 import traceback
 from pathlib import Path
 
+from evidence_store.clip.clock import SystemClock
 from evidence_store.errors import EvidenceError
 
-from dock._clock import SystemClock
 from dock._progress import ProgressBar
 from dock.errors import ConfigError, DockError
 from dock.config import DEFAULT_CONFIG, default_state_dir, load_config

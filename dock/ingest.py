@@ -34,6 +34,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable
 
+from evidence_store.clip.clock import Clock, SystemClock
 from evidence_store.clip.devkey import DevicePublicKey
 from evidence_store.clip.fsutil import UnsafeFileError, atomic_write, open_regular, read_regular
 from evidence_store.clip.ids import SEGMENT_RE, format_time, parse_time
@@ -42,7 +43,6 @@ from evidence_store.clip.manifest import MANIFEST_FILE, Manifest, SegmentRecord,
 from evidence_store.clip.outbox import QUARANTINED, STORED, Outbox, Receipt
 from evidence_store.errors import EvidenceError, IntegrityError
 
-from dock._clock import Clock, SystemClock
 from dock._copy import copy_and_check
 from dock.errors import DockError, NotEnrolledError
 from dock.lock import DeviceLocks
@@ -218,12 +218,13 @@ class Ingester:
         report = dk.report
         scan = scan_outbox(dk.outbox)
         # The time first: the camera adds the time it has spent docked (its own monotonic clock)
-        # to this stamp, so a stamp written after a long ingest would set its clock fast.
+        # to this stamp, so a stamp written after a long ingest would set its clock fast. Signed
+        # by the store key and bound to this camera: the camera takes no other time.
         try:
-            dk.outbox.write_clock(self.clock.now())
+            dk.outbox.write_clock(dk.store.clock_note(dk.device_id, self.clock.now()))
             self._fault("clock-written", None)
-        except OSError as exc:
-            report.errors.append(f"cannot write the clock onto the camera: {exc.strerror or exc}")
+        except (OSError, EvidenceError) as exc:
+            report.errors.append(f"cannot write the clock onto the camera: {getattr(exc, 'strerror', None) or exc}")
             log.error("camera %s: %s", dk.device_id, report.errors[-1])
         for clip_id in list(scan.unsealed):
             # A clearing cut off after the manifest went: the clip is stored and receipted, only

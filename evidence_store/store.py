@@ -36,9 +36,9 @@ import socket
 import sqlite3
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO, Iterator
 
 from evidence_store import db, retention
 from evidence_store import events as ev
@@ -50,7 +50,8 @@ from evidence_store.clip.fsutil import atomic_write, fsync_dir
 from evidence_store.clip.ids import check_clip_id, check_device_id, format_time, parse_time
 from evidence_store.clip.manifest import EMERGENCY, Manifest, manifest_hash, parse_manifest
 from evidence_store.clip.note import NoteSigner, NoteVerifier, generate_signer
-from evidence_store.clip.outbox import NRW, Enrollment, Profile, Receipt
+from evidence_store.clip.clock import Clock, SystemClock
+from evidence_store.clip.outbox import NRW, ClockStamp, Enrollment, Profile, Receipt
 from evidence_store.errors import EvidenceError, IntegrityError, UsageError
 from evidence_store.log import Appended, EventLog
 from evidence_store.objects import HEX64, SHARED_DIR_MODE, LocalObjects, ObjectRef, make_shared_dir
@@ -181,10 +182,6 @@ def _store_umask() -> Iterator[None]:
         os.umask(old)
 
 
-def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -192,16 +189,16 @@ def _sha(data: bytes) -> str:
 class Store:
     """An evidence store. Create with ``Store.init``, open with ``Store.open``.
 
-    ``clock`` (returns an aware UTC datetime) and ``actor`` are seams for tests; the CLI uses the
-    system clock and the effective user.
+    ``clock`` (a ``evidence_store.clip.clock.Clock``: its ``now()`` is aware UTC) and ``actor``
+    are seams for tests; the CLI uses the system clock and the effective user.
     """
 
     def __init__(self, root: Path, config: dict, conn: sqlite3.Connection, *,
-                 clock: Callable[[], datetime] | None = None, actor: str | None = None):
+                 clock: Clock | None = None, actor: str | None = None):
         self.root = root
         self.config = config
         self.conn = conn
-        self.clock = clock or _utcnow
+        self.clock = clock or SystemClock()
         self.actor = actor or current_actor()
         self.objects = LocalObjects(root)
         self.origin: str = config["origin"]
@@ -215,7 +212,7 @@ class Store:
     # -- opening -----------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, root: str | os.PathLike, *, clock: Callable[[], datetime] | None = None,
+    def open(cls, root: str | os.PathLike, *, clock: Clock | None = None,
              actor: str | None = None) -> "Store":
         """Open an existing store. Raises NotAStore (one line, with a hint) and changes nothing
         if ``root`` is not one."""
@@ -239,7 +236,7 @@ class Store:
 
     @classmethod
     def init(cls, root: str | os.PathLike, passphrase: bytes, *, scrypt_log_n: int = DEFAULT_SCRYPT_LOG_N,
-             origin: str | None = None, clock: Callable[[], datetime] | None = None,
+             origin: str | None = None, clock: Clock | None = None,
              actor: str | None = None, retention_days: int = 14) -> "Store":
         """Create a store in ``root`` (missing or empty): identity (age scrypt file), log key,
         database with an empty signed checkpoint. Returns the open store. Raises UsageError if
@@ -265,7 +262,7 @@ class Store:
             atomic_write(root / RECIPIENTS_FILE, f"{identity.recipient}\n".encode(), mode=0o644)
             atomic_write(root / IDENTITY_FILE, encrypt_identity(identity, Passphrase(passphrase, scrypt_log_n)),
                          mode=KEY_MODE)
-            now = (clock or _utcnow)()
+            now = (clock or SystemClock()).now()
             config = {"format": STORE_FORMAT, "origin": origin, "created_at": format_time(now),
                       "retention_days": retention_days, "run_interval_minutes": 60}
             conn = db.connect(root / db.DB_FILE, create=True)
@@ -323,7 +320,7 @@ class Store:
         return decrypt_identity(data, Passphrase(passphrase))
 
     def now(self) -> datetime:
-        return self.clock()
+        return self.clock.now()
 
     def _log(self, writable: bool = False) -> EventLog:
         return EventLog(self.conn, self.origin, self.signer if writable else None, self.verifier)
@@ -413,6 +410,12 @@ class Store:
         info = self._require_device(device_id)
         return Enrollment(device_id, info.public_key, self.recipients, info.profile, info.officer,
                           self.verifier_key, format_time(self.now())).sign(self.signer)
+
+    def clock_note(self, device_id: str, at: datetime) -> bytes:
+        """The dock's time ``at`` for camera ``device_id``, signed by the store key: the camera
+        takes no time that the store did not sign (outbox.ClockStamp)."""
+        self._require_device(device_id)
+        return ClockStamp(device_id, format_time(at)).sign(self.signer)
 
     def record_docking(self, device_id: str, at: datetime) -> datetime | None:
         """Remember a docking time; returns the previous one (the dock flags older manifests)."""

@@ -45,7 +45,9 @@ def format_time(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError("naive datetime: the camera and store only use aware UTC times")
     moment = moment.astimezone(timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # Four-digit year always: strftime writes year 1 as "1", which parse_time (rightly) refuses,
+    # and a camera whose clock said year 1 could then never seal its clip.
+    return f"{moment.year:04d}" + moment.strftime("-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def parse_time(text: str, what: str = "time") -> datetime:

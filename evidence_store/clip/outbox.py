@@ -2,7 +2,7 @@
 
     device.json          device id and public key                 written by the camera at init
     enrollment           signed note by the store key: recipients, profile, officer, verifier key
-    clock                the dock's time at the last docking
+    clock                signed note by the store key: the dock's time at the last docking, for this device
     clips/<clip-id>/     seg-NNNNN.age, journal, manifest (written last, atomically: present = sealed)
     receipts/<clip-id>   signed note by the store key: the clip is durably stored (or quarantined)
 
@@ -24,7 +24,7 @@ from evidence_store.clip import canonical, note
 from evidence_store.clip.devkey import DevicePublicKey
 from evidence_store.clip.errors import FormatError
 from evidence_store.clip.fsutil import UnsafeFileError, atomic_write, fsync_dir, read_regular, require_plain_dir
-from evidence_store.clip.ids import check_clip_id, check_device_id, format_time, parse_time
+from evidence_store.clip.ids import check_clip_id, check_device_id, parse_time
 from evidence_store.clip.manifest import MANIFEST_FILE
 
 DEVICE_FILE = "device.json"
@@ -35,7 +35,7 @@ RECEIPTS_DIR = "receipts"
 DEVICE_FORMAT = "bodycam-device/v1"
 ENROLLMENT_FORMAT = "bodycam-enrollment/v1"
 RECEIPT_FORMAT = "bodycam-receipt/v1"
-CLOCK_FORMAT = "bodycam-clock/v1"
+CLOCK_FORMAT = "bodycam-clock/v2"  # v1 was unsigned: anyone with the USB cable set the time
 MAX_RECORD_BYTES = 64 * 1024
 STORED = "stored"
 QUARANTINED = "quarantined"
@@ -142,6 +142,40 @@ class Receipt:
         return receipt
 
 
+@dataclass(frozen=True)
+class ClockStamp:
+    """The dock's time for one camera, signed by the store key.
+
+    Bound to ``device_id``, so a stamp copied from another camera is refused; the camera also
+    refuses a stamp not later than the last one it accepted (a replayed copy of an old one).
+    """
+
+    device_id: str
+    time: str
+
+    @property
+    def moment(self) -> datetime:
+        return parse_time(self.time, CLOCK_FILE)
+
+    def sign(self, signer: "note.NoteSigner") -> bytes:
+        body = {"format": CLOCK_FORMAT} | asdict(self)
+        return note.sign_note(canonical.dumps(body).decode() + "\n", signer)
+
+    @classmethod
+    def open(cls, data: bytes, verifier_key: str) -> "ClockStamp":
+        """Verify (against the pinned store key) and parse a clock note. Raises FormatError or
+        SignatureError (both ClipError)."""
+        note.open_note(data, note.NoteVerifier.from_vkey(verifier_key))
+        record = _json_record(_note_text(data, CLOCK_FILE).encode(), CLOCK_FILE, CLOCK_FORMAT)
+        try:
+            stamp = cls(**record)
+        except TypeError:
+            raise FormatError(f"{CLOCK_FILE}: unexpected fields") from None
+        check_device_id(stamp.device_id)
+        stamp.moment  # noqa: B018 -- raises FormatError for a malformed time
+        return stamp
+
+
 def _note_text(data: bytes, what: str) -> str:
     text, sep, _ = data.decode("utf-8", errors="replace").rpartition("\n\n")
     if not sep:
@@ -184,6 +218,11 @@ class Outbox:
         except UnsafeFileError as exc:
             raise FormatError(str(exc)) from None
 
+    def read_record(self, name: str) -> bytes | None:
+        """The bytes of the record ``name`` (at most MAX_RECORD_BYTES; never a link or special
+        file), None if there is none. Raises FormatError for an unsafe or oversized file."""
+        return self._read(name)
+
     def init(self, record: DeviceRecord) -> None:
         for sub in ("", CLIPS_DIR, RECEIPTS_DIR):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
@@ -202,16 +241,32 @@ class Outbox:
         data = self._read(ENROLLMENT_FILE)
         return None if data is None else Enrollment.open(data, verifier_key)
 
-    def write_clock(self, moment: datetime, source: str = "dock") -> None:
-        body = {"format": CLOCK_FORMAT, "time": format_time(moment), "source": source}
-        atomic_write(self.root / CLOCK_FILE, canonical.dumps(body) + b"\n")
+    def write_clock(self, data: bytes) -> None:
+        """Write a signed ClockStamp note (``Store.clock_note``)."""
+        atomic_write(self.root / CLOCK_FILE, data)
 
-    def clock(self) -> tuple[datetime, str] | None:
+    def clock(self, verifier_key: str) -> ClockStamp | None:
+        """The verified clock stamp, or None if there is none. Raises ClipError if it is not valid."""
         data = self._read(CLOCK_FILE)
-        if data is None:
+        return None if data is None else ClockStamp.open(data, verifier_key)
+
+    def set_aside(self, name: str) -> str | None:
+        """Rename the record ``name`` (ENROLLMENT_FILE, CLOCK_FILE or ``receipts/<clip id>``) that
+        the camera refused to a hidden ``.<name>.rejected`` beside it (replacing an older one), so
+        that it is not read again and stays for whoever looks into the partition. Returns the
+        new name, None if there was nothing to rename."""
+        path = self.root / name
+        target = path.with_name(f".{path.name}.rejected")
+        try:
+            os.replace(path, target)
+        except FileNotFoundError:
             return None
-        record = _json_record(data, CLOCK_FILE, CLOCK_FORMAT)
-        return parse_time(record.get("time"), CLOCK_FILE), str(record.get("source", "dock"))
+        except OSError:
+            # A folder planted under the record's name: out of the way, under a fresh name.
+            target = path.with_name(f".{path.name}.rejected-{os.urandom(4).hex()}")
+            os.replace(path, target)
+        fsync_dir(path.parent)
+        return str(target.relative_to(self.root))
 
     # -- clips -------------------------------------------------------------------------------
 

@@ -48,7 +48,7 @@ def emergency_latency(presses: int = PRESSES) -> list[dict]:
 
     from device import hardware as hw
     from device.camera.synthetic import SyntheticCamera
-    from device.clock import SystemClock
+    from evidence_store.clip.clock import SystemClock
     from device.config import ControlsConfig, PinsConfig
     from device.controller import Controller, State
     from device.recorder import EncryptingRecorder
@@ -98,7 +98,7 @@ def _make_stream(path: Path, seconds: int) -> None:
 
 
 def _encrypted_run(cam, units, width, height, fps) -> float:
-    from device.clock import FakeClock
+    from tests.clock import FakeClock
     from device.recorder import EncryptingRecorder
     from device.recorder_api import Trigger
 
@@ -119,7 +119,7 @@ def _encrypted_run(cam, units, width, height, fps) -> float:
 
 
 def _plain_run(folder: Path, units, width, height, fps) -> float:
-    from device.clock import FakeClock
+    from tests.clock import FakeClock
 
     clock = FakeClock(datetime(2024, 5, 1, 10, tzinfo=timezone.utc))
     camera = ReplayCamera(clock, units, width=width, height=height, fps=fps, realtime=False)

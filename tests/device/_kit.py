@@ -13,7 +13,7 @@ from evidence_store.clip import note
 from evidence_store.clip.age import Identity, Salvage, read_chunks
 from evidence_store.clip.devkey import DeviceKey
 from evidence_store.clip.ids import format_time
-from evidence_store.clip.outbox import NRW, DeviceRecord, Enrollment, Outbox, Profile
+from evidence_store.clip.outbox import NRW, ClockStamp, DeviceRecord, Enrollment, Outbox, Profile
 
 DEVICE_ID = "cam-0042"
 START = datetime(2024, 5, 1, 10, 0, 0, tzinfo=timezone.utc)
@@ -36,6 +36,13 @@ class Camera:
         enrollment = Enrollment(DEVICE_ID, str(self.key.public), [str(self.identity.recipient)], profile, officer,
                                 signer.verifier_key(), format_time(START))
         self.box.write_enrollment(enrollment.sign(signer))
+
+    def stamp_clock(self, moment: datetime, *, device_id: str = DEVICE_ID,
+                    signer: note.NoteSigner | None = None) -> bytes:
+        """Write the dock's time as the store would (a signed clock note); returns the note."""
+        data = ClockStamp(device_id, format_time(moment)).sign(signer or self.signer)
+        self.box.write_clock(data)
+        return data
 
     def identity_file(self) -> Path:
         path = self.outbox.parent / "store-identity.txt"

@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from device.clock import FakeClock
+from tests.clock import FakeClock
 from device.config import ControlsConfig, PinsConfig
 from device.controller import Controller
 from device.hardware import Hardware

@@ -81,6 +81,22 @@ class FakeRecorder:
         return [method for method, _ in self.calls if method not in ("can_start", "poll")]
 
 
+class FakeGadget:
+    """A UsbGadget (device.docking) that records the calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, ...]] = []
+        self.attached_serial: str | None = None
+
+    def attach(self, serial: str) -> None:
+        self.calls.append(("attach", serial))
+        self.attached_serial = serial
+
+    def detach(self) -> None:
+        self.calls.append(("detach",))
+        self.attached_serial = None
+
+
 class FakeNotifier:
     """An SdNotifier stand-in that keeps what it was told."""
 

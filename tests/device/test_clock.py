@@ -4,7 +4,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from device.clock import CLOCK_CLI, CLOCK_DOCK, Clock, FakeClock, SetClock, SystemClock, system_clock_source
+from evidence_store.clip.clock import CLOCK_CLI, CLOCK_DOCK, Clock, SystemClock, system_clock_source
+
+from device.clock import FIRMWARE_BUILT, SetClock, check_dock_time
+from tests.clock import FakeClock
 
 START = datetime(2024, 5, 1, 10, 0, tzinfo=timezone.utc)
 
@@ -57,3 +60,25 @@ def test_systemclock_is_aware_and_follows_timesync_flag(tmp_path):
     assert system_clock_source(flag) == "unsynchronised"
     flag.touch()
     assert system_clock_source(flag) == "ntp"
+
+
+def test_check_dock_time_before_firmware_build_refused():
+    assert "before this firmware was built" in check_dock_time(FIRMWARE_BUILT - timedelta(days=1), None)
+    assert "before this firmware was built" in check_dock_time(datetime(1, 1, 1, tzinfo=timezone.utc), None)
+
+
+def test_check_dock_time_far_future_year_refused():
+    assert "not a plausible year" in check_dock_time(datetime(9999, 12, 31, tzinfo=timezone.utc), None)
+
+
+def test_check_dock_time_behind_last_known_beyond_tolerance_refused():
+    known = FIRMWARE_BUILT + timedelta(days=30)
+    assert check_dock_time(known - timedelta(minutes=5), known) is None  # drift within the tolerance
+    assert "earlier than the camera's last known time" in check_dock_time(known - timedelta(days=15), known)
+    assert check_dock_time(known + timedelta(days=3), known) is None
+
+
+def test_fakeclock_advance_takes_timedelta_fields():
+    clock = FakeClock(START)
+    assert clock.advance(days=1, hours=2) == START + timedelta(days=1, hours=2)
+    assert clock.monotonic() == 1000.0 + 26 * 3600

@@ -691,7 +691,7 @@ def test_controller_nrw_dock_undock_enrollment_change_never_start_camera(mock_fa
     from evidence_store.clip import note
     from evidence_store.clip.outbox import Profile
 
-    from device.docking import FakeGadget
+    from tests.device.fakes import FakeGadget
     from tests.device._kit import make_camera
     from tests.device.conftest import Rig
     from tests.device.test_recorder import make_recorder

@@ -3,7 +3,7 @@ only genuine receipts for the manifest on the camera delete anything."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import pytest
@@ -12,10 +12,12 @@ from evidence_store.clip import note
 from evidence_store.clip.manifest import MANIFEST_FILE, manifest_hash
 from evidence_store.clip.outbox import Profile, Receipt
 
-from device.docking import ConfigfsGadget, DockClock, FakeGadget, PowerDockSignal
+from device.clock import DockClock
+from device.docking import ConfigfsGadget, PowerDockSignal
 from device.errors import HardwareError
 from device.recorder_api import Trigger
 from tests.device._kit import DEVICE_ID, clip_dirs, make_camera
+from tests.device.fakes import FakeGadget
 from tests.device.test_recorder import make_recorder, record
 
 
@@ -115,8 +117,8 @@ def test_undock_sets_clock_from_dock(tmp_path, clock):
     dock_clock = DockClock(clock)
     recorder, camera = make_recorder(cam, dock_clock, gadget=FakeGadget())
     recorder.dock()
-    dock_time = clock.now() + timedelta(days=400)
-    cam.box.write_clock(dock_time)
+    dock_time = datetime(2026, 12, 1, 8, 0, tzinfo=timezone.utc)
+    cam.stamp_clock(dock_time)
     clock.advance(10)
     recorder.undock()
     assert abs((dock_clock.now() - (dock_time + timedelta(seconds=10))).total_seconds()) < 0.01
