@@ -32,6 +32,7 @@ from evidence_store import merkle, retention
 from evidence_store.clip.ids import format_time, new_clip_id
 from evidence_store.store import Store
 from evidence_store.verify import verify_store
+from tests.clock import FakeClock
 
 PASSPHRASE = b"bench"
 APPEND_EVENTS = 100_000
@@ -126,7 +127,7 @@ def bench_verify_and_proof(tmp: Path) -> list[dict]:
 
 def bench_expire(tmp: Path) -> dict:
     now = T0 + timedelta(days=30)
-    store = _new_store(tmp / "expire", clock=lambda: now)
+    store = _new_store(tmp / "expire", clock=FakeClock(now))
     clips, segments, objects = [], [], []
     for i in range(EXPIRE_CLIPS):
         started = now - timedelta(days=20 if i % 2 == 0 else 5, seconds=i)

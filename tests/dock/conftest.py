@@ -4,7 +4,6 @@ clips (tests/clipfactory.py), a fake clock, and an ingester wired to them."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -12,27 +11,10 @@ import pytest
 from evidence_store.clip.outbox import DeviceRecord, Outbox
 from evidence_store.store import Store
 from tests.clipfactory import DeviceFixture, make_clip
+from tests.clock import FakeClock
 
 from dock.ingest import Ingester
 from dock.lock import DeviceLocks
-
-
-class FakeClock:
-    """Starts at the real time (the clip factory dates clips from it); moves only when told."""
-
-    def __init__(self, start: datetime | None = None):
-        self._now = start or datetime.now(timezone.utc)
-        self._mono = 1000.0
-
-    def now(self) -> datetime:
-        return self._now
-
-    def monotonic(self) -> float:
-        return self._mono
-
-    def advance(self, seconds: float) -> None:
-        self._now += timedelta(seconds=seconds)
-        self._mono += seconds
 
 
 @dataclass

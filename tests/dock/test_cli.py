@@ -85,7 +85,7 @@ def test_cli_enroll_writes_enrollment_and_clock(store_root, tmp_path, capsys):
         assert store.device("cam-11") is not None
         assert outbox.enrollment(store.verifier_key).device_id == "cam-11"
         assert [e["kind"] for e in store.events()] == ["enroll"]
-    assert outbox.clock() is not None
+        assert outbox.clock(store.verifier_key).device_id == "cam-11"
 
 
 def test_cli_enroll_device_id_differs_refused(store_root, tmp_path, capsys):

@@ -26,7 +26,8 @@ from evidence_store.store import Store
 from dock.ingest import Ingester
 from dock.lock import DeviceLocks
 
-from tests.dock.conftest import FakeClock, new_camera
+from tests.clock import FakeClock
+from tests.dock.conftest import new_camera
 from tests.dock.helpers import assert_store_sound, outbox_clip_names, stored_clips
 
 REPO = Path(__file__).resolve().parents[2]

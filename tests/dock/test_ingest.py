@@ -160,8 +160,8 @@ def test_ingest_writes_clock_and_current_enrollment_onto_camera(camera, ingester
     store.assign(camera.device_id, "PK-0815")
     clock.advance(60)
     assert ingester.ingest(camera.outbox.root).ok
-    moment, source = camera.outbox.clock()
-    assert abs((moment - clock.now()).total_seconds()) < 0.01 and source == "dock"
+    stamp = camera.outbox.clock(store.verifier_key)  # signed by the store, for this camera
+    assert abs((stamp.moment - clock.now()).total_seconds()) < 0.01 and stamp.device_id == camera.device_id
     enrollment: Enrollment = camera.outbox.enrollment(store.verifier_key)
     assert enrollment.officer == "PK-0815" and enrollment.recipients == store.recipients
     assert store.device(camera.device_id).last_docking is not None
@@ -260,14 +260,14 @@ def test_ingest_clip_due_within_the_hour_left_for_review(camera, ingester, store
         assert s.clip(soon.clip_id).state == "stored"
 
 
-def test_ingest_clock_stamp_is_the_docking_start_not_its_end(camera, make_ingester, clock):
+def test_ingest_clock_stamp_is_the_docking_start_not_its_end(camera, make_ingester, store, clock):
     # The camera adds its own measured docked time to the stamp; a stamp taken after a long copy
     # would set every later manifest's time fast by the length of the ingest.
     camera.clip()
     start = clock.now()
     report = make_ingester(progress=lambda done, total, label: clock.advance(600)).ingest(camera.outbox.root)
     assert report.ok and clock.now() > start
-    assert abs((camera.outbox.clock()[0] - start).total_seconds()) < 0.001  # stamps keep milliseconds
+    assert abs((camera.outbox.clock(store.verifier_key).moment - start).total_seconds()) < 0.001  # stamps keep ms
 
 
 def test_ingest_progress_ends_at_total_when_a_clip_was_already_stored(camera, make_ingester, tmp_path):

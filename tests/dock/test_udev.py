@@ -167,7 +167,7 @@ def test_udev_loop_mounted_ext4_camera_ingested_with_safe_options(camera, make_i
     try:
         seen = Outbox(check)
         assert outbox_clip_names(seen) == [] and sorted(seen.receipt_ids()) == sorted(c.clip_id for c in clips)
-        assert seen.clock() is not None
+        assert seen.clock(store.verifier_key).device_id == camera.device_id
     finally:
         subprocess.run(["umount", str(check)], check=True)
 

@@ -13,25 +13,12 @@ from evidence_store.clip.journal import parse_journal
 from evidence_store.clip.devkey import DevicePublicKey
 from evidence_store.store import Store
 from tests.clipfactory import DeviceFixture, make_clip
+from tests.clock import FakeClock
 
 PASSPHRASE = b"correct horse battery staple"
 #: scrypt 2^10 instead of age's 2^18: tests open the identity many times.
 TEST_LOG_N = 10
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=timezone.utc)
-
-
-class FakeClock:
-    """A clock the test moves by hand (STYLE.md: inject the clock, never patch datetime)."""
-
-    def __init__(self, now: datetime = T0):
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kwargs) -> datetime:
-        self.now += timedelta(**kwargs)
-        return self.now
 
 
 @pytest.fixture(autouse=True)
@@ -41,7 +28,7 @@ def _low_scrypt(monkeypatch):
 
 @pytest.fixture
 def clock():
-    return FakeClock()
+    return FakeClock(T0)
 
 
 @pytest.fixture
@@ -75,7 +62,7 @@ def add_clip(store, camera, tmp_path, clock):
     outbox = tmp_path / "outbox"
 
     def add(age: timedelta = timedelta(hours=1), **kwargs):
-        kwargs.setdefault("started_at", clock() - age)
+        kwargs.setdefault("started_at", clock.now() - age)
         clip = make_clip(outbox, kwargs.pop("device", camera), store.recipients, **kwargs)
         put_and_ingest(store, clip)
         return clip

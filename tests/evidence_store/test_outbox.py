@@ -10,7 +10,8 @@ import pytest
 from evidence_store.clip import note, outbox
 from evidence_store.clip.devkey import DeviceKey
 from evidence_store.clip.errors import FormatError, SignatureError
-from evidence_store.clip.outbox import NRW, DeviceRecord, Enrollment, Outbox, Receipt
+from evidence_store.clip.ids import format_time
+from evidence_store.clip.outbox import NRW, ClockStamp, DeviceRecord, Enrollment, Outbox, Receipt
 
 CLIP = "019a0b1c-2d3e-7f40-8a5b-6c7d8e9fa0b1"
 OTHER_CLIP = "019a0b1c-2d3e-7f40-8a5b-6c7d8e9fa0b2"
@@ -47,9 +48,28 @@ def test_outbox_missing_device_record_raises(tmp_path):
 
 def test_outbox_clock_round_trips(box):
     moment = datetime(2026, 11, 25, 10, 0, 0, 123000, tzinfo=timezone.utc)
-    box.write_clock(moment)
-    assert box.clock() == (moment, "dock")
-    assert (box.root / "clock").read_bytes() == b'{"format":"bodycam-clock/v1","source":"dock","time":"2026-11-25T10:00:00.123Z"}\n'
+    box.write_clock(ClockStamp("cam-0042", format_time(moment)).sign(STORE))
+    stamp = box.clock(STORE.verifier_key())
+    assert stamp == ClockStamp("cam-0042", "2026-11-25T10:00:00.123Z") and stamp.moment == moment
+    assert (box.root / "clock").read_bytes().startswith(
+        b'{"device_id":"cam-0042","format":"bodycam-clock/v2","time":"2026-11-25T10:00:00.123Z"}\n\n')
+
+
+def test_outbox_clock_unsigned_or_signed_by_another_key_refused(box):
+    (box.root / "clock").write_bytes(b'{"format":"bodycam-clock/v1","source":"dock","time":"2026-11-25T10:00:00.123Z"}\n')
+    with pytest.raises(FormatError):
+        box.clock(STORE.verifier_key())
+    box.write_clock(ClockStamp("cam-0042", "2026-11-25T10:00:00.123Z").sign(INTRUDER))
+    with pytest.raises(SignatureError):
+        box.clock(STORE.verifier_key())
+
+
+def test_outbox_set_aside_hides_a_record_and_replaces_an_older_one(box):
+    for data in (b"first", b"second"):
+        (box.root / "clock").write_bytes(data)
+        assert box.set_aside("clock") == ".clock.rejected"
+    assert (box.root / ".clock.rejected").read_bytes() == b"second" and not (box.root / "clock").exists()
+    assert box.set_aside("clock") is None
 
 
 def test_outbox_enrollment_signed_note_verifies(box):
@@ -143,7 +163,7 @@ def test_outbox_symlinked_record_refused(box, tmp_path):
 def test_outbox_fifo_record_refused_without_hanging(box):
     os.mkfifo(box.root / "clock")
     with pytest.raises(FormatError, match="not a regular file"):
-        box.clock()
+        box.clock(STORE.verifier_key())
 
 
 def test_outbox_oversized_record_refused(box):
@@ -179,5 +199,5 @@ def test_outbox_fifo_planted_at_old_temp_name_does_not_hang_write(tmp_path):
     os.mkfifo(tmp_path / f".clock.tmp-{os.getpid()}")
     from datetime import datetime, timezone
 
-    box.write_clock(datetime(2026, 11, 28, tzinfo=timezone.utc))
-    assert box.clock()[0] == datetime(2026, 11, 28, tzinfo=timezone.utc)
+    box.write_clock(ClockStamp("cam-0042", "2026-11-28T00:00:00.000Z").sign(STORE))
+    assert box.clock(STORE.verifier_key()).moment == datetime(2026, 11, 28, tzinfo=timezone.utc)

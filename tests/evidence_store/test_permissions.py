@@ -16,7 +16,8 @@ import pytest
 from evidence_store.store import Store
 from evidence_store.verify import verify_store
 from tests.clipfactory import DeviceFixture, make_clip
-from tests.evidence_store.conftest import PASSPHRASE, TEST_LOG_N, FakeClock, put_and_ingest
+from tests.clock import FakeClock
+from tests.evidence_store.conftest import PASSPHRASE, TEST_LOG_N, put_and_ingest
 
 #: An unprivileged uid/gid pair no account uses: the expiry service (uid) in the store's group.
 EXPIRE_UID, STORE_GID = 64123, 64124
@@ -43,7 +44,7 @@ def store_with_due_clip(folder: Path):
     store = Store.init(folder, PASSPHRASE, scrypt_log_n=TEST_LOG_N, clock=clock, actor="admin")
     cam = DeviceFixture.new("cam-07")
     store.enroll(cam.device_id, cam.public_key)
-    clip = make_clip(folder.parent / "outbox", cam, store.recipients, started_at=clock() - timedelta(hours=1))
+    clip = make_clip(folder.parent / "outbox", cam, store.recipients, started_at=clock.now() - timedelta(hours=1))
     put_and_ingest(store, clip)
     store.close()
     return clip

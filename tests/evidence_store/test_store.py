@@ -70,8 +70,8 @@ def test_store_assign_reaches_enrollment_note(store, camera):
 
 
 def test_store_record_docking_returns_previous(store, camera, clock):
-    assert store.record_docking(camera.device_id, clock()) is None
-    assert store.record_docking(camera.device_id, clock() + timedelta(hours=1)) == clock()
+    assert store.record_docking(camera.device_id, clock.now()) is None
+    assert store.record_docking(camera.device_id, clock.now() + timedelta(hours=1)) == clock.now()
 
 
 def test_store_put_object_is_read_only_and_idempotent(store):
@@ -200,7 +200,7 @@ def test_store_release_unknown_case_refused(store, add_clip):
 
 def test_store_expire_with_now_without_dry_run_refused(store, clock):
     with pytest.raises(UsageError, match="only previews"):
-        store.expire(now=clock())
+        store.expire(now=clock.now())
 
 
 def test_store_expire_deletes_objects_keeps_tombstone_and_log_verifies(store, add_clip, clock):
@@ -216,7 +216,7 @@ def test_store_expire_deletes_objects_keeps_tombstone_and_log_verifies(store, ad
 
 
 def test_store_expire_quarantine_follows_same_deadline(store, camera, tmp_path, clock):
-    clip = make_clip(tmp_path / "q", camera, store.recipients, started_at=clock() - timedelta(days=3))
+    clip = make_clip(tmp_path / "q", camera, store.recipients, started_at=clock.now() - timedelta(days=3))
     refs = {n: store.put_object(io.BytesIO(d), len(d)) for n, d in clip.segments.items()}
     qid = store.quarantine(reason="bad", device_id="cam-07", clip_id=clip.clip_id, manifest_bytes=clip.manifest_bytes,
                            journal_bytes=clip.journal_bytes, objects=refs)
@@ -267,7 +267,7 @@ def test_store_time_travel_no_unheld_clip_survives_no_held_clip_deleted(store, a
         store.hold(clip_id, case=f"C-{clip_id[:4]}", reason="evidence")
     for _ in range(24 * 16):  # sixteen days of hourly runs
         store.expire()
-        now = clock()
+        now = clock.now()
         for info in store.clips(include_expired=True):
             if info.clip_id in held:
                 assert info.state == "held"
@@ -292,7 +292,7 @@ def test_store_ingest_camera_clock_a_year_ahead_deadline_counts_from_arrival(sto
     clip = add_clip(age=-timedelta(days=365))
     info = store.clip(clip.clip_id)
     assert info.recorded_at == clip.manifest.started_at  # the claim stays visible
-    assert info.deadline == (clock() + timedelta(days=14)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    assert info.deadline == (clock.now() + timedelta(days=14)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
     clock.advance(days=13, hours=22)
     assert store.expire().deleted == []
     clock.advance(hours=1)  # the deadline falls before the next hourly run
@@ -323,13 +323,13 @@ def test_store_expire_removes_orphan_older_than_retention_logs_it_and_stale_tmp(
     # A dock died between copying and ingesting, and its camera never came back.
     old = store.put_object(io.BytesIO(b"ciphertext of a clip never ingested"), 100)
     young = store.put_object(io.BytesIO(b"ciphertext of an ingest still running"), 100)
-    _backdate(store.objects.path(old.sha256), clock() - timedelta(days=14, hours=1))
+    _backdate(store.objects.path(old.sha256), clock.now() - timedelta(days=14, hours=1))
     stale = store.root / "tmp" / "put-123-abcdef"
     stale.write_bytes(b"half a copy")
-    _backdate(stale, clock() - timedelta(days=2))
+    _backdate(stale, clock.now() - timedelta(days=2))
     fresh = store.root / "tmp" / "put-456-abcdef"
     fresh.write_bytes(b"a copy in progress")
-    _backdate(fresh, clock() - timedelta(minutes=5))
+    _backdate(fresh, clock.now() - timedelta(minutes=5))
     result = store.expire()
     assert result.orphans == [old.sha256] and result.removed_tmp == 1
     assert not store.objects.exists(old.sha256)
@@ -343,7 +343,7 @@ def test_store_expire_removes_orphan_older_than_retention_logs_it_and_stale_tmp(
 def test_store_put_object_again_refreshes_time_of_old_orphan(store, clock):
     data = b"the same segment, delivered again"
     ref = store.put_object(io.BytesIO(data), 100)
-    _backdate(store.objects.path(ref.sha256), clock() - timedelta(days=20))
+    _backdate(store.objects.path(ref.sha256), clock.now() - timedelta(days=20))
     store.put_object(io.BytesIO(data), 100)  # the camera came back: its ingest is about to commit
     assert store.expire().orphans == []
     assert store.objects.read(ref.sha256) == data
