@@ -281,9 +281,13 @@ class Ingester:
         except OSError as exc:
             dk.report.errors.append(f"cannot write the enrollment onto the camera: {exc.strerror or exc}")
             log.error("camera %s: %s", dk.device_id, dk.report.errors[-1])
-        # The previous docking dates the "recorded before the last docking" flag. A docking that
-        # left clips behind is not recorded, so a rerun flags exactly as the first run would have.
-        if not dk.report.errors and all(c.outcome != OUT_SKIPPED for c in dk.report.clips):
+        # The previous docking dates the "recorded before the last docking" flag, and the store
+        # counts a clip's deadline from no earlier than it (retention.earliest_start): so it is
+        # recorded only when every clip begun before it is in the store. A docking that left
+        # clips behind (skipped, or still unsealed: a recording in progress in a watched folder)
+        # is not recorded, so a rerun flags exactly as the first run would have.
+        if (not dk.report.errors and not dk.report.unsealed
+                and all(c.outcome != OUT_SKIPPED for c in dk.report.clips)):
             dk.store.record_docking(dk.device_id, now)
             self._fault("docking-recorded", None)
 

@@ -7,6 +7,9 @@ because the recorded person asked for a review. So:
 * deadline = recording start + retention; a policy may shorten the 14 days, never lengthen them;
   the recording start is what the camera claims, but never later than the item's arrival: a
   camera clock running a year ahead must not buy its clip a year of storage (``basis``);
+* nor earlier than the camera's previous docking for a clip that the device chain proves was
+  recorded after it: a camera clock set back must not have a new recording deleted at once as a
+  late arrival (``earliest_start``; the store records the corrected start, the clip is flagged);
 * the expiry timer runs every ``run_interval``; a run deletes everything that falls due *before
   the next run* (plus a few minutes of slack: the next run may start late), because waiting for
   the next run would keep it past its deadline;
@@ -100,6 +103,23 @@ def basis(started_at: datetime, arrived_at: datetime) -> datetime:
     and so a later deadline; the recording certainly existed when it reached the store.
     """
     return min(started_at, arrived_at)
+
+
+#: The flag of a clip whose claimed start was impossible and counts from the previous docking.
+FLAG_START_CORRECTED = "start-before-previous-docking"
+
+
+def earliest_start(claimed: datetime, previous_docking: datetime | None) -> datetime:
+    """The start the deadline counts from for a clip the store accepts into its device's chain.
+
+    Such a clip has a sequence number above every clip stored so far, and a docking is recorded
+    only when every sealed clip on the camera was stored or quarantined (the camera seals its
+    recording when docked): so it was recorded after the previous docking, whatever its camera's
+    clock claims. Earlier than that is impossible; the earliest possible start is the docking.
+    """
+    if previous_docking is not None and claimed < previous_docking:
+        return previous_docking
+    return claimed
 
 
 def deadline(started_at: datetime, policy: Policy) -> datetime:

@@ -484,11 +484,14 @@ class Store:
                 tx.append(ev.Event(ev.GAP, tx.time, f"device:{device.device_id}", device=device.device_id,
                                    personal={"actor": self.actor},
                                    data={"sequence": missing, "cause": "missing from the device chain"}))
-            started = parse_time(manifest.started_at, "manifest started_at")
-            # The claimed start stays in the index and the leaf (it is what the camera said); the
-            # deadline counts from it, but never from later than now (retention.basis).
+            claimed = parse_time(manifest.started_at, "manifest started_at")
+            # The deadline counts from the start, but never from later than now (retention.basis)
+            # and never from a start the chain proves impossible (retention.earliest_start): the
+            # corrected start is what the index and the leaf hold, the claim stays in the leaf.
+            started = retention.earliest_start(claimed, device.last_docking)
             late = tx.now > retention.deadline(retention.basis(started, tx.now), self.policy)
-            all_flags = sorted(set(flags) | ({"late"} if late else set()))
+            all_flags = sorted(set(flags) | ({"late"} if late else set())
+                               | ({retention.FLAG_START_CORRECTED} if started != claimed else set()))
             officer = manifest.officer or device.officer
             self.conn.execute(
                 "INSERT INTO clips (clip_id, device_id, sequence, officer, trigger, started_at, ended_at, homes, "
@@ -520,10 +523,15 @@ class Store:
                 personal=personal,
                 data={"sequence": manifest.sequence, "manifest": mhash, "journal": journal_ref.sha256,
                       "trigger": manifest.trigger, "started_at": format_time(started),
+                      **({"claimed_started_at": format_time(claimed)} if started != claimed else {}),
                       "objects": [{"name": s.name, "sha256": s.sha256, "bytes": s.bytes,
                                    "state": segment_states.get(s.name, "cut" if s.cut else "whole")}
                                   for s in manifest.segments],
                       "flags": all_flags}))
+        if started != claimed:
+            log.warning("clip %s (device %s, sequence %d) claims to start at %s, before the camera's previous "
+                        "docking at %s: its deadline counts from the docking", manifest.clip_id, manifest.device_id,
+                        manifest.sequence, format_time(claimed), format_time(started))
         log.info("ingested clip %s (device %s, sequence %d)%s", manifest.clip_id, manifest.device_id,
                  manifest.sequence, " late" if late else "")
         return IngestResult(manifest.clip_id, mhash, already=False, event_index=appended.index, gaps=gaps, late=late)

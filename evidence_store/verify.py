@@ -45,8 +45,9 @@ from typing import Callable, Iterable
 
 from evidence_store import checkpoint as cpmod
 from evidence_store import events as ev
-from evidence_store import merkle
+from evidence_store import merkle, retention
 from evidence_store.clip.devkey import DevicePublicKey
+from evidence_store.clip.ids import parse_time
 from evidence_store.clip.journal import parse_journal
 from evidence_store.clip.manifest import parse_manifest
 from evidence_store.db import DB_FILE, snapshot
@@ -507,6 +508,28 @@ def _check_clips(store, wanted: set[str] | None, faults: list[Fault]) -> None:
                                     HINT_CLIP))
         if manifest.clip_id != clip_id:
             faults.append(Fault(INDEX_MISMATCH, where, f"its manifest is for clip {manifest.clip_id}", HINT_CLIP))
+        if event is not None:
+            _check_start(event, manifest, where, faults)
+
+
+def _check_start(event: dict, manifest, where: str, faults: list[Fault]) -> None:
+    """The start the deadline counts from (the event's ``started_at``) is the signed manifest's,
+    or, for a clip whose claim was impossible (retention.earliest_start), a later one with the
+    claim kept as ``claimed_started_at`` and the clip flagged."""
+    try:
+        claimed = parse_time(event.get("claimed_started_at", event.get("started_at")))
+        started = parse_time(event.get("started_at"))
+        signed = parse_time(manifest.started_at)
+    except EvidenceError:
+        faults.append(Fault(INDEX_MISMATCH, where, "the ingest event or the manifest has no valid start", HINT_CLIP))
+        return
+    if claimed != signed:
+        faults.append(Fault(INDEX_MISMATCH, where, "the ingest event's start differs from the signed manifest's",
+                            HINT_CLIP))
+    elif "claimed_started_at" in event and not (
+            started > claimed and retention.FLAG_START_CORRECTED in (event.get("flags") or [])):
+        faults.append(Fault(INDEX_MISMATCH, where, "the ingest event corrects the start without a later start "
+                            "and the flag", HINT_CLIP))
 
 
 # -- 7. index rows against the log -------------------------------------------------------------
