@@ -15,6 +15,7 @@ from device.config import parse_config
 from device.docking import (GADGET_REQUEST_FILE, GADGET_STATE_FILE, GadgetRequestError, RequestedGadget,
                             parse_gadget_request, serve_gadget_requests)
 from device.errors import ConfigError, HardwareError
+from tests.clock import FakeClock
 from tests.device._kit import DEVICE_ID
 
 PARTITION = "/dev/mmcblk0p3"
@@ -61,19 +62,24 @@ class Helper:
 
 
 class FakeTime:
-    """``monotonic`` and ``sleep`` for RequestedGadget; ``on_sleep`` runs once per sleep."""
+    """``monotonic`` and ``sleep`` for RequestedGadget on the test clock (tests/clock.py); a sleep
+    moves it on. ``on_sleep`` runs once per sleep."""
 
     def __init__(self, on_sleep=None):
-        self.now = 1000.0
+        self.clock = FakeClock()
         self.sleeps = 0
         self.on_sleep = on_sleep
 
+    @property
+    def now(self) -> float:
+        return self.clock.monotonic()
+
     def monotonic(self) -> float:
-        return self.now
+        return self.clock.monotonic()
 
     def sleep(self, seconds: float) -> None:
         self.sleeps += 1
-        self.now += seconds
+        self.clock.advance(seconds)
         if self.on_sleep is not None:
             self.on_sleep()
 
