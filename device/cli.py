@@ -30,7 +30,7 @@ from pathlib import Path
 from evidence_store.clip.clock import CLOCK_CLI, SystemClock
 from evidence_store.clip.devkey import DeviceKey
 from evidence_store.clip.errors import ClipError
-from evidence_store.clip.outbox import CLIPS_DIR, RECEIPTS_DIR, DeviceRecord, Outbox
+from evidence_store.clip.outbox import CLIPS_DIR, RECEIPTS_DIR, DeviceRecord, Enrollment, Outbox
 
 from device.clock import DockClock, SetClock
 from device.errors import ConfigError, DeviceError
@@ -140,7 +140,17 @@ def _status(outbox: Path) -> dict:
         raise DeviceError(str(exc), f"run: {PROG} init --outbox {outbox} --device-id ID") from None
     state = default_state_dir(outbox)
     try:
-        enrollment = box.enrollment(StateDir(state).pinned_key() if state.exists() else None)
+        pinned = StateDir(state).pinned_key() if state.exists() else None
+        try:
+            enrollment = box.enrollment(pinned)
+        except ClipError:
+            enrollment = None
+            if pinned is None:
+                raise
+        if enrollment is None and pinned is not None:
+            # The outbox's is missing or refused: the camera records with the last good one.
+            kept = StateDir(state).enrollment_copy()
+            enrollment = Enrollment.open(kept, pinned) if kept is not None else None
         enrolled = None if enrollment is None else {
             "officer": enrollment.officer, "profile": enrollment.profile.name,
             "prerecord_max_seconds": enrollment.profile.prerecord_max_seconds,

@@ -7,8 +7,9 @@ left there: the enrollment (recipients, profile, officer), the dock's time, and 
 
 Trust: the outbox is writable by whoever holds the camera's USB port. So the store's verifier key
 is pinned in the state folder at the first enrollment (trust on first use, at the city's own dock);
-every later enrollment and every receipt must verify against the pinned key. A forged receipt
-deletes nothing, and a receipt deletes a clip only if it names the manifest that is on the camera.
+every later enrollment, every clock note and every receipt must verify against the pinned key. A
+forged receipt deletes nothing, and a receipt deletes a clip only if it names the manifest that is
+on the camera. A signed time is still checked for plausibility (device.clock.check_dock_time).
 
 Privilege separation: exposing the partition needs root (umount, fsck, configfs, mount); the
 firmware does not run as root. ``RequestedGadget`` (the firmware's side) writes a request file;

@@ -19,7 +19,7 @@ group-writable (0660, and so its -wal/-shm); folders are 2770 (group inherited),
 Other users get nothing: the group is the boundary. The identity is encrypted to a passphrase, so
 0640 gives the group ciphertext only (and it may live elsewhere, see ``--identity``).
 
-The dock calls enroll/assign/revoke/record_docking/put_object/ingest/quarantine/sign_receipt and
+The dock calls enroll/assign/revoke/record_docking/put_object/ingest/quarantine/sign_receipt/clock_note and
 expire(late_only=True) (dock/ingest.py shows the order); the officers' CLI calls the rest. Every method that changes state runs
 in one ``BEGIN IMMEDIATE`` transaction that appends its events and signs a new checkpoint before it
 commits, so the index, the log and the checkpoint never disagree.

@@ -219,6 +219,19 @@ def test_trust_enrollment_refused_at_start_the_kept_one_is_in_force(tmp_path):
         again.close()
 
 
+def test_trust_enrollment_status_shows_the_kept_one_in_force(tmp_path, capsys):
+    import json
+
+    from device.cli import main
+
+    cam = make_camera(tmp_path)
+    recorder, _ = make_recorder(cam, FakeClock(START))
+    recorder.close()
+    cam.box.write_enrollment(_enrollment(cam, "INTRUDER", START, note.generate_signer("bodycam-store")))
+    assert main(["status", "--outbox", str(cam.outbox), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["enrollment"]["officer"] == "PK-1001"
+
+
 def test_trust_enrollment_newer_signed_one_replaces_the_kept_one(camera_rig):
     cam, recorder, rig, clock = camera_rig
     docking(rig, lambda: cam.box.write_enrollment(_enrollment(cam, "PK-2002", START + timedelta(days=1))))
