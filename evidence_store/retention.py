@@ -109,15 +109,16 @@ def basis(started_at: datetime, arrived_at: datetime) -> datetime:
 FLAG_START_CORRECTED = "start-before-previous-docking"
 
 
-def earliest_start(claimed: datetime, previous_docking: datetime | None) -> datetime:
+def earliest_start(claimed: datetime, previous_docking: datetime | None, arrived: datetime) -> datetime:
     """The start the deadline counts from for a clip the store accepts into its device's chain.
 
     Such a clip has a sequence number above every clip stored so far, and a docking is recorded
-    only when every sealed clip on the camera was stored or quarantined (the camera seals its
-    recording when docked): so it was recorded after the previous docking, whatever its camera's
-    clock claims. Earlier than that is impossible; the earliest possible start is the docking.
+    only when every clip on the camera was stored or quarantined and none was left unsealed (the
+    camera seals its recording when docked): so it was recorded after the previous docking,
+    whatever its camera's clock claims. Earlier than that is impossible; the earliest possible
+    start is the docking. A docking time after the arrival is no bound (it can only be wrong).
     """
-    if previous_docking is not None and claimed < previous_docking:
+    if previous_docking is not None and claimed < previous_docking <= arrived:
         return previous_docking
     return claimed
 

@@ -92,3 +92,20 @@ def test_retention_due_beyond_slack_kept():
 def test_retention_negative_slack_refused():
     with pytest.raises(UsageError, match="slack"):
         Policy(slack=timedelta(minutes=-1))
+
+
+def test_retention_earliest_start_impossible_claim_counts_from_previous_docking():
+    from evidence_store.retention import earliest_start
+
+    docked = NOW - timedelta(days=2)
+    assert earliest_start(NOW - timedelta(days=15), docked, NOW) == docked
+    assert earliest_start(datetime(1, 1, 1, tzinfo=timezone.utc), docked, NOW) == docked
+    assert earliest_start(NOW - timedelta(days=1), docked, NOW) == NOW - timedelta(days=1)  # a possible claim
+    assert earliest_start(NOW - timedelta(days=15), None, NOW) == NOW - timedelta(days=15)  # no bound known
+
+
+def test_retention_earliest_start_docking_after_arrival_is_no_bound():
+    # Only a wrong docking row can lie in the future; it must not buy the clip more time.
+    from evidence_store.retention import earliest_start
+
+    assert earliest_start(NOW - timedelta(days=15), NOW + timedelta(days=300), NOW) == NOW - timedelta(days=15)
