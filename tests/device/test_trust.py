@@ -27,6 +27,7 @@ from tests.device.fakes import FakeGadget
 from tests.device.test_recorder import make_recorder
 
 DOCK_TIME = datetime(2026, 12, 1, 8, 0, tzinfo=timezone.utc)  # after FIRMWARE_BUILT
+UNSIGNED_V1 = b'{"format":"bodycam-clock/v1","source":"dock","time":"2026-11-15T08:00:00.000Z"}\n'  # as before
 
 
 @pytest.fixture
@@ -86,8 +87,7 @@ def test_trust_clock_signed_for_this_camera_is_taken(camera_rig):
 
 
 @pytest.mark.parametrize("plant, why", [
-    (lambda cam: cam.box.write_clock(b'{"format":"bodycam-clock/v1","source":"dock","time":"2026-11-15T08:00:00.000Z"}\n'),
-     "signature block"),
+    (lambda cam: cam.box.write_clock(UNSIGNED_V1), "signature block"),
     (lambda cam: cam.stamp_clock(DOCK_TIME + timedelta(days=3), signer=note.generate_signer("bodycam-store")),
      "signature"),
     (lambda cam: cam.stamp_clock(DOCK_TIME + timedelta(days=3), device_id="cam-0099"), "for device cam-0099"),
@@ -98,8 +98,8 @@ def test_trust_clock_signed_for_this_camera_is_taken(camera_rig):
     (lambda cam: cam.box.write_clock(os.urandom(3000)), "clock"),
     (lambda cam: ((cam.outbox / "clock").unlink(), (cam.outbox / "clock").mkdir()), "not a regular file"),
     (lambda cam: ((cam.outbox / "clock").unlink(), (cam.outbox / "clock").symlink_to("/etc/passwd")), "symbolic link"),
-], ids=["unsigned-v1", "other-key", "other-camera", "15-days-back", "replayed", "year-1", "year-9999", "garbage", "folder",
-        "link"])
+], ids=["unsigned-v1", "other-key", "other-camera", "15-days-back", "replayed", "year-1", "year-9999", "garbage",
+        "folder", "link"])
 def test_trust_clock_refused_camera_keeps_its_clock_and_records(camera_rig, caplog, plant, why):
     cam, recorder, rig, clock = camera_rig
     set_clock_by_dock(cam, rig, clock)

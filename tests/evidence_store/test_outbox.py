@@ -56,7 +56,8 @@ def test_outbox_clock_round_trips(box):
 
 
 def test_outbox_clock_unsigned_or_signed_by_another_key_refused(box):
-    (box.root / "clock").write_bytes(b'{"format":"bodycam-clock/v1","source":"dock","time":"2026-11-25T10:00:00.123Z"}\n')
+    (box.root / "clock").write_bytes(
+        b'{"format":"bodycam-clock/v1","source":"dock","time":"2026-11-25T10:00:00.123Z"}\n')  # unsigned, as before
     with pytest.raises(FormatError):
         box.clock(STORE.verifier_key())
     box.write_clock(ClockStamp("cam-0042", "2026-11-25T10:00:00.123Z").sign(INTRUDER))
