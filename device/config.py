@@ -22,19 +22,24 @@ Example::
     [storage]
     outbox = "/srv/bodycam/outbox"
     state = "/var/lib/bodycam"
-    reserve_mib = 512
+    reserve_mib = 512           # below this much free space the lights warn of low storage;
+                                # a recording still starts whenever it can be sealed
     segment_seconds = 60
 
     [camera]
-    backend = "picamera2"       # "picamera2", "v4l2" or "synthetic"
+    backend = "picamera2"       # "picamera2", "v4l2", "synthetic" or "replay" (plays the file in device)
     width = 1920
     height = 1080
     fps = 25
     bitrate = 10000000
-    device = "/dev/video0"      # v4l2 only
+    device = "/dev/video0"      # v4l2: the video device; replay: the MPEG-TS file
+    audio_device = "default"    # the microphone: an ALSA device ("hw:1,0") or a PulseAudio source
+    audio_format = "alsa"       # "alsa" or "pulse"
 
     [profile]                   # may only narrow the enrolled profile
     prerecord_seconds = 0
+    sound = true                # false: never record sound; true records it only where the
+                                # enrolled profile allows it
 
     [dock]
     usb_power = "/sys/class/power_supply/*/online"   # optional dock signal from USB power besides
@@ -70,7 +75,8 @@ from device.errors import ConfigError
 log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG_PATH = Path("/etc/bodycam/device.toml")
-CAMERA_BACKENDS = ("picamera2", "v4l2", "synthetic")
+CAMERA_BACKENDS = ("picamera2", "v4l2", "synthetic", "replay")
+AUDIO_FORMATS = ("alsa", "pulse")
 GADGET_HELPER, GADGET_CONFIGFS, GADGET_NONE = "helper", "configfs", "none"
 GADGET_MODES = (GADGET_HELPER, GADGET_CONFIGFS, GADGET_NONE)
 
@@ -116,6 +122,8 @@ class CameraConfig:
     fps: float = 25.0
     bitrate: int = 10_000_000
     device: str = "/dev/video0"
+    audio_device: str = "default"
+    audio_format: str = "alsa"
 
 
 @dataclass(frozen=True)
@@ -123,6 +131,7 @@ class ProfileConfig:
     """What the camera's own configuration asks of the legal profile. It can only narrow it."""
 
     prerecord_seconds: int = 0
+    sound: bool = True  # False switches sound off; True cannot switch it on against the profile
 
 
 @dataclass(frozen=True)
@@ -167,13 +176,15 @@ class Profile:
 
     ``prerecord_max_seconds`` 0 means no pre-recording buffer may exist at all (NRW: § 15c PolG NRW
     has no pre-recording). The recorder creates a RAM buffer only if the *effective* profile's value
-    is above 0.
+    is above 0. ``sound`` False forbids recording sound at all (NRW allows it: § 15c PolG NRW speaks
+    of "Bild- und Tonaufzeichnungen").
     """
 
     name: str = "NRW"
     prerecord_max_seconds: int = 0
     retention_days: int = 14
     announcement_required: bool = True
+    sound: bool = True
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], *, where: str = "profile") -> "Profile":
@@ -203,7 +214,9 @@ def effective_profile(enrolled: Profile, local: DeviceConfig | ProfileConfig) ->
     if asked > allowed:
         log.warning("profile %s allows at most %d s of pre-recording; configuration asks %d s: using %d s",
                     enrolled.name, allowed, asked, allowed)
-    return dataclasses.replace(enrolled, prerecord_max_seconds=max(0, min(asked, allowed)))
+    # Sound likewise: both must allow it; the configuration can switch it off, never on.
+    sound = bool(enrolled.sound) and narrowing.sound is True
+    return dataclasses.replace(enrolled, prerecord_max_seconds=max(0, min(asked, allowed)), sound=sound)
 
 
 # --- loading -----------------------------------------------------------------------------------
@@ -306,6 +319,9 @@ def _check(config: DeviceConfig) -> None:
                           key="camera.backend")
     for name in ("width", "height", "fps", "bitrate"):
         _positive(f"camera.{name}", getattr(cam, name))
+    if cam.audio_format not in AUDIO_FORMATS:
+        raise ConfigError(f"camera.audio_format must be one of {', '.join(AUDIO_FORMATS)}, got {cam.audio_format!r}",
+                          key="camera.audio_format")
     _positive("profile.prerecord_seconds", config.profile.prerecord_seconds, zero_ok=True)
     if config.dock.usb_power is not None and not config.dock.usb_power.startswith("/"):
         raise ConfigError(f"dock.usb_power must be an absolute path (a glob), got {config.dock.usb_power!r}",

@@ -16,8 +16,16 @@ It implements ``device.recorder_api.Recorder`` for the controller. What it guara
   encrypted may not be made at all. ``can_start()`` then says ``"not enrolled"`` and the
   controller refuses, with its LED pattern, even in an emergency; cameras are enrolled at the dock
   before they are issued, so this is a commissioning fault that the officer sees at once.
-* **Storage**: no start below the reserve; ``poll()`` seals before the disk fills; nothing here
-  ever deletes a clip (only ``undock`` does, for clips the store has receipted).
+* **Storage**: a recording starts whenever there is room to seal it properly (the seal margin),
+  so an emergency press with a few hundred MiB free still records minutes of video; below the
+  reserve the lights only warn of low storage (``warnings()``). ``poll()`` seals a running clip
+  whole before the disk fills; nothing here ever deletes a clip (only ``undock`` does, for clips
+  the store has receipted).
+* **Sound** (§ 15c PolG NRW allows "Bild- und Tonaufzeichnungen"; other profiles may not): the
+  camera records sound only if the effective profile allows it, which the camera's configuration
+  can narrow but never widen. The manifest says per clip whether sound was captured. A microphone
+  that fails or is missing never stops a recording: the clip goes on with picture only, the
+  manifest notes when the sound ended, the log says why, and the lights warn.
 * **Pre-recording**: only if the effective profile allows N > 0 seconds is a RAM ring buffer
   constructed and the encoder run while idle. In NRW the buffer object never exists and the
   encoder runs only between ``start`` and ``stop``.
@@ -81,6 +89,8 @@ COMMIT_INTERVAL = 0.5  # seconds between commits: with PAD_AGE, a crash loses at
 PAD_AGE = 0.25  # pad a chunk that has been filling this long; younger ones are sealed by the video
 SEGMENT_NAME = "seg-{:05d}.age"
 REFUSE_DOCKED = "docked"
+WARN_LOW_STORAGE = "low storage"
+WARN_MICROPHONE = "microphone"
 MIB = 1024 * 1024
 STORAGE_CHECK_INTERVAL = 0.5
 # The writer queue holds at most this many seconds of frames (at the camera's rate). An SD card
@@ -153,6 +163,7 @@ class ClipWriter:
         self._prev = GENESIS
         self.segments: list[SegmentRecord] = []
         self.frames = 0
+        self.sound = False  # a sound packet reached a segment
         self.dropped = 0
         self.padding_bytes = 0
         self.last_commit: float | None = None
@@ -171,15 +182,19 @@ class ClipWriter:
         seg = self._seg
         if seg.first_us is None:
             if not unit.keyframe:
-                self.dropped += 1
+                self.dropped += not unit.audio  # sound before the first picture: no frame lost
                 return
         elif unit.keyframe and unit.timestamp_us - seg.first_us >= self._segment_us:
             self._close_segment()
             seg = self._seg = self._open_segment()
+        self._feed(seg, unit.data)
+        if unit.audio:
+            self.sound = True
+            return
         if seg.first_us is None:
             seg.first_us = unit.timestamp_us
         seg.last_us = unit.timestamp_us
-        self._feed(seg, unit.data)
+        self.sound = self.sound or _carries_sound(unit.data)
         self.frames += 1
         if self.first_commit is None:
             self.commit()
@@ -244,6 +259,13 @@ class ClipWriter:
         return self.segments
 
 
+def _carries_sound(data: bytes) -> bool:
+    """Whether a video unit also carries sound packets (the muxer interleaves them)."""
+    from device.camera._tsmux import AUDIO_PID, describe_ts
+
+    return any(pid == AUDIO_PID for _, pid, _, _ in describe_ts(data))
+
+
 @dataclass
 class _ClipMeta:
     """What the manifest needs besides the segments."""
@@ -252,6 +274,8 @@ class _ClipMeta:
     bookmarks: list[str] = field(default_factory=list)
     homes_at: str | None = None
     notes: list[str] = field(default_factory=list)
+    sound_expected: bool = False
+    sound_fault: str | None = None  # the microphone's failure, noted once
 
 
 _IDLE = object()  # the writer's queue was quiet for a while: commit if one is due
@@ -261,8 +285,10 @@ class EncryptingRecorder:
     """The Recorder. ``outbox`` and ``state`` are folders; ``key`` the device key; ``camera`` a
     Camera (opened here); ``clock`` the injected clock (a DockClock lets undocking set it).
 
-    ``reserve_mib``: no recording starts with less free space; ``seal_margin_mib``: a running one
-    is sealed below this (default: an eighth of the reserve, at least 8 MiB). ``local_prerecord``:
+    ``reserve_mib``: below this much free space the lights warn of low storage (a recording still
+    starts); ``seal_margin_mib``: no recording starts, and a running one is sealed, below this
+    (default: an eighth of the reserve, at least 8 MiB: room for age's final chunks, the journal
+    and the manifest). ``local_prerecord``:
     the camera's configuration, which can only narrow the enrolled profile. ``gadget``: the USB
     gadget for docking (None: docking only stops using the outbox). ``threaded`` False: the camera's
     sink writes on the calling thread (tests with ``produce``). Raises NotEnrolledError if the
@@ -272,7 +298,8 @@ class EncryptingRecorder:
 
     def __init__(self, outbox: str | os.PathLike, state: str | os.PathLike, key: DeviceKey, camera: Camera,
                  clock: Clock, *, reserve_mib: float = 512, seal_margin_mib: float | None = None,
-                 segment_seconds: float = 60.0, local_prerecord: int = 0, gadget: UsbGadget | None = None,
+                 segment_seconds: float = 60.0, local_prerecord: int = 0, local_sound: bool = True,
+                 gadget: UsbGadget | None = None,
                  threaded: bool = True, free_bytes: Callable[[Path], int] = disk_free,
                  firmware: str | None = None, queue_units: int | None = None):
         self._outbox = Outbox(outbox)
@@ -285,6 +312,7 @@ class EncryptingRecorder:
         self._seal_margin = int(margin * MIB)
         self._segment_seconds = segment_seconds
         self._local_prerecord = local_prerecord
+        self._local_sound = local_sound
         self._gadget = gadget
         self._free_bytes = free_bytes
         self._firmware = firmware or firmware_version()
@@ -303,6 +331,7 @@ class EncryptingRecorder:
         self._next_storage_check = 0.0
         self._prerecord: PrerecordBuffer | None = None  # NRW: stays None, the object never exists
         self._camera_running = False
+        self._low_storage = False
         self.last_sealed: Manifest | None = None
         self.last_undock = None  # the UndockReport of the last undocking
         self.first_commit_at: float | None = None  # monotonic: the benchmarks read it
@@ -334,16 +363,26 @@ class EncryptingRecorder:
     def enrollment(self) -> Enrollment | None:
         return self._enrollment
 
+    def _effective(self):
+        return effective_profile(self._enrollment.profile,
+                                 ProfileConfig(prerecord_seconds=self._local_prerecord, sound=self._local_sound))
+
     @property
     def prerecord_seconds(self) -> int:
         """The pre-recording the effective profile allows (0: no buffer exists)."""
         if self._enrollment is None:
             return 0
-        return effective_profile(self._enrollment.profile,
-                                 ProfileConfig(prerecord_seconds=self._local_prerecord)).prerecord_max_seconds
+        return self._effective().prerecord_max_seconds
+
+    @property
+    def sound_allowed(self) -> bool:
+        """Whether the effective profile lets the camera record sound."""
+        return self._enrollment is not None and self._effective().sound
 
     def _apply_profile(self) -> None:
-        """Build or drop the RAM buffer (and the idle encoder) to match the effective profile."""
+        """Build or drop the RAM buffer (and the idle encoder) to match the effective profile;
+        tell the camera whether it may record sound (from its next start)."""
+        self._camera.set_sound(self.sound_allowed and not self._docked)
         seconds = 0 if self._docked else self.prerecord_seconds
         if seconds > 0 and (self._prerecord is None or self._prerecord.window_us != seconds * 1_000_000):
             self._prerecord = PrerecordBuffer(seconds)
@@ -487,9 +526,22 @@ class EncryptingRecorder:
             return REFUSE_DOCKED
         if self._enrollment is None:
             return REFUSE_NOT_ENROLLED
-        if self._free() < self._reserve:
-            return REFUSE_STORAGE
+        free = self._free()
+        self._low_storage = free < self._reserve
+        if free < self._seal_margin:
+            return REFUSE_STORAGE  # it could not even be sealed
         return None
+
+    def warnings(self) -> tuple[str, ...]:
+        """What the lights should warn of while the camera works on: low storage (below the
+        reserve), a failed microphone in the running clip."""
+        out = []
+        if self._low_storage:
+            out.append(WARN_LOW_STORAGE)
+        meta = self._meta
+        if meta is not None and meta.sound_fault is not None:
+            out.append(WARN_MICROPHONE)
+        return tuple(out)
 
     def _free(self) -> int:
         try:
@@ -516,7 +568,7 @@ class EncryptingRecorder:
             raise RecorderError("a recording is already running")
         reason = self.can_start()
         if reason == REFUSE_STORAGE:
-            raise StorageFullError("the outbox is below its storage reserve")
+            raise StorageFullError("the outbox has no room left to seal a recording")
         if reason is not None:
             raise RecorderError(f"cannot record: {reason}")
         self._seal_leftover()
@@ -527,7 +579,7 @@ class EncryptingRecorder:
             self._queue = queue.Queue(maxsize=self._queue.maxsize)
             self._start_writer()
         enrollment = self._enrollment
-        profile = effective_profile(enrollment.profile, ProfileConfig(prerecord_seconds=self._local_prerecord))
+        profile = self._effective()
         now = self._clock.now()
         clip_id = new_clip_id(now)
         resumes = self._resume_of if trigger.resumed_at is not None else None
@@ -560,8 +612,8 @@ class EncryptingRecorder:
                     clip_id=clip_id, trigger=trigger.kind, announced_at=announced_at, started_at=format_time(started),
                     ordered_at=format_time(trigger.started_at), interrupted_announcement=interrupted,
                     profile=profile.name, prerecord_seconds=pre_s, clock_source=self._clock.clock_source,
-                    officer=enrollment.officer, resumes=resumes, boot_id=boot_id())
-                self._meta = _ClipMeta(marker, notes=notes)
+                    officer=enrollment.officer, resumes=resumes, boot_id=boot_id(), sound=self._camera.sound)
+                self._meta = _ClipMeta(marker, notes=notes, sound_expected=self._camera.sound)
                 self._clip = clip
             if not self._camera_running:
                 self._start_camera()  # the encoder starts here, and (NRW) nowhere else
@@ -650,6 +702,7 @@ class EncryptingRecorder:
             meta.notes.append(f"writing stopped early: {failure}")
         if note is not None:
             meta.notes.append(note)
+        self._note_sound_fault(meta)
         if clip.dropped:
             meta.notes.append(f"{clip.dropped} frame(s) before the first keyframe could not be decoded and were dropped")
         queue_drops = self._take_drops()
@@ -659,7 +712,8 @@ class EncryptingRecorder:
             log.error("clip %s: %d frame(s) dropped, the writer queue was full", clip.clip_id, queue_drops)
         try:
             manifest, _ = seal(clip.dir, self._state, self._key,
-                               lambda seq, prev: self._manifest(clip.clip_id, seq, prev, meta, segments, reason, ended))
+                               lambda seq, prev: self._manifest(clip.clip_id, seq, prev, meta, segments, reason, ended,
+                                                                clip.sound))
         except (OSError, ClipError) as exc:
             raise RecorderError(f"cannot seal clip {clip.clip_id}: {exc}",
                                 "hint: run bodycam-device recover to seal it from its journal") from exc
@@ -673,7 +727,7 @@ class EncryptingRecorder:
                  len(segments), clip.padding_bytes)
 
     def _manifest(self, clip_id: str, sequence: int, previous: str | None, meta: _ClipMeta,
-                  segments: list[SegmentRecord], reason: str, ended: datetime) -> Manifest:
+                  segments: list[SegmentRecord], reason: str, ended: datetime, sound: bool) -> Manifest:
         m = meta.marker
         return Manifest(
             clip_id=clip_id, sequence=sequence, device_id=self.device_id, officer=m.officer,
@@ -682,7 +736,7 @@ class EncryptingRecorder:
             started_at=m.started_at, ended_at=format_time(ended), end_reason=reason,
             homes=meta.homes_at is not None, prerecord_seconds=m.prerecord_seconds, resumes=m.resumes,
             bookmarks=list(meta.bookmarks), segments=list(segments), clock_source=m.clock_source,
-            previous_manifest=previous, homes_at=meta.homes_at, notes=list(meta.notes))
+            previous_manifest=previous, homes_at=meta.homes_at, notes=list(meta.notes), sound=sound)
 
     def poll(self) -> str | None:
         """Seal by itself when the disk is nearly full (returns "storage"); commit if the camera
@@ -693,7 +747,9 @@ class EncryptingRecorder:
         failure = self._failure
         if failure is None and self._writer_dead():
             failure = RecorderError("the recorder's writer thread has stopped")
-        camera_error = getattr(self._camera, "error", None)
+        camera_error = self._camera.error
+        if self._meta is not None:
+            self._note_sound_fault(self._meta)
         if failure is not None or camera_error is not None:
             full = isinstance(failure, OSError) and failure.errno in (errno.ENOSPC, errno.EDQUOT)
             if full:
@@ -708,13 +764,26 @@ class EncryptingRecorder:
         now = self._clock.monotonic()
         if now >= self._next_storage_check:
             self._next_storage_check = now + STORAGE_CHECK_INTERVAL
-            if self._free() < self._seal_margin:
+            free = self._free()
+            self._low_storage = free < self._reserve
+            if free < self._seal_margin:
                 log.warning("outbox nearly full: sealing the clip before the disk fills")
                 self.stop(STOP_STORAGE)
                 return STOP_STORAGE
         if not self._threaded:
             self._commit_if_due()  # with a writer thread, it commits on its own
         return None
+
+    def _note_sound_fault(self, meta: _ClipMeta) -> None:
+        """The microphone failed in this clip: once, a manifest note with the time, and the log."""
+        fault = self._camera.sound_error
+        if fault is None or meta.sound_fault is not None or not meta.sound_expected:
+            return
+        meta.sound_fault = fault
+        at = format_time(self._clock.now())
+        meta.notes.append(f"sound stopped by {at}, picture only from then on: {fault}")
+        log.error("microphone fault in clip %s: %s (the recording goes on with picture only)",
+                  meta.marker.clip_id, fault)
 
     def dock(self) -> None:
         """Seal (if the controller has not), stop using the outbox, expose it over USB."""

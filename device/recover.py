@@ -135,7 +135,8 @@ def _manifest(clip_id: str, sequence: int, previous: str | None, device_id: str,
         homes=bool(marker and marker.homes_at), prerecord_seconds=marker.prerecord_seconds if marker else 0,
         resumes=marker.resumes if marker else None, bookmarks=list(marker.bookmarks) if marker else [],
         segments=segments, clock_source=marker.clock_source if marker else CLOCK_UNSYNCHRONISED,
-        previous_manifest=previous, homes_at=marker.homes_at if marker else None, notes=notes)
+        previous_manifest=previous, homes_at=marker.homes_at if marker else None, notes=notes,
+        sound=bool(marker and marker.sound))
 
 
 def _resume_trigger(marker: RecordingMarker) -> Trigger:

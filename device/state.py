@@ -123,10 +123,11 @@ class RecordingMarker:
     boot_id: str
     bookmarks: tuple[str, ...] = ()
     homes_at: str | None = None
+    sound: bool = False  # the camera was told to record sound (recovery's best knowledge)
 
 
 # The fields' annotations (strings, under ``from __future__ import annotations``) -> JSON types.
-_JSON_TYPES = {"str": str, "str | None": (str, type(None)), "int": int, "int | None": (int, type(None)),
+_JSON_TYPES = {"bool": bool, "str": str, "str | None": (str, type(None)), "int": int, "int | None": (int, type(None)),
                "tuple[str, ...]": tuple}
 
 

@@ -1,10 +1,17 @@
-"""The camera interface: H.264 access units muxed to MPEG-TS, handed to a sink.
+"""The camera interface: H.264 (and, where the law allows, AAC sound) muxed to MPEG-TS, handed
+to a sink.
 
-Thread rule: ``open``, ``start``, ``stop`` and ``close`` are called from one thread (the
-recorder's caller, i.e. the controller's thread). The sink is called on the backend's own thread
-(the encoder thread), one ``TsUnit`` at a time, never concurrently, from ``start()`` until
+Thread rule: ``open``, ``start``, ``stop``, ``close`` and ``set_sound`` are called from one thread
+(the recorder's caller, i.e. the controller's thread). The sink is called on the backend's own
+thread (the encoder thread), one ``TsUnit`` at a time, never concurrently, from ``start()`` until
 ``stop()`` returns; after ``stop()`` returns it is never called again. A sink must not block for
 long: a stalled sink stalls the encoder, and a real encoder then drops frames.
+
+Error contract: ``error`` is what stopped the picture (the recorder seals the clip and starts a
+new one); ``sound_error`` is what stopped the sound while the picture goes on (the clip continues
+with picture only, and the recorder says so in the manifest and on the lights). Both are written
+on the encoder's or microphone's thread and read on the controller's: a single attribute
+assignment, so no lock is needed.
 """
 
 from __future__ import annotations
@@ -13,8 +20,6 @@ import abc
 import logging
 from dataclasses import dataclass
 from typing import Callable
-
-from device.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -26,18 +31,26 @@ NULL_PID = 0x1FFF
 # packets to complete an age chunk without changing what plays.
 NULL_PACKET = bytes([TS_SYNC_BYTE, 0x1F, 0xFF, 0x10]) + b"\xff" * (TS_PACKET_SIZE - 4)
 
+# The sound every backend records: AAC-LC, mono, 48 kHz, 64 kbit/s. Speech needs far less; this
+# keeps shouted words and background clearly intelligible at under 1 % of the video's bit rate.
+AUDIO_RATE = 48_000
+AUDIO_BITRATE = 64_000
+
 
 @dataclass(frozen=True)
 class TsUnit:
-    """One encoded video frame as whole 188-byte MPEG-TS packets.
+    """Whole 188-byte MPEG-TS packets: one encoded video frame (with any sound packets the muxer
+    interleaved around it), or sound packets alone (``audio`` True).
 
     A keyframe unit begins with PAT and PMT, so a segment that starts with it plays on its own.
-    ``timestamp_us`` is the presentation time in microseconds on the encoder's time line.
+    ``timestamp_us`` is the presentation time in microseconds on the encoder's time line (of the
+    video frame; of the first sound frame for a sound-only unit).
     """
 
     data: bytes
     keyframe: bool
     timestamp_us: int
+    audio: bool = False
 
 
 Sink = Callable[[TsUnit], None]
@@ -50,13 +63,25 @@ class Camera(abc.ABC):
     width: int
     height: int
     fps: float
+    # What stopped the picture / the sound (see the module docstring); None while all is well.
+    error: BaseException | None = None
+    sound_error: str | None = None
+    # Whether the next ``start`` records sound; the recorder sets it from the legal profile.
+    sound: bool = False
 
     def open(self) -> None:
         """Prepare the hardware and the encoder without producing frames. Idempotent."""
 
+    def set_sound(self, enabled: bool) -> None:
+        """Record sound from the next ``start`` on (True only where the effective profile allows
+        it). A backend without a microphone keeps ``sound`` False, so the manifest never claims
+        sound it did not capture."""
+        self.sound = bool(enabled)
+
     @abc.abstractmethod
     def start(self, sink: Sink) -> None:
-        """Begin encoding; the first unit is a keyframe. Raises HardwareError."""
+        """Begin encoding; the first unit is a keyframe. Raises HardwareError. A microphone that
+        cannot be opened does not raise: it sets ``sound_error`` and the picture starts."""
 
     @abc.abstractmethod
     def stop(self) -> None:
@@ -64,22 +89,3 @@ class Camera(abc.ABC):
 
     def close(self) -> None:
         """Release the hardware."""
-
-
-def open_camera(config, clock) -> Camera:
-    """The backend that ``config`` (a ``device.config.CameraConfig``) names, not yet opened."""
-    if config.backend == "synthetic":
-        from device.camera.synthetic import SyntheticCamera
-
-        return SyntheticCamera(clock, width=config.width, height=config.height, fps=config.fps,
-                               bitrate=config.bitrate)
-    if config.backend == "picamera2":
-        from device.camera.picamera2_backend import Picamera2Camera
-
-        return Picamera2Camera(width=config.width, height=config.height, fps=config.fps, bitrate=config.bitrate)
-    if config.backend == "v4l2":
-        from device.camera.v4l2 import V4l2Camera
-
-        return V4l2Camera(clock, device=config.device, width=config.width, height=config.height,
-                          fps=config.fps, bitrate=config.bitrate)
-    raise ConfigError(f"unknown camera backend {config.backend!r}", key="camera.backend")

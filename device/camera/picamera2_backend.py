@@ -5,6 +5,14 @@ the encoder's thread for every encoded frame (``timestamp`` in microseconds sinc
 frame). Our output muxes the access unit to MPEG-TS and hands it to the recorder's sink on that
 same thread; the sink only queues, so the encoder is never held up by the disk.
 
+Sound, as picamera2 does it: with ``encoder.audio`` True the encoder opens
+``av.open(**audio_input)`` (``{"file": device, "format": "alsa"|"pulse"}``), encodes AAC with
+``add_stream(**audio_output)`` on its own audio thread and calls ``outputframe(None, True,
+timestamp, packet, audio=True)`` with each PyAV packet, ``timestamp`` in µs on the video's time
+line. Our output muxes those into the same MPEG-TS. A microphone that cannot be opened makes
+picamera2's ``start_encoder`` fail: we then start again without sound (the picture must not wait
+for a microphone); one that goes quiet while the video runs is noticed by the output.
+
 picamera2 (and libcamera) exist only on a Pi: they are imported in ``open()``, never at module
 import, and off a Pi the tests put tests/device/fake_picamera2.py in their place.
 """
@@ -14,11 +22,13 @@ from __future__ import annotations
 import logging
 import threading
 
-from device.camera.base import Camera, Sink
+from device.camera.base import AUDIO_BITRATE, AUDIO_RATE, Camera, Sink
 from device.camera._tsmux import TsMuxer
 from device.errors import HardwareError
 
 log = logging.getLogger(__name__)
+
+SOUND_SILENCE_US = 1_000_000  # video this far ahead of the last sound packet: the microphone has stopped
 
 
 def _output_class(output_base):
@@ -31,27 +41,62 @@ def _output_class(output_base):
             super().__init__()
             self._muxer = muxer
             self._sink = sink
-            self._lock = threading.Lock()  # outputframe vs. detach(): the only shared state
+            # outputframe from the video and the audio thread vs. detach(): one lock for the muxer
+            self._lock = threading.Lock()
             self.frames = 0
+            self.sound_packets = 0
+            self._last_sound_us: int | None = None
+            self._last_video_us = 0
             self.error: BaseException | None = None
+            self.sound_error: str | None = None
+
+        def _add_stream(self, encoder_stream, codec_name, **kwargs):
+            """picamera2 announces its audio stream; ours was set up with the same parameters."""
+            if codec_name != "aac":
+                self.sound_error = f"the encoder offers {codec_name} sound, not AAC"
 
         def outputframe(self, frame, keyframe=True, timestamp=None, packet=None, audio=False):
-            if audio or frame is None:
-                return  # no audio: the camera records pictures only
             with self._lock:
                 if not self.recording or self._sink is None:
                     return
                 try:
-                    ts = int(timestamp) if timestamp is not None else self.frames * 40_000
-                    self._sink(self._muxer.mux(bytes(frame), bool(keyframe), ts))
-                    self.frames += 1
+                    if audio:
+                        if packet is None or not self._muxer.sound or self.sound_error:
+                            return
+                        ts = int(timestamp) if timestamp is not None else self._last_video_us
+                        units = self._muxer.mux_audio(bytes(packet), ts)
+                        self.sound_packets += 1
+                        self._last_sound_us = ts
+                    else:
+                        if frame is None:
+                            return
+                        ts = int(timestamp) if timestamp is not None else self.frames * 40_000
+                        units = self._muxer.mux(bytes(frame), bool(keyframe), ts)
+                        self.frames += 1
+                        self._last_video_us = ts
+                        self._check_sound(ts)
+                    for unit in units:
+                        self._sink(unit)
                 except Exception as exc:  # an exception here would kill picamera2's thread
                     log.exception("cannot pass an encoded frame on")
-                    self.error = exc
+                    if audio:
+                        self.sound_error = f"sound: {exc}"
+                    else:
+                        self.error = exc
 
-        def detach(self) -> None:
+        def _check_sound(self, video_us: int) -> None:
+            if not self._muxer.sound or self.sound_error is not None:
+                return
+            heard = self._last_sound_us if self._last_sound_us is not None else 0
+            if video_us - heard > SOUND_SILENCE_US:
+                log.error("the microphone has stopped delivering sound: recording picture only")
+                self.sound_error = "the microphone stopped delivering sound"
+
+        def detach(self):
+            """Stop passing frames on; returns the sink it had (for the muxer's last units)."""
             with self._lock:
-                self._sink = None
+                sink, self._sink = self._sink, None
+            return sink
 
     return TsSinkOutput
 
@@ -59,8 +104,11 @@ def _output_class(output_base):
 class Picamera2Camera(Camera):
     """The camera module with picamera2's H264Encoder (hardware on a Pi 4, software on a Pi 5)."""
 
-    def __init__(self, *, width: int = 1920, height: int = 1080, fps: float = 25.0, bitrate: int = 10_000_000):
+    def __init__(self, *, width: int = 1920, height: int = 1080, fps: float = 25.0, bitrate: int = 10_000_000,
+                 audio_device: str = "default", audio_format: str = "alsa"):
         self.width, self.height, self.fps, self.bitrate = width, height, fps, bitrate
+        self.audio_device, self.audio_format = audio_device, audio_format
+        self._start_sound_error: str | None = None
         self._picam = None
         self._encoder = None
         self._output = None
@@ -95,22 +143,46 @@ class Picamera2Camera(Camera):
         self.open()
         if self._encoder is not None:
             raise HardwareError("the camera is already encoding")
+        self._start_sound_error = None
+        try:
+            self._start_encoder(sink, self.sound)
+        except HardwareError as exc:
+            if not self.sound:
+                raise
+            # Most likely the microphone: the picture must not wait for it.
+            log.error("cannot start with sound (%s): recording picture only", exc)
+            self._start_sound_error = f"no sound: {exc}"
+            self._start_encoder(sink, False)
+
+    def _start_encoder(self, sink: Sink, sound: bool) -> None:
         encoder_cls, output_cls = self._modules
-        self._muxer = TsMuxer(self.width, self.height, self.fps)
+        self._muxer = TsMuxer(self.width, self.height, self.fps, sound=sound)
         # repeat=True puts SPS/PPS before every keyframe and iperiod a keyframe every second, so
         # every segment (rotated on a keyframe) decodes on its own.
         encoder = encoder_cls(bitrate=self.bitrate, repeat=True, iperiod=max(1, round(self.fps)))
+        if sound:
+            encoder.audio = True
+            encoder.audio_input = {"file": self.audio_device, "format": self.audio_format}
+            encoder.audio_output = {"codec_name": "aac", "rate": AUDIO_RATE, "layout": "mono",
+                                    "bit_rate": AUDIO_BITRATE}
         self._output = output_cls(self._muxer, sink)
         try:
             self._picam.start_encoder(encoder, self._output)
         except Exception as exc:
             self._output = None
+            self._muxer = None
             raise HardwareError(f"cannot start the H.264 encoder: {exc}") from exc
         self._encoder = encoder
 
     @property
     def error(self) -> BaseException | None:
         return None if self._output is None else self._output.error
+
+    @property
+    def sound_error(self) -> str | None:
+        if self._start_sound_error is not None:
+            return self._start_sound_error
+        return None if self._output is None else self._output.sound_error
 
     def stop(self) -> None:
         if self._encoder is None:
@@ -122,11 +194,15 @@ class Picamera2Camera(Camera):
         finally:
             # stop_encoder joins the encoder's thread; detach anyway, so that a late frame from a
             # misbehaving encoder can never reach a sealed clip.
-            self._output.detach()
+            sink = self._output.detach()
             self._encoder = None
             self._output = None
-            self._muxer.close()
-            self._muxer = None
+            try:
+                for unit in self._muxer.close():  # what the interleaver still held
+                    if sink is not None:
+                        sink(unit)
+            finally:
+                self._muxer = None
 
     def close(self) -> None:
         self.stop()

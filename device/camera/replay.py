@@ -2,6 +2,10 @@
 benchmarks). The file's access units are re-muxed to fresh MPEG-TS, paced by their timestamps on
 the injected clock, or handed over as fast as asked with ``produce``.
 
+The file's sound (its first audio stream, any codec FFmpeg decodes) plays the microphone: it is
+decoded once, resampled to mono 48 kHz and encoded to AAC again as the frames go out, at the same
+offset from the first video frame as in the file, so a replayed recording keeps the file's sync.
+
 Thread rule: as for the synthetic camera: the sink runs on this camera's thread in real time,
 on the caller's thread with ``produce``.
 """
@@ -12,7 +16,7 @@ import logging
 import threading
 from pathlib import Path
 
-from device.camera.base import Camera, Sink
+from device.camera.base import AUDIO_RATE, Camera, Sink
 from device.camera._tsmux import TsMuxer
 from device.errors import HardwareError
 
@@ -50,10 +54,65 @@ def read_access_units(path: Path) -> tuple[list[tuple[bytes, bool, int, int]], i
     return [(data, key, dts - t0, pts - t0) for data, key, dts, pts in units], width, height, fps
 
 
+def read_sound(path: Path):
+    """(mono float32 samples at 48 kHz, µs of the first sample after the first video frame's
+    decode time) of the file's first audio stream, or None if it has none. Raises HardwareError."""
+    import av
+    import numpy as np
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio or not container.streams.video:
+                return None
+            video, audio = container.streams.video[0], container.streams.audio[0]
+            t0 = None
+            for packet in container.demux(video):
+                if packet.size and packet.dts is not None:
+                    t0 = int(packet.dts * packet.time_base * 1_000_000)
+                    break
+            container.seek(0)
+            resampler = av.AudioResampler(format="fltp", layout="mono", rate=AUDIO_RATE)
+            blocks, start = [], None
+            for frame in container.decode(audio):
+                if start is None and frame.pts is not None:
+                    start = int(frame.pts * frame.time_base * 1_000_000)
+                blocks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+            blocks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+    except (av.FFmpegError, OSError) as exc:
+        raise HardwareError(f"cannot read the sound of {path}: {exc}") from exc
+    if not blocks or start is None:
+        return None
+    return np.concatenate(blocks).astype(np.float32), start - (t0 or 0)
+
+
+class _LoopedSound:
+    """The file's samples as a microphone on the replay's looping time line (the sound repeats
+    with the picture every ``span_us``)."""
+
+    def __init__(self, pcm, start_us: int, span_us: int):
+        self._pcm, self._start_us, self._span_us = pcm, start_us, span_us
+        self._sample = 0
+
+    def samples_until(self, end_us: int):
+        import numpy as np
+
+        end = end_us * AUDIO_RATE // 1_000_000
+        n = np.arange(self._sample, max(self._sample, end), dtype=np.int64)
+        self._sample = max(self._sample, end)
+        within = (n * 1_000_000 // AUDIO_RATE) % self._span_us - self._start_us
+        index = within * AUDIO_RATE // 1_000_000
+        ok = (index >= 0) & (index < len(self._pcm))
+        out = np.zeros(len(n), np.float32)
+        out[ok] = self._pcm[index[ok]]
+        return out
+
+
 class ReplayCamera(Camera):
     """Replays ``units`` (as from ``read_access_units``) in a loop, starting at a keyframe."""
 
-    def __init__(self, clock, units, *, width: int, height: int, fps: float, realtime: bool = True):
+    def __init__(self, clock, units, *, width: int, height: int, fps: float, realtime: bool = True,
+                 sound=None):
+        """``sound``: (samples, start µs) as from ``read_sound``, or None for a file without."""
         if not units or not any(unit[1] for unit in units):
             raise HardwareError("nothing to replay: no keyframe")
         self._clock = clock
@@ -67,19 +126,32 @@ class ReplayCamera(Camera):
         self._loops = 0
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._sound = sound
+        self._microphone: _LoopedSound | None = None
+        self.error: BaseException | None = None
+        self.sound_error: str | None = None
 
     @classmethod
     def from_file(cls, clock, path: Path, *, realtime: bool = True) -> "ReplayCamera":
         units, width, height, fps = read_access_units(Path(path))
-        return cls(clock, units, width=width, height=height, fps=fps, realtime=realtime)
+        return cls(clock, units, width=width, height=height, fps=fps, realtime=realtime,
+                   sound=read_sound(Path(path)))
 
     def start(self, sink: Sink) -> None:
         if self._sink is not None:
             raise HardwareError("the replay camera is already running")
         self._sink = sink
-        self._muxer = TsMuxer(self.width, self.height, self.fps)
+        self.sound_error = None
+        self._microphone = None
+        if self.sound and self._sound is None:
+            log.warning("the replayed file has no sound: recording picture only")
+            self.sound_error = "the replayed file has no sound"
+        elif self.sound:
+            self._microphone = _LoopedSound(self._sound[0], self._sound[1], self._span_us)
+        self._muxer = TsMuxer(self.width, self.height, self.fps, sound=self._microphone is not None)
         self._position = next(i for i, unit in enumerate(self._units) if unit[1])
         self._loops = 0
+        self._first_dts = None
         self._stop.clear()
         if self.realtime:
             self._thread = threading.Thread(target=self._run, name="replay-camera", daemon=True)
@@ -91,7 +163,15 @@ class ReplayCamera(Camera):
     def _emit_one(self) -> None:
         data, key, dts, pts = self._units[self._position]
         offset = self._loops * self._span_us
-        self._sink(self._muxer.mux(data, key, dts + offset, pts + offset))
+        if self._microphone is not None:
+            if self._first_dts is None:
+                self._first_dts = dts + offset
+                self._microphone.samples_until(self._first_dts)  # sound before the first frame: skipped
+            # The sound up to this frame's decode time goes in first: the muxer interleaves by time.
+            for unit in self._muxer.encode_pcm(self._microphone.samples_until(dts + offset), self._first_dts):
+                self._sink(unit)
+        for unit in self._muxer.mux(data, key, dts + offset, pts + offset):
+            self._sink(unit)
         self._position += 1
         if self._position == len(self._units):
             self._position, self._loops = 0, self._loops + 1
@@ -123,6 +203,7 @@ class ReplayCamera(Camera):
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        self._muxer.close()
+        for unit in self._muxer.close():
+            self._sink(unit)
         self._sink = None
         self._muxer = None

@@ -1,5 +1,9 @@
 """A synthetic camera: colour bars, a moving bar and a burnt-in clock, encoded to H.264 with
-PyAV (libx264) and muxed to MPEG-TS in memory.
+PyAV (libx264) and muxed to MPEG-TS in memory; with sound on, a click track in AAC.
+
+Sync is testable, not assumed: every second (at 0.5 s, 1.5 s, ...) the box in the top-left corner
+turns from black to white for one frame, and the sound has a 4 ms click at that frame's
+presentation time (``device.camera._sound``). A test decodes both streams and compares.
 
 It runs either in real time on its own thread (``simulate``, the benchmarks), pacing frames on the
 injected clock, or not at all until a test asks for frames with ``produce(n)``, which encodes them
@@ -18,6 +22,7 @@ from fractions import Fraction
 
 from device.camera.base import Camera, Sink
 from device.camera._h264 import open_x264
+from device.camera._sound import ClickTrack, marker_frame
 from device.camera._tsmux import TsMuxer
 from device.errors import HardwareError
 
@@ -29,10 +34,11 @@ BARS = ((235, 235, 235), (235, 235, 16), (16, 235, 235), (16, 235, 16),
 
 class SyntheticCamera(Camera):
     """``clock`` stamps the burnt-in time (its ``now()``) and paces frames (its ``monotonic()``).
-    ``realtime`` False: no thread, frames only through ``produce``."""
+    ``realtime`` False: no thread, frames only through ``produce``. ``microphone(fps)`` makes the
+    sound source (default: the click track); it has ``samples_until(end_us)``."""
 
     def __init__(self, clock, *, width: int = 320, height: int = 240, fps: float = 25.0,
-                 bitrate: int = 400_000, realtime: bool = True):
+                 bitrate: int = 400_000, realtime: bool = True, microphone=ClickTrack):
         self.width, self.height, self.fps = int(width) & ~1, int(height) & ~1, float(fps)
         self.bitrate = int(bitrate)
         self.realtime = realtime
@@ -45,6 +51,9 @@ class SyntheticCamera(Camera):
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.error: BaseException | None = None  # what ended the thread, if not stop()
+        self.sound_error: str | None = None
+        self._microphone_factory = microphone
+        self._microphone = None
 
     # --- encoder ---------------------------------------------------------------------------
 
@@ -70,6 +79,8 @@ class SyntheticCamera(Camera):
         frame = self._background.copy()
         x = int(index * 4) % self.width  # a moving bar shows frozen video at a glance
         frame[:, x:x + 4] = 255
+        box = max(2, min(self.width, self.height) // 4)
+        frame[:box, :box] = 255 if marker_frame(index, self.fps) else 0  # the sync marker
         image = Image.fromarray(frame)
         draw = ImageDraw.Draw(image)
         now = self._clock.now()
@@ -86,11 +97,26 @@ class SyntheticCamera(Camera):
         picture.pts = pts
         picture.time_base = Fraction(1, 1_000_000)
         self._emit(self._codec.encode(picture))
+        self._sound_until(round((index + 1) * 1_000_000 / self.fps))
+
+    def _sound_until(self, end_us: int) -> None:
+        if self._microphone is None:
+            return
+        try:
+            units = self._muxer.encode_pcm(self._microphone.samples_until(end_us), 0)
+        except Exception as exc:  # the picture goes on without sound: see base.Camera
+            log.error("the microphone failed, recording picture only: %s", exc)
+            self.sound_error = f"microphone failed: {exc}"
+            self._microphone = None
+            return
+        for unit in units:
+            self._sink(unit)
 
     def _emit(self, packets) -> None:
         for packet in packets:
             ts = int(packet.pts) if packet.pts is not None else 0
-            self._sink(self._muxer.mux(bytes(packet), bool(packet.is_keyframe), ts))
+            for unit in self._muxer.mux(bytes(packet), bool(packet.is_keyframe), ts):
+                self._sink(unit)
 
     # --- Camera ----------------------------------------------------------------------------
 
@@ -99,9 +125,17 @@ class SyntheticCamera(Camera):
         if self._sink is not None:
             raise HardwareError("the synthetic camera is already running")
         self._sink = sink
-        self._muxer = TsMuxer(self.width, self.height, self.fps)
-        self._frame_index = 0
         self.error = None
+        self.sound_error = None
+        self._microphone = None
+        if self.sound:
+            try:
+                self._microphone = self._microphone_factory(self.fps)
+            except Exception as exc:
+                log.error("no microphone, recording picture only: %s", exc)
+                self.sound_error = f"no microphone: {exc}"
+        self._muxer = TsMuxer(self.width, self.height, self.fps, sound=self._microphone is not None)
+        self._frame_index = 0
         self._stop.clear()
         if self.realtime:
             self._thread = threading.Thread(target=self._run, name="synthetic-camera", daemon=True)
@@ -141,11 +175,11 @@ class SyntheticCamera(Camera):
             self._emit(self._codec.encode(None))  # frames still inside the encoder
         except Exception as exc:
             log.warning("flushing the encoder: %s", exc)
-        tail = self._muxer.close()
-        if tail:
-            log.debug("muxer left %d bytes at close (dropped: no frame)", len(tail))
+        for unit in self._muxer.close():
+            self._sink(unit)
         self._sink = None
         self._muxer = None
+        self._microphone = None
         self._codec = None
         self.open()  # ready for the next start, off the emergency path
 

@@ -1,7 +1,14 @@
-"""A USB (UVC/V4L2) camera through OpenCV, encoded to H.264 with PyAV's libx264.
+"""A USB (UVC/V4L2) camera through OpenCV, encoded to H.264 with PyAV's libx264, with its
+ALSA microphone (or any FFmpeg capture input) encoded to AAC.
 
-Thread rule: one capture thread reads frames, encodes and muxes them and calls the sink; the
-controller's thread only starts and stops it. OpenCV and PyAV are imported on first use.
+Thread rule: one capture thread reads frames, encodes and muxes them and calls the sink; with
+sound, a microphone thread reads, encodes and muxes sound. The two share the muxer and the sink
+under ``self._mux_lock``, so the sink is still called one unit at a time. The controller's thread
+only starts and stops them. OpenCV and PyAV are imported on first use.
+
+Both streams are stamped on the injected clock's monotonic time since start: a video frame when
+it is read, the sound by its sample count from the moment its first block arrived (minus that
+block's length), so a microphone's buffering does not shift the sound against the picture.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import threading
 
 from device.camera.base import Camera, Sink
 from device.camera._h264 import open_x264
+from device.camera._sound import AvMicrophone
 from device.camera._tsmux import TsMuxer
 from device.errors import HardwareError
 
@@ -28,7 +36,8 @@ class V4l2Camera(Camera):
     ``read() -> (ok, bgr ndarray)`` and ``release()`` (OpenCV's VideoCapture, or a test fake)."""
 
     def __init__(self, clock, *, device: str = "/dev/video0", width: int = 1280, height: int = 720,
-                 fps: float = 25.0, bitrate: int = 4_000_000, capture_factory=_opencv_capture):
+                 fps: float = 25.0, bitrate: int = 4_000_000, capture_factory=_opencv_capture,
+                 audio_device: str = "default", audio_format: str = "alsa", microphone_factory=AvMicrophone):
         self._clock = clock
         self.device = device
         self.width, self.height, self.fps, self.bitrate = int(width) & ~1, int(height) & ~1, fps, bitrate
@@ -37,6 +46,11 @@ class V4l2Camera(Camera):
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.error: BaseException | None = None
+        self.sound_error: str | None = None
+        self.audio_device, self.audio_format = audio_device, audio_format
+        self._microphone_factory = microphone_factory
+        self._mic_thread: threading.Thread | None = None
+        self._mux_lock = threading.Lock()
 
     def open(self) -> None:
         if self._capture is not None:
@@ -60,17 +74,36 @@ class V4l2Camera(Camera):
         if self._thread is not None:
             raise HardwareError("the USB camera is already running")
         codec = open_x264(self.width, self.height, self.fps, self.bitrate)
-        muxer = TsMuxer(self.width, self.height, self.fps)
-        self._stop.clear()
         self.error = None
-        self._thread = threading.Thread(target=self._run, args=(codec, muxer, sink), name="v4l2-camera", daemon=True)
+        self.sound_error = None
+        microphone = None
+        if self.sound:
+            try:
+                microphone = self._microphone_factory(self.audio_device, self.audio_format)
+                microphone.open()
+            except Exception as exc:  # the picture must not wait for a microphone
+                log.error("no microphone, recording picture only: %s", exc)
+                self.sound_error = f"no microphone: {exc}"
+                microphone = None
+        muxer = TsMuxer(self.width, self.height, self.fps, sound=microphone is not None)
+        self._stop.clear()
+        t0 = self._clock.monotonic()
+        self._thread = threading.Thread(target=self._run, args=(codec, muxer, sink, t0), name="v4l2-camera",
+                                        daemon=True)
         self._thread.start()
+        if microphone is not None:
+            self._mic_thread = threading.Thread(target=self._listen, args=(microphone, muxer, sink, t0),
+                                                name="v4l2-microphone", daemon=True)
+            self._mic_thread.start()
 
-    def _run(self, codec, muxer: TsMuxer, sink: Sink) -> None:
+    def _deliver(self, sink: Sink, units) -> None:
+        for unit in units:
+            sink(unit)
+
+    def _run(self, codec, muxer: TsMuxer, sink: Sink, t0: float) -> None:
         # The capture thread: read, scale, encode, mux, hand over; timestamps on the injected clock.
         import av
 
-        t0 = self._clock.monotonic()
         try:
             while not self._stop.is_set():
                 ok, image = self._capture.read()
@@ -81,14 +114,42 @@ class V4l2Camera(Camera):
                 frame.pts = int((self._clock.monotonic() - t0) * 1_000_000)
                 frame.time_base = codec.time_base
                 for packet in codec.encode(frame):
-                    sink(muxer.mux(bytes(packet), bool(packet.is_keyframe), int(packet.pts)))
+                    with self._mux_lock:
+                        self._deliver(sink, muxer.mux(bytes(packet), bool(packet.is_keyframe), int(packet.pts)))
             for packet in codec.encode(None):
-                sink(muxer.mux(bytes(packet), bool(packet.is_keyframe), int(packet.pts)))
+                with self._mux_lock:
+                    self._deliver(sink, muxer.mux(bytes(packet), bool(packet.is_keyframe), int(packet.pts)))
         except BaseException as exc:
             log.exception("the USB camera stopped")
             self.error = exc
         finally:
-            muxer.close()
+            self._stop.set()  # the microphone thread ends with the picture
+            if self._mic_thread is not None:
+                self._mic_thread.join()
+            with self._mux_lock:
+                try:
+                    self._deliver(sink, muxer.close())
+                except Exception as exc:
+                    log.warning("closing the muxer: %s", exc)
+
+    def _listen(self, microphone, muxer: TsMuxer, sink: Sink, t0: float) -> None:
+        # The microphone thread: a failure here ends the sound, never the picture.
+        from device.camera.base import AUDIO_RATE
+
+        start_us = None
+        try:
+            while not self._stop.is_set():
+                samples = microphone.read()
+                if start_us is None:
+                    start_us = max(0, int((self._clock.monotonic() - t0) * 1_000_000)
+                                   - len(samples) * 1_000_000 // AUDIO_RATE)
+                with self._mux_lock:
+                    self._deliver(sink, muxer.encode_pcm(samples, start_us))
+        except Exception as exc:
+            log.error("the microphone failed, recording picture only: %s", exc)
+            self.sound_error = f"microphone failed: {exc}"
+        finally:
+            microphone.close()
 
     def stop(self) -> None:
         if self._thread is None:
@@ -96,6 +157,7 @@ class V4l2Camera(Camera):
         self._stop.set()
         self._thread.join()
         self._thread = None
+        self._mic_thread = None
 
     def close(self) -> None:
         self.stop()

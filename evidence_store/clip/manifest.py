@@ -18,7 +18,11 @@ from evidence_store.clip.errors import FormatError
 from evidence_store.clip.ids import SEGMENT_RE, check_clip_id, check_device_id, parse_time
 
 MANIFEST_FILE = "manifest"
-FORMAT = "bodycam-manifest/v1"
+FORMAT = "bodycam-manifest/v2"
+# v1 manifests (before sound) have no "sound" field and are read as picture-only clips; a v2
+# manifest must carry it. The version decides which, so neither can pose as the other.
+FORMAT_V1 = "bodycam-manifest/v1"
+FORMATS = (FORMAT_V1, FORMAT)
 MAX_MANIFEST_BYTES = 1024 * 1024  # a real manifest is a few KiB; refuse gigabytes before reading
 ANNOUNCED = "announced"
 EMERGENCY = "emergency"
@@ -61,17 +65,23 @@ class Manifest:
     format: str = FORMAT
     homes_at: str | None = None
     notes: list[str] = field(default_factory=list)
+    sound: bool = False  # v2: the clip's segments carry an AAC sound stream
 
     def body(self) -> dict[str, Any]:
-        return asdict(self)
+        body = asdict(self)
+        if self.format == FORMAT_V1:
+            del body["sound"]  # v1 had no such field: its signed body must stay as it was
+        return body
 
     def validate(self) -> "Manifest":
         """Raise FormatError naming the first field that is out of range or of the wrong type."""
         _check_types(self)
         check_clip_id(self.clip_id)
         check_device_id(self.device_id)
-        if self.format != FORMAT:
+        if self.format not in FORMATS:
             raise FormatError(f"manifest: unknown format {self.format!r}")
+        if self.format == FORMAT_V1 and self.sound:
+            raise FormatError("manifest: a v1 manifest cannot record sound")
         if not isinstance(self.sequence, int) or self.sequence < 0:
             raise FormatError("manifest: sequence must be a non-negative integer")
         if self.trigger not in TRIGGERS:
@@ -125,7 +135,7 @@ _MANIFEST_TYPES = {
     "clip_id": _STR, "sequence": _INT, "device_id": _STR, "officer": _OPT_STR, "firmware": _STR, "profile": _STR,
     "trigger": _STR, "announced_at": _OPT_STR, "started_at": _STR, "ended_at": _STR, "end_reason": _STR,
     "homes": _BOOL, "prerecord_seconds": _INT, "resumes": _OPT_STR, "clock_source": _STR,
-    "previous_manifest": _OPT_STR, "format": _STR, "homes_at": _OPT_STR,
+    "previous_manifest": _OPT_STR, "format": _STR, "homes_at": _OPT_STR, "sound": _BOOL,
 }
 _SEGMENT_TYPES = {
     "name": _STR, "bytes": _INT, "sha256": _STR, "plaintext_bytes": _INT, "plaintext_sha256": _STR,
@@ -183,6 +193,10 @@ def parse_manifest(data: bytes, public_key: DevicePublicKey | None) -> Manifest:
         raise FormatError("manifest: body is not an object")
     if not isinstance(body.get("segments", []), list) or not all(isinstance(x, dict) for x in body.get("segments", [])):
         raise FormatError("manifest: segments must be a list of objects")
+    if body.get("format") == FORMAT_V1 and "sound" in body:
+        raise FormatError("manifest: field sound does not exist in format v1")
+    if body.get("format") == FORMAT and "sound" not in body:
+        raise FormatError("manifest: format v2 requires the field sound")
     try:
         segments = [SegmentRecord(**s) for s in body.get("segments", [])]
         manifest = Manifest(**(body | {"segments": segments}))

@@ -64,12 +64,14 @@ class DeviceRecord:
 
 @dataclass(frozen=True)
 class Profile:
-    """The legal profile the store assigns. NRW: no pre-recording at all, 14 days retention."""
+    """The legal profile the store assigns. NRW: no pre-recording at all, 14 days retention,
+    picture and sound ("Bild- und Tonaufzeichnungen", § 15c PolG NRW)."""
 
     name: str = "NRW"
     prerecord_max_seconds: int = 0
     retention_days: int = 14
     announcement_required: bool = True
+    sound: bool = True
 
 
 NRW = Profile()

@@ -7,6 +7,13 @@ encoded frame, ``timestamp`` in microseconds since the first frame; ``stop_encod
 joins that thread and calls ``output.stop()``. ``H264Encoder(bitrate, repeat, iperiod)`` here
 encodes a test pattern with libx264 (the real one drives the Pi's hardware encoder).
 
+Sound as in picamera2: with ``encoder.audio`` True, ``start()`` opens
+``av.open(**encoder.audio_input)`` (on a Pi an ALSA or PulseAudio device; in tests a WAV file
+with ``format="wav"``), creates the encoded stream with ``add_stream(**encoder.audio_output)``,
+tells each output ``output._add_stream(stream, **audio_output)``, and an audio thread calls
+``outputframe(None, True, timestamp_us, packet, True)`` with each encoded PyAV packet, paced as
+the video is. A failing ``av.open`` makes ``start()`` raise, as picamera2 does.
+
 ``install()`` puts the modules into ``sys.modules`` as picamera2, picamera2.encoders and
 picamera2.outputs; ``uninstall()`` removes them.
 """
@@ -36,6 +43,9 @@ class Output:
     def outputframe(self, frame, keyframe=True, timestamp=None, packet=None, audio=False):
         pass
 
+    def _add_stream(self, encoder_stream, codec_name, **kwargs):
+        pass
+
 
 class Encoder:
     """picamera2.encoders.Encoder: the output setter insists on Output instances."""
@@ -45,6 +55,11 @@ class Encoder:
         self._running = False
         self.width = self.height = 0
         self.framerate = 25.0
+        self.audio = False
+        self.audio_input = {"file": "default", "format": "pulse"}
+        self.audio_output = {"codec_name": "aac"}
+        self.audio_sync = 0
+        self._audio_thread = None
 
     @property
     def output(self):
@@ -60,16 +75,59 @@ class Encoder:
     def start(self):
         if self._running:
             raise RuntimeError("Encoder already running")
+        if self.audio:
+            import av
+
+            self._audio_in = av.open(**self.audio_input)  # raises as in picamera2: no start
+            self._audio_null = av.open("/dev/null", "w", format="null")
+            self._audio_stream = self._audio_null.add_stream(**self.audio_output)
         self._running = True
         for out in self._output:
             out.start()
+            if self.audio:
+                out._add_stream(self._audio_stream, **self.audio_output)
         self._start()
+        if self.audio:
+            self._audio_thread = threading.Thread(target=self._audio_run, name="fake-audio", daemon=True)
+            self._audio_thread.start()
+
+    def _audio_run(self):
+        # picamera2's audio thread: decode the input, encode, hand packets to the outputs with
+        # their timestamp in µs (the stream's pts scaled), paced like the video.
+        import time
+
+        scale = self._audio_stream.codec_context.time_base * 1_000_000
+        t0 = time.monotonic()
+
+        def send(packet):
+            if packet.pts is not None and packet.pts >= 0:
+                self.outputframe(None, True, int(packet.pts * scale), packet, True)
+
+        audio = self._audio_in.streams.audio[0]
+        sent = 0
+        for frame in self._audio_in.decode(audio):
+            if not self._running:
+                break
+            frame.pts = sent
+            frame.time_base = Fraction(1, frame.sample_rate)
+            sent += frame.samples
+            for packet in self._audio_stream.encode(frame):
+                send(packet)
+            ahead = sent / frame.sample_rate / 4 - (time.monotonic() - t0)  # as fast as the video
+            if ahead > 0:
+                time.sleep(ahead)
+        for packet in self._audio_stream.encode(None):
+            send(packet)
 
     def stop(self):
         if not self._running:
             raise RuntimeError("Encoder already stopped")
         self._running = False
         self._stop()
+        if self.audio:
+            self._audio_thread.join()
+            self._audio_in.close()
+            self._audio_null.close()
         for out in self._output:
             out.stop()
 

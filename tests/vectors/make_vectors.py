@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from evidence_store.clip import age, canonical, journal, note  # noqa: E402
 from evidence_store.clip.devkey import DeviceKey  # noqa: E402
-from evidence_store.clip.manifest import Manifest, SegmentRecord, manifest_hash, sign_manifest  # noqa: E402
+from evidence_store.clip.manifest import FORMAT_V1, Manifest, SegmentRecord, manifest_hash, sign_manifest  # noqa: E402
 from evidence_store.clip.outbox import NRW, DeviceRecord, Enrollment, Receipt, STORED  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -142,15 +142,16 @@ def build(out: Path, age_from: Path, fresh_age: bool) -> list[dict]:
         signed_messages_hex=[(b"bodycam.journal.v1\n" + canonical.dumps(
             {k: v for k, v in json.loads(l).items() if k != "sig"})).hex() for l in lines[:1]])
 
-    # 4. Two manifests of the same device, chained.
+    # 4. Two manifests of the same device, chained: an old v1 one (no sound field: read as
+    #    picture only) and a v2 one that records sound.
     record = SegmentRecord(SEGMENT, len(segment), sha(segment), len(plain), sha(plain), 3000, False, len(segment))
     first = Manifest(clip_id=CLIP_ID, sequence=0, device_id=DEVICE_ID, officer="officer-0017", firmware="0.1.0",
                      profile="NRW", trigger="announced", announced_at="2026-11-25T10:00:00.000Z",
                      started_at=TIMES[0], ended_at=TIMES[2], end_reason="officer", homes=False,
                      prerecord_seconds=0, resumes=None, bookmarks=["2026-11-25T10:00:02.500Z"], segments=[record],
-                     clock_source="dock", previous_manifest=None)
+                     clock_source="dock", previous_manifest=None, format=FORMAT_V1)
     m1 = sign_manifest(first, key)
-    put("manifest", m1, "manifest", "signed manifest of clip CLIP_ID (sequence 0, no predecessor)",
+    put("manifest", m1, "manifest", "signed v1 manifest of clip CLIP_ID (sequence 0, no predecessor; no sound field)",
         manifest_hash=manifest_hash(m1), signed_message_hex=(b"bodycam.manifest.v1\n" + canonical.dumps(first.body())).hex())
     cut_record = SegmentRecord(SEGMENT, len(cut), sha(cut), age.CHUNK_SIZE, sha(plain[: age.CHUNK_SIZE]), 1000,
                                True, payload + age.SEALED_CHUNK_SIZE)
@@ -159,9 +160,10 @@ def build(out: Path, age_from: Path, fresh_age: bool) -> list[dict]:
                       ended_at="2026-11-25T10:05:01.000Z", end_reason="interrupted", homes=True,
                       prerecord_seconds=0, resumes=None, bookmarks=[], segments=[cut_record],
                       clock_source="dock", previous_manifest=manifest_hash(m1), homes_at="2026-11-25T10:05:00.500Z",
-                      notes=["cut by power loss: segment-cut.age"])
+                      notes=["cut by power loss: segment-cut.age"], sound=True)
     m2 = sign_manifest(second, key)
-    put("manifest-2", m2, "manifest", "the device's next manifest: chained to 'manifest', a cut segment (segment-cut.age)",
+    put("manifest-2", m2, "manifest", "the device's next manifest (v2, sound true): chained to 'manifest', a cut "
+        "segment (segment-cut.age)",
         manifest_hash=manifest_hash(m2), previous_manifest=manifest_hash(m1))
 
     # 5. Canonical JSON: a non-canonical input and the one byte form it has.
