@@ -154,6 +154,7 @@ def _status(outbox: Path) -> dict:
         enrolled = None if enrollment is None else {
             "officer": enrollment.officer, "profile": enrollment.profile.name,
             "prerecord_max_seconds": enrollment.profile.prerecord_max_seconds,
+            "sound": enrollment.profile.sound,
             "recipients": len(enrollment.recipients), "issued_at": enrollment.issued_at}
         enrollment_error = None
     except ClipError as exc:
@@ -356,7 +357,7 @@ def cmd_run(args) -> int:
     recorder = EncryptingRecorder(storage.outbox, storage.state, key, camera, clock, reserve_mib=storage.reserve_mib,
                                   segment_seconds=storage.segment_seconds,
                                   local_prerecord=config.profile.prerecord_seconds,
-                                  gadget=_make_gadget(config, notifier))
+                                  local_sound=config.profile.sound, gadget=_make_gadget(config, notifier))
     hardware = Hardware(config.pins, clock, debounce_seconds=config.controls.debounce_seconds)
     dock_signal = PowerDockSignal(config.dock.usb_power) if config.dock.usb_power else None
     stop = threading.Event()

@@ -43,6 +43,7 @@ Nothing else crosses threads, so the state machine itself needs no locking.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 import threading
@@ -136,6 +137,7 @@ class Controller:
         self._dock_signal = dock_signal
         self._undock_retry_at: float | None = None  # set while taking the partition back fails
         self._error_restarts = 0
+        self._warnings: tuple[str, ...] = ()
         self._recording_since: float | None = None
         self._lock = threading.Lock()  # guards _external_dock only
         self._external_dock = False
@@ -528,4 +530,12 @@ class Controller:
                 pattern, since = overlay, overlay_since
             else:
                 self._overlay = None
+        if self._state in (State.IDLE, State.RECORDING) and pattern in (hw.PATTERN_IDLE, hw.PATTERN_RECORDING):
+            warnings = self._recorder.warnings()
+            if warnings != self._warnings:
+                if warnings:
+                    log.warning("warning on the lights: %s", ", ".join(warnings))
+                self._warnings = warnings
+            if warnings:
+                pattern = dataclasses.replace(pattern, amber=hw.WARNING_AMBER)
         self._hw.render(pattern, max(0.0, now - since), now)

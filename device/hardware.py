@@ -100,6 +100,10 @@ PATTERN_DOCKED = Pattern(green=Blink(1.0, 1.0))
 PATTERN_STORAGE = Pattern(amber=True)
 PATTERN_NOT_ENROLLED = Pattern(amber=Blink(0.5, 0.5))
 PATTERN_ERROR = Pattern(amber=Blink(0.1, 0.1))
+# Added to the idle or recording pattern while the recorder warns (low storage, a failed
+# microphone): a short amber flash every two seconds. The camera works on; the officer should
+# dock soon or report the fault.
+WARNING_AMBER = Blink(0.2, 1.8)
 
 # One-shot sounds: alternating on/off durations in seconds, starting with on.
 BEEP_START = (0.3,)

@@ -212,6 +212,8 @@ class ClipWriter:
         return self._frame_us
 
     def due(self, now: float) -> bool:
+        if self.frames == 0:
+            return False  # the first picture commits at once when it comes (write())
         return self.last_commit is None or now - self.last_commit >= COMMIT_INTERVAL
 
     def commit(self) -> None:
@@ -402,15 +404,18 @@ class EncryptingRecorder:
             self._handle(unit)
             return
         if self._skip_to_keyframe and not unit.keyframe:
-            # After a drop the frames up to the next keyframe could not be decoded anyway.
-            self._count_drop()
+            # After a drop the frames up to the next keyframe could not be decoded anyway (and
+            # the sound goes with them: a gap in both streams at the same place).
+            if not unit.audio:
+                self._count_drop()
             return
         try:
             self._queue.put_nowait(unit)
             self._skip_to_keyframe = False
         except queue.Full:
             self._skip_to_keyframe = True
-            self._count_drop()
+            if not unit.audio:
+                self._count_drop()
 
     def _count_drop(self) -> None:
         with self._drop_lock:
@@ -535,6 +540,10 @@ class EncryptingRecorder:
     def warnings(self) -> tuple[str, ...]:
         """What the lights should warn of while the camera works on: low storage (below the
         reserve), a failed microphone in the running clip."""
+        now = self._clock.monotonic()
+        if self._clip is None and not self._docked and now >= self._next_storage_check:
+            self._next_storage_check = now + STORAGE_CHECK_INTERVAL  # while recording, poll() does it
+            self._low_storage = self._free() < self._reserve
         out = []
         if self._low_storage:
             out.append(WARN_LOW_STORAGE)

@@ -70,6 +70,10 @@ class Recorder(Protocol):
     def can_start(self) -> str | None:
         """None if a recording may start now, else the reason (REFUSE_STORAGE, REFUSE_NOT_ENROLLED, ...)."""
 
+    def warnings(self) -> tuple[str, ...]:
+        """What the lights should warn of while the camera works on (low storage, a failed
+        microphone); empty when all is well."""
+
     def start(self, trigger: Trigger) -> None:
         """Start the encoder and a new clip. The only way the encoder starts. Raises DeviceError."""
 

@@ -24,6 +24,7 @@ class FakeRecorder:
         self.fail: set[str] = set()
         self.poll_failures = 0
         self.recording = False
+        self.warn: tuple[str, ...] = ()  # what warnings() answers
 
     def _call(self, name: str, arg: object = None) -> None:
         self.calls.append((name, arg))
@@ -33,6 +34,9 @@ class FakeRecorder:
     def can_start(self) -> str | None:
         self.calls.append(("can_start", None))
         return self.refuse
+
+    def warnings(self) -> tuple[str, ...]:
+        return self.warn
 
     def start(self, trigger: Trigger) -> None:
         assert not self.recording, "start while already recording"

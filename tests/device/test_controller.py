@@ -645,6 +645,8 @@ ENCODER_START_ALLOWED = {
     # Camera.start itself, which is what the three lines above call.
     ("camera/picamera2_backend.py", "Picamera2Camera", "open"),
     ("camera/picamera2_backend.py", "Picamera2Camera", "start"),
+    # ... and the helper start() alone calls (with sound, then without if the microphone fails).
+    ("camera/picamera2_backend.py", "Picamera2Camera", "_start_encoder"),
 }
 ENCODER_START_NAMES = {"start_encoder", "_start_camera", "start_recording"}
 
@@ -777,3 +779,21 @@ def test_controller_other_inputs_never_start_recording(make_rig, seed):
             rig.tap(button, seconds=3.0 if "hold" in action else 0.2)
         assert rig.state is not State.RECORDING, action
         assert rig.recorder.named("start") == [], action
+
+
+def test_controller_recorder_warning_flashes_amber_beside_green_and_red(rig):
+    rig.recorder.warn = ("low storage",)
+    rises = rig.rises("amber")
+    rig.run(4.1)
+    assert rig.state is State.IDLE and rig.pin("green").state
+    assert rig.rises("amber") - rises >= 2  # a short flash every two seconds
+    rig.recorder.warn = ("microphone",)
+    rig.tap("emergency")
+    rig.run(0.1)
+    assert rig.state is State.RECORDING
+    rises = rig.rises("amber")
+    rig.run(4.1)
+    assert rig.pin("red").state and rig.rises("amber") - rises >= 2
+    rig.recorder.warn = ()
+    rig.run(2.1)
+    assert not rig.pin("amber").state

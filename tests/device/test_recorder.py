@@ -158,10 +158,22 @@ def test_recorder_not_enrolled_refuses(tmp_path, clock):
     assert camera.starts == 0 and clip_dirs(cam.outbox) == []
 
 
-def test_recorder_below_reserve_refuses_start(tmp_path, clock):
+def test_recorder_below_reserve_records_and_warns_low_storage(tmp_path, clock):
+    # 400 MiB free is minutes of video: an emergency must record, and the lights warn.
     cam = make_camera(tmp_path)
-    recorder, camera = make_recorder(cam, clock, reserve_mib=512, free_bytes=lambda path: 100 * MIB)
-    assert recorder.can_start() == "storage reserve"
+    recorder, camera = make_recorder(cam, clock, reserve_mib=512, free_bytes=lambda path: 400 * MIB)
+    assert recorder.can_start() is None
+    assert recorder.warnings() == ("low storage",)
+    recorder.start(Trigger("emergency", None, clock.now()))
+    camera.produce(5)
+    recorder.stop("officer")
+    assert recorder.last_sealed.end_reason == "officer" and camera.starts == 1
+
+
+def test_recorder_below_seal_margin_refuses_start(tmp_path, clock):
+    cam = make_camera(tmp_path)
+    recorder, camera = make_recorder(cam, clock, reserve_mib=512, free_bytes=lambda path: 10 * MIB)
+    assert recorder.can_start() == "storage reserve"  # 64 MiB margin: it could not be sealed
     with pytest.raises(StorageFullError):
         recorder.start(Trigger("emergency", None, clock.now()))
     assert camera.starts == 0
