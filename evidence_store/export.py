@@ -4,7 +4,7 @@ Package layout (README_TEXT explains it to the recipient)::
 
     README.txt                how to check everything with standard tools
     segments/seg-NNNNN.ts     decrypted MPEG-TS, byte for byte what the camera signed (plaintext_sha256)
-    clip.mp4                  the same video remuxed into MP4 without re-encoding (PyAV)
+    clip.mp4                  the same picture and sound remuxed into MP4 without re-encoding (PyAV)
     manifest, journal         as the camera signed them
     device.pub                the camera's Ed25519 public key (base64), as enrolled
     store.vkey                the store's note verifier key (compare with the published one)
@@ -63,8 +63,9 @@ Exported {time} from evidence store log {origin}.
 Reason given: see the export event in the store's log (personal data is kept only as salted hashes).
 
 What is here
-  segments/*.ts        the decrypted video, MPEG-TS (H.264), exactly as recorded
-  clip.mp4             the same video in MP4, remuxed without re-encoding
+  segments/*.ts        the decrypted recording, MPEG-TS (H.264 picture, AAC sound if the
+                       manifest says "sound": true), exactly as recorded
+  clip.mp4             the same picture and sound in MP4, remuxed without re-encoding
   manifest, journal    the camera's signed statements about the clip (JSON; Ed25519)
   device.pub           the camera's public key; store.vkey the store's note verifier key
   events/              every logged event about the clip: leaf bytes (.json) and proof (.tlog-proof)
@@ -196,48 +197,130 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def remux_to_mp4(ts_files: Sequence[Path], mp4: Path) -> int:
-    """Copy the H.264 packets of the TS files into one MP4 without decoding. Returns packets.
+@dataclass(frozen=True)
+class SegmentSpan:
+    """Where one segment's picture lies on its own time line (seconds), and the shift that puts
+    it after the previous segment's picture on the export's continuous time line."""
 
-    Segments may each start their timestamps anew; they are shifted to follow on.
-    """
+    start: float
+    end: float  # the last frame's presentation time plus one frame
+    shift: float
+
+
+def segment_spans(ts_files: Sequence[Path]) -> list[SegmentSpan | None]:
+    """The picture's span of each TS file (None: no video), demuxed without decoding. The shift
+    is zero unless a segment's time line starts over; both streams of a segment get the same
+    shift, so sound stays where it was against the picture."""
+    import av
+
+    spans: list[SegmentSpan | None] = []
+    last_end = None
+    for path in ts_files:
+        with av.open(str(path), format="mpegts") as container:
+            if not container.streams.video:
+                spans.append(None)
+                continue
+            stream = container.streams.video[0]
+            frame = 1 / float(stream.average_rate or 25)
+            times = [float(p.pts * p.time_base) for p in container.demux(stream) if p.pts is not None]
+        if not times:
+            spans.append(None)
+            continue
+        start, end = min(times), max(times) + frame
+        shift = 0.0
+        if last_end is not None and start < last_end - frame / 2:
+            shift = last_end - start
+        spans.append(SegmentSpan(start, end, shift))
+        last_end = end + shift
+    return spans
+
+
+def segment_packets(ts_files: Sequence[Path], *, sound: bool = True):
+    """Yield ``("video"|"sound", packet)`` of every segment, without decoding, on one continuous
+    time line (packet timestamps shifted as ``segment_spans`` says). Sound is cut to the
+    picture's span (a sound frame that starts after the last picture's end, or ends before the
+    first picture, is left out): the muxer's last sound frames would otherwise outlast the
+    picture. Redaction re-encodes the picture but carries the sound through this unchanged."""
+    import av
+
+    for path, span in zip(ts_files, segment_spans(ts_files)):
+        if span is None:
+            continue
+        with av.open(str(path), format="mpegts") as container:
+            video = container.streams.video[0]
+            streams = [video]
+            if sound and container.streams.audio and container.streams.audio[0].codec_context.name == "aac":
+                streams.append(container.streams.audio[0])
+            for packet in container.demux(streams):
+                if packet.dts is None or packet.pts is None:
+                    continue
+                kind = "video" if packet.stream is video else "sound"
+                if kind == "sound":
+                    at = float(packet.pts * packet.time_base)
+                    length = float((packet.duration or 0) * packet.time_base)
+                    if at >= span.end or at + length <= span.start:
+                        continue
+                if span.shift:
+                    delta = round(span.shift / packet.time_base)
+                    packet.dts += delta
+                    packet.pts += delta
+                yield kind, packet
+
+
+def remux_to_mp4(ts_files: Sequence[Path], mp4: Path) -> int:
+    """Copy the H.264 and AAC packets of the TS files into one MP4 without decoding. Returns
+    the number of video packets."""
     import av
 
     output = av.open(str(mp4), mode="w", format="mp4")
-    out_stream = None
+    out_streams: dict[str, object] = {}
     packets = 0
-    offset = 0
-    last_dts = None
     try:
-        for path in ts_files:
-            with av.open(str(path), format="mpegts") as container:
-                if not container.streams.video:
-                    continue
-                stream = container.streams.video[0]
-                if out_stream is None:
-                    out_stream = output.add_stream_from_template(stream)
-                step = int(1 / (stream.average_rate or 25) / stream.time_base) if stream.time_base else 1
-                first = True
-                for packet in container.demux(stream):
-                    if packet.dts is None:
-                        continue
-                    if first:
-                        first = False
-                        if last_dts is not None and packet.dts + offset <= last_dts:
-                            offset = last_dts + step - packet.dts
-                    packet.dts += offset
-                    if packet.pts is not None:
-                        packet.pts += offset
-                    last_dts = packet.dts
-                    packet.stream = out_stream
-                    output.mux(packet)
-                    packets += 1
+        for kind, packet in segment_packets(ts_files):
+            if kind not in out_streams:
+                out_streams[kind] = output.add_stream_from_template(packet.stream)
+            packet.stream = out_streams[kind]
+            output.mux(packet)
+            packets += kind == "video"
     finally:
         output.close()
     return packets
 
 
 # -- offline check ------------------------------------------------------------------------------
+
+
+def check_mp4_streams(mp4: Path, sound: bool) -> str | None:
+    """None if the MP4 has one H.264 stream and, exactly when the manifest says the clip has
+    sound, one AAC stream lasting as long as the picture (within one frame); else what is wrong.
+    Reads packet headers only, no decoding."""
+    import av
+
+    try:
+        with av.open(str(mp4)) as container:
+            videos, audios = container.streams.video, container.streams.audio
+            if len(videos) != 1 or videos[0].codec_context.name != "h264":
+                return "does not hold exactly one H.264 picture stream"
+            if not sound:
+                return "holds sound, but the manifest says the camera recorded none" if audios else None
+            if len(audios) != 1 or audios[0].codec_context.name != "aac":
+                return "the manifest says the clip has sound, but there is no AAC stream"
+            frame = 1 / float(videos[0].average_rate or 25)
+            spans: dict[object, list[float]] = {videos[0]: [], audios[0]: []}
+            for packet in container.demux(videos[0], audios[0]):
+                if packet.pts is None:
+                    continue
+                at = float(packet.pts * packet.time_base)
+                end = at + float((packet.duration or 0) * packet.time_base)
+                span = spans[packet.stream]
+                span[:] = [min(span[0], at), max(span[1], end)] if span else [at, end]
+    except (av.FFmpegError, OSError) as exc:
+        return f"cannot be read: {exc}"
+    (v0, v1), (a0, a1) = spans[videos[0]] or [0, 0], spans[audios[0]] or [0, 0]
+    if abs((a1 - a0) - (v1 - v0)) > frame + 1e-3:
+        return f"its sound lasts {a1 - a0:.3f} s, its picture {v1 - v0:.3f} s (more than a frame apart)"
+    return None
+
 
 
 def verify_export(folder: str | os.PathLike, vkey: str | None = None) -> list[Fault]:
@@ -300,6 +383,9 @@ def verify_export(folder: str | os.PathLike, vkey: str | None = None) -> list[Fa
                 fault("segment-missing", name, "is missing")
             elif _file_sha256(path) != seg.plaintext_sha256 or path.stat().st_size != seg.plaintext_bytes:
                 fault("segment-altered", name, "differs from the plaintext the camera signed")
+        problem = check_mp4_streams(root / MP4, manifest.sound) if (root / MP4).is_file() else f"{MP4} is missing"
+        if problem is not None:
+            fault("mp4-streams", MP4, problem)
     # 5. Events: proofs, chain, and what they say about this clip.
     checkpoint = (root / "checkpoint").read_bytes() if (root / "checkpoint").is_file() else b""
     prev = None
