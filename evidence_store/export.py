@@ -267,18 +267,36 @@ def segment_packets(ts_files: Sequence[Path], *, sound: bool = True):
                 yield kind, packet
 
 
+def add_streams_like(output, ts_files: Sequence[Path], *, sound: bool = True) -> dict[str, object]:
+    """Add to ``output`` (before anything is muxed: the header lists every stream) a stream for the
+    picture, and for the sound if the first segment with a picture has AAC, copied from that
+    segment's parameters. Returns them by the kinds ``segment_packets`` yields."""
+    import av
+
+    for path in ts_files:
+        with av.open(str(path), format="mpegts") as container:
+            if not container.streams.video:
+                continue
+            streams = {"video": output.add_stream_from_template(container.streams.video[0])}
+            if sound and container.streams.audio and container.streams.audio[0].codec_context.name == "aac":
+                streams["sound"] = output.add_stream_from_template(container.streams.audio[0])
+            for kind, template in (("video", container.streams.video), ("sound", container.streams.audio)):
+                if kind in streams:
+                    streams[kind].time_base = template[0].time_base  # unset, the MP4 muxer divides by 0
+            return streams
+    return {}
+
+
 def remux_to_mp4(ts_files: Sequence[Path], mp4: Path) -> int:
     """Copy the H.264 and AAC packets of the TS files into one MP4 without decoding. Returns
     the number of video packets."""
     import av
 
     output = av.open(str(mp4), mode="w", format="mp4")
-    out_streams: dict[str, object] = {}
     packets = 0
     try:
-        for kind, packet in segment_packets(ts_files):
-            if kind not in out_streams:
-                out_streams[kind] = output.add_stream_from_template(packet.stream)
+        out_streams = add_streams_like(output, ts_files)
+        for kind, packet in segment_packets(ts_files, sound="sound" in out_streams):
             packet.stream = out_streams[kind]
             output.mux(packet)
             packets += kind == "video"

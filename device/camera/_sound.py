@@ -15,17 +15,15 @@ from device.errors import HardwareError
 
 log = logging.getLogger(__name__)
 
-MARKER_PERIOD_S = 1.0  # a marker (white box, click) every second ...
-MARKER_PHASE_S = 0.5  # ... at 0.5 s, 1.5 s, ...: never on the first frame, which a cut may lose
 CLICK_S = 0.004
 CLICK_HZ = 2000.0
 
 
 def marker_frame(index: int, fps: float) -> bool:
-    """Whether video frame ``index`` carries the visual marker."""
-    t = index / fps
-    nearest = round((t - MARKER_PHASE_S) / MARKER_PERIOD_S) * MARKER_PERIOD_S + MARKER_PHASE_S
-    return nearest >= 0 and abs(t - nearest) < 0.5 / fps
+    """Whether video frame ``index`` carries the visual marker: one frame a second, half a second
+    in (never the first frame, and away from the keyframes where segments are cut)."""
+    period = max(1, round(fps))
+    return index % period == period // 2
 
 
 class ClickTrack:

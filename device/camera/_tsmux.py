@@ -165,6 +165,8 @@ class TsMuxer:
         import numpy as np
 
         pcm = np.ascontiguousarray(np.asarray(samples, dtype=np.float32).reshape(1, -1))
+        if pcm.shape[1] == 0:
+            return []
         if self._pcm_start_us is None:
             self._pcm_start_us = int(start_us or 0)
         frame = self._av.AudioFrame.from_ndarray(pcm, format="fltp", layout="mono")

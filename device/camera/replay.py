@@ -152,6 +152,7 @@ class ReplayCamera(Camera):
         self._position = next(i for i, unit in enumerate(self._units) if unit[1])
         self._loops = 0
         self._first_dts = None
+        self.error = None
         self._stop.clear()
         if self.realtime:
             self._thread = threading.Thread(target=self._run, name="replay-camera", daemon=True)
@@ -193,8 +194,9 @@ class ReplayCamera(Camera):
                     self._stop.wait(min(wait, 0.1))
                     continue
                 self._emit_one()
-        except BaseException:
+        except BaseException as exc:  # the recorder learns of it through poll(): no silent stop
             log.exception("the replay camera stopped")
+            self.error = exc
 
     def stop(self) -> None:
         if self._sink is None:

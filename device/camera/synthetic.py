@@ -1,7 +1,7 @@
 """A synthetic camera: colour bars, a moving bar and a burnt-in clock, encoded to H.264 with
 PyAV (libx264) and muxed to MPEG-TS in memory; with sound on, a click track in AAC.
 
-Sync is testable, not assumed: every second (at 0.5 s, 1.5 s, ...) the box in the top-left corner
+Sync is testable, not assumed: once a second (half a second in) the box in the top-left corner
 turns from black to white for one frame, and the sound has a 4 ms click at that frame's
 presentation time (``device.camera._sound``). A test decodes both streams and compares.
 
