@@ -96,10 +96,11 @@ class Encoder:
         # their timestamp in µs (the stream's pts scaled), paced like the video.
         import time
 
-        scale = self._audio_stream.codec_context.time_base * 1_000_000
         t0 = time.monotonic()
 
         def send(packet):
+            # as picamera2: the time base is known once the encoder has opened, at the first packet
+            scale = self._audio_stream.codec_context.time_base * 1_000_000
             if packet.pts is not None and packet.pts >= 0:
                 self.outputframe(None, True, int(packet.pts * scale), packet, True)
 

@@ -89,7 +89,8 @@ def test_cli_list_json_has_exactly_the_documented_fields(cli_store, capsys):
     listed = json.loads(out)["clips"]
     assert [c["clip_id"] for c in listed] == [clips["old"], clips["fresh"], clips["emergency"]]
     assert set(listed[0]) == {"clip_id", "device_id", "officer", "recorded_at", "trigger", "justification",
-                              "holds", "deadline", "state"}
+                              "holds", "deadline", "state", "sound"}
+    assert all(c["sound"] is False for c in listed)  # the factory's clips are v2, picture only
     by_id = {c["clip_id"]: c for c in listed}
     assert by_id[clips["emergency"]]["justification"] == "pending"
     assert by_id[clips["old"]]["justification"] is None and by_id[clips["old"]]["state"] == "stored"

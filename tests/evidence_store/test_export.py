@@ -198,3 +198,19 @@ def test_export_into_existing_empty_folder_replaces_it(store, add_clip, tmp_path
     export_clip(store, clip.clip_id, out, reason="court", identities=store.identities(PASSPHRASE))
     assert verify_export(out) == []
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_export_mp4_streams_checked_against_the_manifest_sound(exported, tmp_path):
+    from evidence_store.export import check_mp4_streams, remux_to_mp4
+    from tests.soundcheck import make_source
+
+    _, out, _ = exported  # a picture-only clip: its MP4 must have no sound, and has none
+    assert check_mp4_streams(out / "clip.mp4", False) is None
+    assert "no AAC stream" in check_mp4_streams(out / "clip.mp4", True)
+    with_sound = tmp_path / "with-sound.ts"
+    make_source(with_sound, seconds=1.0, marks=(0.5,))
+    assert "more than a frame apart" in check_mp4_streams(with_sound, True)  # the encoder's padding
+    mp4 = tmp_path / "with-sound.mp4"
+    assert remux_to_mp4([with_sound], mp4) == 25
+    assert "holds sound" in check_mp4_streams(mp4, False)
+    assert check_mp4_streams(mp4, True) is None  # the remux cut the sound to the picture

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from evidence_store.clip import canonical
-from evidence_store.clip.devkey import MANIFEST_CONTEXT, DeviceKey
+from evidence_store.clip.devkey import MANIFEST_CONTEXT, DeviceKey, b64
 from evidence_store.clip.errors import ClipError, FormatError, SignatureError
 from evidence_store.clip.manifest import (
     MAX_MANIFEST_BYTES,
@@ -174,3 +174,36 @@ def test_manifest_cut_segment_sizes_checked():
 def test_manifest_emergency_without_announcement_valid():
     manifest = sample(trigger="emergency", announced_at=None, homes=True, homes_at="2026-11-25T10:00:04.000Z")
     assert parse_manifest(sign_manifest(manifest, KEY), KEY.public).homes
+
+
+# --- sound (format v2) --------------------------------------------------------------------------
+
+
+def _signed(body: dict) -> bytes:
+    return canonical.dumps({"manifest": body, "signature": b64(KEY.sign(MANIFEST_CONTEXT, canonical.dumps(body)))})
+
+
+def test_manifest_v2_records_sound_and_roundtrips():
+    data = sign_manifest(sample(sound=True), KEY)
+    body = json.loads(data)["manifest"]
+    assert body["format"] == "bodycam-manifest/v2" and body["sound"] is True
+    assert parse_manifest(data, KEY.public).sound is True
+
+
+def test_manifest_v1_without_sound_reads_as_picture_only():
+    old = sample(format="bodycam-manifest/v1")
+    data = sign_manifest(old, KEY)
+    assert "sound" not in json.loads(data)["manifest"]  # the old signed body, unchanged
+    assert parse_manifest(data, KEY.public).sound is False
+
+
+def test_manifest_version_decides_the_sound_field_else_format_error():
+    v2 = sample().body()
+    del v2["sound"]
+    with pytest.raises(FormatError, match="v2 requires the field sound"):
+        parse_manifest(_signed(v2), KEY.public)
+    v1 = sample(format="bodycam-manifest/v1").body() | {"sound": True}
+    with pytest.raises(FormatError, match="does not exist in format v1"):
+        parse_manifest(_signed(v1), KEY.public)
+    with pytest.raises(FormatError, match="sound"):
+        parse_manifest(_signed(sample().body() | {"sound": "yes"}), KEY.public)
