@@ -188,13 +188,12 @@ class ClipWriter:
             self._close_segment()
             seg = self._seg = self._open_segment()
         self._feed(seg, unit.data)
+        self.sound = self.sound or unit.sound
         if unit.audio:
-            self.sound = True
             return
         if seg.first_us is None:
             seg.first_us = unit.timestamp_us
         seg.last_us = unit.timestamp_us
-        self.sound = self.sound or _carries_sound(unit.data)
         self.frames += 1
         if self.first_commit is None:
             self.commit()
@@ -259,13 +258,6 @@ class ClipWriter:
         self._close_segment()
         self._seg = None
         return self.segments
-
-
-def _carries_sound(data: bytes) -> bool:
-    """Whether a video unit also carries sound packets (the muxer interleaves them)."""
-    from device.camera._tsmux import AUDIO_PID, describe_ts
-
-    return any(pid == AUDIO_PID for _, pid, _, _ in describe_ts(data))
 
 
 @dataclass

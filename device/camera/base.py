@@ -43,14 +43,16 @@ class TsUnit:
     interleaved around it), or sound packets alone (``audio`` True).
 
     A keyframe unit begins with PAT and PMT, so a segment that starts with it plays on its own.
-    ``timestamp_us`` is the presentation time in microseconds on the encoder's time line (of the
-    video frame; of the first sound frame for a sound-only unit).
+    ``timestamp_us`` is the decode time in microseconds on the encoder's time line (of the video
+    frame; of the first sound frame for a sound-only unit). ``sound``: the unit carries sound
+    packets (always, for a sound-only unit).
     """
 
     data: bytes
     keyframe: bool
     timestamp_us: int
     audio: bool = False
+    sound: bool = False
 
 
 Sink = Callable[[TsUnit], None]

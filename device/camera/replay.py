@@ -97,13 +97,20 @@ class _LoopedSound:
         import numpy as np
 
         end = end_us * AUDIO_RATE // 1_000_000
-        n = np.arange(self._sample, max(self._sample, end), dtype=np.int64)
+        out = np.zeros(max(0, end - self._sample), np.float32)
+        n = self._sample
+        while n < end:
+            # Copy whole runs of samples: per loop of the picture, the sound is one slice.
+            loop = (n * 1_000_000 // AUDIO_RATE) // self._span_us
+            next_loop = -(-(loop + 1) * self._span_us * AUDIO_RATE // 1_000_000)
+            stop = min(end, max(next_loop, n + 1))
+            base = (loop * self._span_us + self._start_us) * AUDIO_RATE // 1_000_000
+            lo, hi = max(n - base, 0), min(stop - base, len(self._pcm))
+            if lo < hi:
+                at = lo + base - self._sample
+                out[at:at + hi - lo] = self._pcm[lo:hi]
+            n = stop
         self._sample = max(self._sample, end)
-        within = (n * 1_000_000 // AUDIO_RATE) % self._span_us - self._start_us
-        index = within * AUDIO_RATE // 1_000_000
-        ok = (index >= 0) & (index < len(self._pcm))
-        out = np.zeros(len(n), np.float32)
-        out[ok] = self._pcm[index[ok]]
         return out
 
 
