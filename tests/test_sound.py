@@ -100,7 +100,8 @@ def test_sound_sigkill_salvaged_segment_has_both_streams_to_the_cut(sound_store,
         proc.kill()
         proc.wait()
     assert device_cli.main(["recover", "--outbox", str(outbox)]) == 0
-    ingest_and_export(store, outbox, tmp_path / "export", capsys)
+    shown = ingest_and_export(store, outbox, tmp_path / "export", capsys)
+    assert shown["sound"] is True  # from the recording marker: the camera cannot decrypt to look
     (segment,) = (tmp_path / "export" / "segments").glob("*.ts")
     streams = probe_streams(segment)
     assert streams["video"]["codec_name"] == "h264" and streams["audio"]["codec_name"] == "aac"
