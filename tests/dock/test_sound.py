@@ -1,4 +1,4 @@
-"""Sound, end to end through the real command lines (issue 10): a replayed file with sound is
+"""Sound, end to end through the real command lines: a replayed file with sound is
 recorded by ``bodycam-device simulate``, ingested by ``bodycam-dock ingest`` and exported by
 ``bodycam-evidence export``; the exported MP4 has AAC beside H.264, as long as the picture, and a
 click in the source is still at its picture's marker. Short, small clips: the CPU is shared."""
