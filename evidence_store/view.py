@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import math
 import shlex
 import shutil
 import subprocess
@@ -33,6 +34,10 @@ SHEET_COLUMNS = 4
 SHEET_FRAMES = 12
 THUMB_WIDTH, THUMB_HEIGHT = 240, 180
 CAPTION_HEIGHT = 18
+# The loudness strip: a bar from STRIP_FLOOR_DB (empty) to full scale (full width); red near
+# clipping (above -6 dBFS), where shouting or a bang is.
+STRIP_HEIGHT = 8
+STRIP_FLOOR_DB = -60.0
 
 
 def segment_plaintext(store, segment: dict, identities: Sequence[Identity]) -> Iterator[bytes]:
@@ -161,21 +166,30 @@ def _stop(proc: subprocess.Popen, grace: float = 5.0) -> None:
 
 def write_contact_sheet(chunks: Iterator[bytes], path: Path, started_at, title: str,
                         frames: int = SHEET_FRAMES) -> int:
-    """Decode the stream with PyAV and write a PNG grid of ``frames`` stills with their times.
+    """Decode the stream with PyAV and write a PNG grid of ``frames`` stills with their times;
+    with sound, a loudness strip under each still (its loudest moment until the next still: a
+    shout or a bang is seen at a glance, where people would rather look than read).
 
     Returns the number of stills. Raises EvidenceError if no frame can be decoded.
     """
     import av
+    import numpy as np
     from PIL import Image, ImageDraw
 
     # One pass only (the stream is a pipe, the length unknown up front): keep a thumbnail every
     # ``step`` seconds, doubling the step when too many pile up, then thin to ``frames`` evenly.
     thumbs: list[tuple[float, Image.Image]] = []
+    loudness: list[tuple[float, float]] = []  # (time, peak dBFS) of each sound frame
     try:
         container = av.open(IterReader(chunks), format="mpegts")
         stream = container.streams.video[0]
+        sound = container.streams.audio[:1]
         step, next_at = 0.5, 0.0
-        for frame in container.decode(stream):
+        for frame in container.decode(stream, *sound):
+            if isinstance(frame, av.AudioFrame):
+                peak = float(np.abs(frame.to_ndarray()).max(initial=0.0))
+                loudness.append((float(frame.time or 0.0), 20 * math.log10(max(peak, 1e-5))))
+                continue
             t = float(frame.time or 0.0)
             if t + 1e-6 < next_at:
                 continue
@@ -194,15 +208,22 @@ def write_contact_sheet(chunks: Iterator[bytes], path: Path, started_at, title: 
     if len(thumbs) > frames:
         thumbs = [thumbs[round(i * (len(thumbs) - 1) / (frames - 1))] for i in range(frames)]
     rows = (len(thumbs) + SHEET_COLUMNS - 1) // SHEET_COLUMNS
-    cell_h = THUMB_HEIGHT + CAPTION_HEIGHT
+    strip = STRIP_HEIGHT if loudness else 0
+    cell_h = THUMB_HEIGHT + strip + CAPTION_HEIGHT
     sheet = Image.new("RGB", (SHEET_COLUMNS * THUMB_WIDTH, rows * cell_h + CAPTION_HEIGHT), "black")
     draw = ImageDraw.Draw(sheet)
     draw.text((4, 2), f"clip {title}", fill="white")
     for i, (t, image) in enumerate(thumbs):
         x, y = (i % SHEET_COLUMNS) * THUMB_WIDTH, CAPTION_HEIGHT + (i // SHEET_COLUMNS) * cell_h
         sheet.paste(image, (x, y))
+        if strip:
+            until = thumbs[i + 1][0] if i + 1 < len(thumbs) else float("inf")
+            level = max((db for at, db in loudness if t <= at < until), default=STRIP_FLOOR_DB)
+            share = min(1.0, max(0.0, (level - STRIP_FLOOR_DB) / -STRIP_FLOOR_DB))
+            draw.rectangle((x, y + THUMB_HEIGHT + 1, x + round(share * (THUMB_WIDTH - 1)),
+                            y + THUMB_HEIGHT + strip - 2), fill=(255, 64, 64) if level > -6 else (64, 200, 64))
         stamp = format_time(started_at + timedelta(seconds=t))[11:23]
-        draw.text((x + 4, y + THUMB_HEIGHT + 2), f"+{t:6.1f}s  {stamp}Z", fill="white")
+        draw.text((x + 4, y + THUMB_HEIGHT + strip + 2), f"+{t:6.1f}s  {stamp}Z", fill="white")
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path, format="PNG")
     return len(thumbs)

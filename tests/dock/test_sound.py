@@ -85,6 +85,27 @@ def test_sound_replayed_file_exported_with_aac_in_sync(sound_store, tmp_path, ca
     assert evidence_cli.main(["--store", str(store), "list", "--json"]) == 0
     (listed,) = json.loads(capsys.readouterr().out)["clips"]
     assert listed["sound"] is True
+    sheet = tmp_path / "sheet.png"
+    assert evidence_cli.main(["--store", str(store), "view", listed["clip_id"], "--reason", "review",
+                              "--contact-sheet", str(sheet)]) == 0
+    assert loudness_bars(sheet) >= 2  # the stills around the clicks show loud sound
+
+
+def loudness_bars(sheet: Path) -> int:
+    """How many stills of a contact sheet have a loudness bar over half their width."""
+    from PIL import Image
+
+    from evidence_store.view import CAPTION_HEIGHT, SHEET_COLUMNS, STRIP_HEIGHT, THUMB_HEIGHT, THUMB_WIDTH
+
+    image = Image.open(sheet).convert("RGB")
+    cell = THUMB_HEIGHT + STRIP_HEIGHT + CAPTION_HEIGHT
+    bars = 0
+    for row in range((image.height - CAPTION_HEIGHT) // cell):
+        y = CAPTION_HEIGHT + row * cell + THUMB_HEIGHT + STRIP_HEIGHT // 2
+        for column in range(SHEET_COLUMNS):
+            if image.getpixel((column * THUMB_WIDTH + THUMB_WIDTH // 2, y)) != (0, 0, 0):
+                bars += 1
+    return bars
 
 
 def test_sound_sigkill_salvaged_segment_has_both_streams_to_the_cut(sound_store, tmp_path, capsys):
