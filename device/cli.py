@@ -208,17 +208,15 @@ def _parse_clock(text: str) -> datetime:
 
 
 def _make_camera(spec: str, clock):
+    from device.camera import open_camera
+    from device.config import CameraConfig
+
     if spec == "synthetic":
-        from device.camera.synthetic import SyntheticCamera
-
-        return SyntheticCamera(clock, width=SIMULATE_WIDTH, height=SIMULATE_HEIGHT, fps=SIMULATE_FPS,
-                               bitrate=SIMULATE_BITRATE)
-    from device.camera.replay import ReplayCamera
-
-    path = Path(spec)
-    if not path.is_file():
+        return open_camera(CameraConfig(backend="synthetic", width=SIMULATE_WIDTH, height=SIMULATE_HEIGHT,
+                                        fps=SIMULATE_FPS, bitrate=SIMULATE_BITRATE), clock)
+    if not Path(spec).is_file():
         raise ConfigError(f"--camera: {spec} is neither 'synthetic' nor a file")
-    return ReplayCamera.from_file(clock, path)
+    return open_camera(CameraConfig(backend="replay", device=spec), clock)  # picture and sound of the file
 
 
 def cmd_simulate(args) -> int:
@@ -429,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds to record (default 3); at least the 1.5 s hold that stops a recording")
     p.add_argument("--emergency", action="store_true", help="emergency button instead of an announcement")
     p.add_argument("--clock", help="the camera's clock (ISO 8601), recorded as clock source 'cli'")
-    p.add_argument("--camera", default="synthetic", help="'synthetic' or an MPEG-TS/H.264 file to replay")
+    p.add_argument("--camera", default="synthetic", help="'synthetic' or an MPEG-TS/H.264 file to replay (its sound too)")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("recover", help="seal clips a crash or power loss left unsealed")

@@ -209,8 +209,7 @@ def test_export_mp4_streams_checked_against_the_manifest_sound(exported, tmp_pat
     assert "no AAC stream" in check_mp4_streams(out / "clip.mp4", True)
     with_sound = tmp_path / "with-sound.ts"
     make_source(with_sound, seconds=1.0, marks=(0.5,))
-    assert "more than a frame apart" in check_mp4_streams(with_sound, True)  # the encoder's padding
     mp4 = tmp_path / "with-sound.mp4"
     assert remux_to_mp4([with_sound], mp4) == 25
     assert "holds sound" in check_mp4_streams(mp4, False)
-    assert check_mp4_streams(mp4, True) is None  # the remux cut the sound to the picture
+    assert check_mp4_streams(mp4, True) is None
