@@ -9,7 +9,9 @@ Sound, as picamera2 does it: with ``encoder.audio`` True the encoder opens
 ``av.open(**audio_input)`` (``{"file": device, "format": "alsa"|"pulse"}``), encodes AAC with
 ``add_stream(**audio_output)`` on its own audio thread and calls ``outputframe(None, True,
 timestamp, packet, audio=True)`` with each PyAV packet, ``timestamp`` in µs on the video's time
-line. Our output muxes those into the same MPEG-TS. A microphone that cannot be opened makes
+line. Our output muxes those into the same MPEG-TS. picamera2's ``audio_sync`` (by default it
+delays the sound by 100 ms, measured on Pis to match the camera pipeline's latency) is left as
+picamera2 tunes it. A microphone that cannot be opened makes
 picamera2's ``start_encoder`` fail: we then start again without sound (the picture must not wait
 for a microphone); one that goes quiet while the video runs is noticed by the output.
 

@@ -199,3 +199,17 @@ def test_replay_file_remuxes_access_units(tmp_path, clock):
     assert units[0].keyframe
     assert [u.timestamp_us for u in units] == sorted(u.timestamp_us for u in units)
     assert ffprobe_frames(b"".join(u.data for u in units)) == ("h264", 40)
+
+
+def test_camera_factory_builds_replay_and_refuses_unknown(tmp_path, clock):
+    from device.camera import open_camera
+    from device.config import CameraConfig
+    from device.errors import ConfigError
+    from tests.soundcheck import make_source
+
+    source = tmp_path / "in.ts"
+    make_source(source, seconds=1.0, marks=(0.5,))
+    camera = open_camera(CameraConfig(backend="replay", device=str(source)), clock, realtime=False)
+    assert isinstance(camera, ReplayCamera) and (camera.width, camera.height) == (160, 120)
+    with pytest.raises(ConfigError, match="unknown camera backend"):
+        open_camera(CameraConfig(backend="webcam"), clock)
