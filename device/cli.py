@@ -427,7 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds to record (default 3); at least the 1.5 s hold that stops a recording")
     p.add_argument("--emergency", action="store_true", help="emergency button instead of an announcement")
     p.add_argument("--clock", help="the camera's clock (ISO 8601), recorded as clock source 'cli'")
-    p.add_argument("--camera", default="synthetic", help="'synthetic' or an MPEG-TS/H.264 file to replay (its sound too)")
+    p.add_argument("--camera", default="synthetic",
+                   help="'synthetic' or an MPEG-TS/H.264 file to replay (its sound too)")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("recover", help="seal clips a crash or power loss left unsealed")

@@ -149,7 +149,9 @@ def _build(cls, data, path: Path):
         else:
             for name, value in data.items():
                 wanted = _JSON_TYPES.get(known[name].type)
-                if wanted is not None and (not isinstance(value, wanted) or (isinstance(value, bool) and wanted is not bool)):
+                # bool is an int in Python: a flag is never accepted where a number belongs
+                if wanted is not None and (not isinstance(value, wanted)
+                                           or (isinstance(value, bool) and wanted is not bool)):
                     problem = f"field {name!r} has the wrong type ({type(value).__name__})"
                     break
                 if name == "bookmarks" and not all(isinstance(b, str) for b in value):

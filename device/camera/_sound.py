@@ -42,7 +42,8 @@ class ClickTrack:
         out = np.zeros(count, np.float32)
         first_frame = int(self._sample * self.fps // AUDIO_RATE)
         last_frame = int(end * self.fps // AUDIO_RATE) + 1
-        click = np.sin(2 * np.pi * CLICK_HZ * np.arange(int(CLICK_S * AUDIO_RATE)) / AUDIO_RATE).astype(np.float32) * 0.8
+        wave = np.sin(2 * np.pi * CLICK_HZ * np.arange(int(CLICK_S * AUDIO_RATE)) / AUDIO_RATE)
+        click = wave.astype(np.float32) * 0.8
         for index in range(first_frame, last_frame + 1):
             if not marker_frame(index, self.fps):
                 continue

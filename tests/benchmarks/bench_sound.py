@@ -56,7 +56,7 @@ def _make_stream(path: Path, seconds: int) -> None:
 
 
 def _record(cam, units, sound, width, height, fps, with_sound: bool):
-    from device.clock import FakeClock
+    from tests.clock import FakeClock
     from device.recorder import EncryptingRecorder
     from device.recorder_api import Trigger
 

@@ -12,20 +12,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from evidence_store.clip.clock import SystemClock
 from evidence_store.clip.outbox import Profile
 
 from device.camera._sound import AvMicrophone, ClickTrack
 from device.camera.picamera2_backend import Picamera2Camera
 from device.camera.v4l2 import V4l2Camera
-from device.clock import SystemClock
-from device.config import NRW as DEVICE_NRW, ProfileConfig, effective_profile
+from device.config import NRW as DEVICE_NRW
+from device.config import ProfileConfig, effective_profile
 from device.errors import HardwareError
+from device.recorder import EncryptingRecorder
 from device.recorder_api import Trigger
 from tests.device import fake_picamera2
-from tests.device.test_camera import FakeCapture
-from tests.device.test_recorder import SpyCamera, manifest_of, plaintext
-from device.recorder import EncryptingRecorder
 from tests.device._kit import make_camera
+from tests.device.test_camera import FakeCapture
+from tests.device.test_recorder import SpyCamera, plaintext
 from tests.soundcheck import find_marks, offsets
 
 SILENT_PROFILE = Profile("NO-SOUND", prerecord_max_seconds=0, retention_days=30, sound=False)
