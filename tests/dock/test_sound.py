@@ -85,6 +85,11 @@ def test_sound_replayed_file_exported_with_aac_in_sync(sound_store, tmp_path, ca
     assert evidence_cli.main(["--store", str(store), "list", "--json"]) == 0
     (listed,) = json.loads(capsys.readouterr().out)["clips"]
     assert listed["sound"] is True
+    heard = tmp_path / "player-input.ts"  # the player gets picture and sound through its pipe
+    player = f"sh -c 'cat > {heard}'"
+    assert evidence_cli.main(["--store", str(store), "view", listed["clip_id"], "--reason", "review",
+                              "--player", player]) == 0
+    assert probe_streams(heard)["audio"]["codec_name"] == "aac"
     sheet = tmp_path / "sheet.png"
     assert evidence_cli.main(["--store", str(store), "view", listed["clip_id"], "--reason", "review",
                               "--contact-sheet", str(sheet)]) == 0
