@@ -1,22 +1,35 @@
-# Both targets make their own virtual environment, so a fresh clone needs nothing but python3
-# and the system packages that .ci/run installs.
+# A fresh clone needs nothing but python3: each target installs what it needs.
+# `make demo` installs the package alone; `make test` also installs the Debian packages the tests
+# use (tools/system-packages, the one list of them) and the test extras.
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 DEMO_DIR ?= demo-data
+SYSTEM_PACKAGES := PYTHON=$(PYTHON) bash tools/system-packages
 
 .PHONY: test demo bench clean
 
+$(DEMO_STAMP): setup.cfg pyproject.toml
+	$(SYSTEM_PACKAGES) demo
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e .
+	touch $(DEMO_STAMP)
+
+# The test extras build PyGObject against Debian's -dev packages, so those come first.
 $(STAMP): setup.cfg pyproject.toml
+	$(SYSTEM_PACKAGES) test
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
 test: $(STAMP)
+	$(SYSTEM_PACKAGES) test
 	$(VENV)/bin/python -m pytest -q
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash tests/system/demo.sh $(DEMO_DIR)
 
 bench: $(STAMP)

@@ -3,12 +3,14 @@ folder, and the expiry service runs as another user who is only a member of that
 
 import io
 import os
+import re
 import shutil
 import stat
 import subprocess
 import sys
 import tempfile
 from datetime import datetime, timedelta, timezone
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -27,14 +29,78 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is 
                                 reason="needs root (to chown the folder and drop to another uid) and setpriv")
 
 
-def as_group_member(folder: Path, *argv: str) -> subprocess.CompletedProcess:
-    """Run bodycam-evidence as EXPIRE_UID, whose only group is STORE_GID."""
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(REPO),
+def _distributions(name: str) -> list[metadata.Distribution]:
+    """The installed distribution ``name`` and everything it requires (extras left out)."""
+    found: dict[str, metadata.Distribution] = {}
+    todo = [name]
+    while todo:
+        key = re.sub(r"[-_.]+", "-", todo.pop()).lower()
+        if key in found:
+            continue
+        try:
+            dist = metadata.distribution(key)
+        except metadata.PackageNotFoundError:
+            continue  # a requirement whose platform marker leaves it out here
+        found[key] = dist
+        todo += [re.match(r"[A-Za-z0-9._-]+", req).group() for req in dist.requires or []
+                 if "extra ==" not in req]
+    return list(found.values())
+
+
+def _link_or_copy(src: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dest)  # same file system: instant, and the file keeps its 0644
+    except OSError:
+        shutil.copy2(src, dest)
+
+
+@pytest.fixture(scope="module")
+def reachable_project():
+    """The project as another user can reach it, wherever this checkout lives: the checkout (and
+    its virtual environment's site-packages) may sit in a 0700 home folder that the dropped uid
+    cannot enter. A world-readable temporary folder gets a copy of ``evidence_store`` (which
+    imports nothing else of ours) and the installed distributions it requires; yields the
+    interpreter and the PYTHONPATH for it."""
+    base = Path(tempfile.mkdtemp(prefix="bodycam-perm-py-"))
+    try:
+        shutil.copytree(REPO / "evidence_store", base / "src" / "evidence_store",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        site = base / "site"
+        for dist in _distributions("bodycam"):
+            if dist.metadata["Name"] == "bodycam":
+                continue  # this checkout itself: the copy above
+            for file in dist.files or []:
+                src = Path(dist.locate_file(file))
+                if ".." in file.parts or not src.is_file():
+                    continue  # console scripts outside site-packages, files already removed
+                _link_or_copy(src, site / file)
+        for folder, _, _ in os.walk(base):
+            os.chmod(folder, 0o755)
+        # The base interpreter, not the venv's launcher: the venv may be unreachable too.
+        python = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+        pythonpath = f"{base / 'src'}{os.pathsep}{site}"
+        probe = _as_other_user(python, pythonpath, "-c", "import evidence_store.cli")
+        if probe.returncode != 0:
+            pytest.skip(f"another user cannot run {python} with the project: {probe.stderr.strip()[-200:]}")
+        yield python, pythonpath
+    finally:
+        shutil.rmtree(base)
+
+
+def _as_other_user(python: str, pythonpath: str, *argv: str) -> subprocess.CompletedProcess:
+    """Run ``python ARGV`` as EXPIRE_UID, whose only group is STORE_GID."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": pythonpath,
            "PYTHONDONTWRITEBYTECODE": "1", "HOME": "/"}
     return subprocess.run(
         ["setpriv", f"--reuid={EXPIRE_UID}", f"--regid={STORE_GID}", "--clear-groups", "--inh-caps=-all",
-         sys.executable, "-m", "evidence_store.cli", "--store", str(folder), *argv],
-        capture_output=True, text=True, env=env, cwd="/", timeout=120)
+         python, *argv], capture_output=True, text=True, env=env, cwd="/", timeout=120)
+
+
+def as_group_member(project: tuple[str, str], folder: Path, *argv: str) -> subprocess.CompletedProcess:
+    """Run bodycam-evidence as EXPIRE_UID, whose only group is STORE_GID."""
+    python, pythonpath = project
+    return _as_other_user(python, pythonpath, "-m", "evidence_store.cli", "--store", str(folder), *argv)
 
 
 def store_with_due_clip(folder: Path):
@@ -86,7 +152,7 @@ def test_store_init_files_are_group_accessible_objects_read_only(tmp_path):
 
 
 @needs_root
-def test_store_expire_as_group_member_other_uid_deletes_and_log_verifies(group_folder):
+def test_store_expire_as_group_member_other_uid_deletes_and_log_verifies(group_folder, reachable_project):
     clip = store_with_due_clip(group_folder)
     store = Store.open(group_folder)
     segment = store.segments(clip.clip_id)[0]["sha256"]
@@ -94,7 +160,7 @@ def test_store_expire_as_group_member_other_uid_deletes_and_log_verifies(group_f
     assert os.stat(group_folder / "evidence.db").st_gid == STORE_GID  # setgid folder: group inherited
 
     # The expiry service: another uid whose only group is the store's.
-    proc = as_group_member(group_folder, "expire")
+    proc = as_group_member(reachable_project, group_folder, "expire")
     assert proc.returncode == 0, proc.stderr
     assert "deleted 1" in proc.stdout and "Traceback" not in proc.stderr
 
@@ -110,11 +176,11 @@ def test_store_expire_as_group_member_other_uid_deletes_and_log_verifies(group_f
 
 
 @needs_root
-def test_cli_expire_database_not_group_writable_one_line_read_only(group_folder):
+def test_cli_expire_database_not_group_writable_one_line_read_only(group_folder, reachable_project):
     # A store whose database lost group write (an old store, a wrong chmod): a clear line, no traceback.
     clip = store_with_due_clip(group_folder)
     os.chmod(group_folder / "evidence.db", 0o640)
-    proc = as_group_member(group_folder, "expire")
+    proc = as_group_member(reachable_project, group_folder, "expire")
     assert proc.returncode == 1
     lines = proc.stderr.splitlines()
     assert lines[0].startswith("bodycam-evidence: error: cannot "), proc.stderr
