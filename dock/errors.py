@@ -33,9 +33,3 @@ class MountError(DockError, OSError):
     """mount(8) or umount(8) failed for a docked camera's partition."""
 
     exit_code = 6
-
-
-class IncompleteIngest(DockError):
-    """An ingest ended with clips that were not stored: quarantined, skipped, unsealed or failed."""
-
-    exit_code = 4

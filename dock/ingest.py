@@ -46,7 +46,7 @@ from evidence_store.errors import EvidenceError, IntegrityError
 from dock._copy import copy_and_check
 from dock.errors import DockError, NotEnrolledError
 from dock.lock import DeviceLocks
-from dock.scan import Candidate, is_transient, outbox_present, read_device, scan_outbox
+from dock.scan import Candidate, outbox_present, read_device, scan_outbox
 
 log = logging.getLogger(__name__)
 

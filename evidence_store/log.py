@@ -162,12 +162,6 @@ class EventLog:
 
     # -- texts -------------------------------------------------------------------------------
 
-    def texts_of(self, index: int) -> dict[str, str | None]:
-        """Personal texts of event ``index`` by field; None where erased."""
-        return {f: t for f, t in self.conn.execute(
-            "SELECT et.field, t.text FROM event_texts et JOIN texts t USING (text_id) WHERE et.idx = ?",
-            (index,))}
-
     def erase_texts(self, now: str, keep_clips: Sequence[str]) -> int:
         """Erase salt and text of every personal text whose retention ended, except those about a
         clip in ``keep_clips`` (held clips: their case references are needed). Returns the count."""

@@ -42,13 +42,11 @@ from typing import BinaryIO, Iterator
 
 from evidence_store import db, retention
 from evidence_store import events as ev
-from evidence_store.clip import canonical
 from evidence_store.clip.age import Identity, Passphrase, decrypt_identity, encrypt_identity
 from evidence_store.clip.clock import Clock, SystemClock
 from evidence_store.clip.devkey import DevicePublicKey
-from evidence_store.clip.errors import FormatError
 from evidence_store.clip.fsutil import atomic_write, fsync_dir
-from evidence_store.clip.ids import check_clip_id, check_device_id, format_time, parse_time
+from evidence_store.clip.ids import check_device_id, format_time, parse_time
 from evidence_store.clip.manifest import EMERGENCY, Manifest, manifest_hash, parse_manifest
 from evidence_store.clip.note import NoteSigner, NoteVerifier, generate_signer
 from evidence_store.clip.outbox import NRW, ClockStamp, Enrollment, Profile, Receipt

@@ -349,17 +349,18 @@ def _scan_range(conn, lo: int, hi: int) -> _Range:
 def _check_hashes(data: LogData, faults: list[Fault]) -> list[bytes]:
     """Recompute every stored hash from the leaves; localise mismatches. Returns the recomputed
     hashes (what the checkpoints are checked against: the leaves, not the stored copies)."""
-    _, expected = merkle.stored_hashes_for_appends(0, data.leaf_hashes)
     stored = data.stored
-    if expected == stored:
-        return expected
+    bad = merkle.mismatched_stored_hashes(data.leaf_hashes, stored)
+    if not bad:
+        return stored  # equal to the recomputed hashes
+    _, expected = merkle.stored_hashes_for_appends(0, data.leaf_hashes)
     if len(stored) != len(expected):
         faults.append(Fault(STORED_HASH_MISSING, f"log size {data.size}",
                             f"{len(stored)} stored Merkle hashes for {data.size} entries "
                             f"(expected {len(expected)})", HINT_LOG))
-    for j in range(min(len(stored), len(expected))):
-        if stored[j] == expected[j]:
-            continue
+    for j in bad:
+        if j >= min(len(stored), len(expected)):
+            break  # a missing or extra stored hash: reported above
         level, n = merkle.split_stored_hash_index(j)
         if level == 0:
             faults.append(Fault(LEAF_ALTERED, f"log index {n}",

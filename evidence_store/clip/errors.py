@@ -30,7 +30,3 @@ class CutError(DecryptError):
 
 class SignatureError(IntegrityError, ClipError):
     """An Ed25519 signature does not verify."""
-
-
-class HashMismatch(IntegrityError, ClipError):
-    """A file's SHA-256 or size differs from what was signed."""

@@ -748,7 +748,6 @@ def test_controller_other_inputs_never_start_recording(make_rig, seed):
     rng = random.Random(seed)
     rig = make_rig()
     rig.STEP = 0.02
-    docked = False
     for _ in range(25):
         action = rng.choice(INPUTS_THAT_NEVER_START)
         if action == "homes tap":

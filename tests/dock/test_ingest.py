@@ -271,7 +271,7 @@ def test_ingest_clock_stamp_is_the_docking_start_not_its_end(camera, make_ingest
 
 
 def test_ingest_progress_ends_at_total_when_a_clip_was_already_stored(camera, make_ingester, tmp_path):
-    first, second = camera.clip(), camera.clip()
+    first, _ = camera.clip(), camera.clip()
     shutil.copytree(first.folder, tmp_path / "copy")
     assert make_ingester().ingest(camera.outbox.root).ok
     shutil.copytree(tmp_path / "copy", first.folder)  # a crash before the clear left it there

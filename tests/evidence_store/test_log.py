@@ -2,9 +2,7 @@
 
 import json
 import multiprocessing
-from datetime import timedelta
 
-import pytest
 
 from evidence_store import checkpoint as cpmod
 from evidence_store import events as ev

@@ -8,7 +8,6 @@ from datetime import timedelta
 
 import pytest
 
-from evidence_store.clip.note import open_note
 from evidence_store.clip.outbox import Enrollment, Receipt
 from evidence_store.errors import EvidenceError, IntegrityError, UsageError
 from evidence_store.objects import ObjectTooLarge

@@ -18,7 +18,6 @@ import io
 import json
 import shutil
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
