@@ -112,10 +112,6 @@ def read_candidate(outbox: Outbox, clip_id: str) -> Candidate:
     return cand
 
 
-def is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, OSError) and not isinstance(exc, UnsafeFileError) and exc.errno in TRANSIENT_ERRNOS
-
-
 def outbox_present(outbox: Outbox) -> bool:
     """False once the camera has gone (unplugged, unmounted): stop instead of failing every clip."""
     try:
