@@ -302,19 +302,11 @@ def _find_gadget(outbox: Path, partition: str | None = None, udc: str | None = N
     """A configfs USB gadget for the partition holding the outbox, if the kernel offers one
     (``partition``, ``udc``: from [dock], overriding what is found)."""
     from device.docking import CONFIGFS_ROOT, ConfigfsGadget
+    from device.mounts import partition_holding
 
     if not CONFIGFS_ROOT.is_dir():
         return None
-    target = outbox.resolve()
-    best = None
-    try:
-        for line in Path("/proc/self/mounts").read_text().splitlines():
-            source, mountpoint = line.split()[:2]
-            if source.startswith("/dev/") and (target == Path(mountpoint) or Path(mountpoint) in target.parents):
-                if best is None or len(mountpoint) > len(best[1]):
-                    best = (source, mountpoint)
-    except OSError:
-        return None
+    best = partition_holding(outbox)
     if best is None or best[1] == "/":
         log.warning("the outbox is not on a partition of its own: docking will not expose it over USB")
         return None
@@ -343,7 +335,7 @@ def cmd_run(args) -> int:
     from device.hardware import AplayPlayer, Hardware
     from device.recorder import EncryptingRecorder
     from device.recover import recover
-    from device.sdnotify import SdNotifier
+    from evidence_store.clip.sdnotify import SdNotifier
 
     config = load_config(args.config or DEFAULT_CONFIG_PATH)
     storage = config.storage
@@ -380,7 +372,8 @@ def _configfs_gadget(config, action: str, **seams):
     """The ConfigfsGadget for the helper, from root's configuration only: which block device is
     exposed and where it is mounted again is never taken from the (unprivileged) request.
     ``seams`` (tests): ConfigfsGadget's ``root`` and ``run``."""
-    from device.docking import CONFIGFS_ROOT, GADGET_ATTACH, ConfigfsGadget, exposed_partition, mounted_partition
+    from device.docking import CONFIGFS_ROOT, GADGET_ATTACH, ConfigfsGadget, exposed_partition
+    from device.mounts import mounted_partition
 
     mountpoint = config.storage.outbox
     # Attach: the device mounted at the outbox now; detach: the one an earlier attach exposed.

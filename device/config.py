@@ -63,7 +63,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -71,6 +70,8 @@ from pathlib import Path
 from typing import Any, Mapping, Union
 
 from device.errors import ConfigError
+from evidence_store.clip.profile import Profile
+from evidence_store.clip.tomlfile import read_toml
 
 log = logging.getLogger(__name__)
 
@@ -170,36 +171,6 @@ _SECTIONS: dict[str, type] = {
 
 # --- legal profile -----------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Profile:
-    """A legal profile, as written by the store into the enrollment record.
-
-    ``prerecord_max_seconds`` 0 means no pre-recording buffer may exist at all (NRW: § 15c PolG NRW
-    has no pre-recording). The recorder creates a RAM buffer only if the *effective* profile's value
-    is above 0. ``sound`` False forbids recording sound at all (NRW allows it: § 15c PolG NRW speaks
-    of "Bild- und Tonaufzeichnungen").
-    """
-
-    name: str = "NRW"
-    prerecord_max_seconds: int = 0
-    retention_days: int = 14
-    announcement_required: bool = True
-    sound: bool = True
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any], *, where: str = "profile") -> "Profile":
-        """Parse a profile from the enrollment record's mapping. Raises ConfigError naming the key."""
-        profile = _build(cls, data, where)
-        if not profile.name:
-            raise ConfigError(f"{where}.name must not be empty", key=f"{where}.name")
-        _positive(f"{where}.prerecord_max_seconds", profile.prerecord_max_seconds, zero_ok=True)
-        _positive(f"{where}.retention_days", profile.retention_days)
-        return profile
-
-
-NRW = Profile()
-
-
 def effective_profile(enrolled: Profile, local: DeviceConfig | ProfileConfig) -> Profile:
     """The profile the camera applies: the enrolled one, narrowed by the local configuration.
 
@@ -228,16 +199,7 @@ def load_config(path: Path | str = DEFAULT_CONFIG_PATH) -> DeviceConfig:
     is to blame) for an unreadable file, bad TOML, an unknown key or a bad value.
     """
     path = Path(path)
-    try:
-        with path.open("rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"configuration file {path} does not exist",
-                          f"create it, or pass another with --config FILE") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    data = read_toml(path, ConfigError, "create it, or pass another with --config FILE")
     return dataclasses.replace(parse_config(data, where=str(path)), source=path)
 
 

@@ -69,7 +69,7 @@ from device.recorder_api import (
     Recorder,
     Trigger,
 )
-from device.sdnotify import SdNotifier
+from evidence_store.clip.sdnotify import SdNotifier
 
 log = logging.getLogger(__name__)
 

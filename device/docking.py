@@ -278,21 +278,6 @@ class ConfigfsGadget:
             raise HardwareError(f"cannot take the evidence partition back from USB: {exc}") from exc
 
 
-def mounted_partition(mountpoint: str | os.PathLike, mounts: Path = Path("/proc/self/mounts")) -> str | None:
-    """The block device mounted exactly at ``mountpoint`` (the last such mount wins), or None."""
-    target = os.path.realpath(mountpoint)
-    found = None
-    try:
-        for line in mounts.read_text().splitlines():
-            fields = line.split()
-            # /proc/self/mounts writes a space in a path as \040.
-            if len(fields) >= 2 and fields[0].startswith("/dev/") and fields[1].replace("\\040", " ") == target:
-                found = fields[0]
-    except OSError:
-        return None
-    return found
-
-
 def exposed_partition(root: Path = CONFIGFS_ROOT, name: str = GADGET_NAME) -> str | None:
     """The block device our gadget currently exposes (what an earlier attach wrote), or None."""
     try:

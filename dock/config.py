@@ -15,11 +15,11 @@ Unknown keys are an error: a typo such as ``lable`` would otherwise silently dis
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dock.errors import ConfigError
+from evidence_store.clip.tomlfile import read_toml
 
 DEFAULT_CONFIG = Path("/etc/bodycam/dock.toml")
 DEFAULT_LABEL = "BODYCAM"
@@ -48,12 +48,7 @@ def load_config(path: str | os.PathLike, environ=None) -> DockConfig:
     """Read and check a dock.toml. Raises ConfigError naming the file and the key."""
     env = os.environ if environ is None else environ
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such configuration file", "hint: see dock/config.py for an example") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    raw = read_toml(path, ConfigError, "hint: see dock/config.py for an example")
     return parse_config(raw, str(path), env)
 
 

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterable
 
-from dock._sdnotify import Notifier
+from evidence_store.clip.sdnotify import SdNotifier
 from dock.config import DockConfig
 from dock.ingest import Ingester
 from dock.lock import DeviceLocks
@@ -28,12 +28,12 @@ log = logging.getLogger(__name__)
 
 class Daemon:
     def __init__(self, config: DockConfig, open_store: Callable, *, mounter: Mounter | None = None,
-                 events: Iterable[UdevEvent] | None = None, notifier: Notifier | None = None, observer=None,
+                 events: Iterable[UdevEvent] | None = None, notifier: SdNotifier | None = None, observer=None,
                  clock=None):
         self.config = config
         self.open_store = open_store
         self.stop_event = threading.Event()
-        self.notifier = notifier or Notifier()
+        self.notifier = notifier or SdNotifier()
         self.ingester = Ingester(open_store, locks=DeviceLocks(config.state_dir / "locks"), clock=clock,
                                  state_dir=config.state_dir)
         self.watcher = FolderWatcher(config.watch, self.ingester.ingest, observer=observer) if config.watch else None
@@ -86,7 +86,7 @@ class Daemon:
         """Run until SIGTERM/SIGINT (or ``stop_event``). Returns the exit code."""
         self.start()
         self.notifier.ready("waiting for cameras")
-        interval = (self.notifier.watchdog_seconds or 20.0) / 2
+        interval = self.notifier.watchdog_interval() or 10.0
         code = 0
         while not self.stop_event.wait(interval):
             if not self.healthy():

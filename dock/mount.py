@@ -71,26 +71,3 @@ class RealMounter:
             detail = (proc.stderr or proc.stdout).strip().splitlines()
             raise MountError(f"{what}: {detail[-1] if detail else f'exit {proc.returncode}'}",
                              "hint: the dock needs CAP_SYS_ADMIN; see systemd/bodycam-dock.service")
-
-
-class FolderMounter:
-    """A fake for tests and folder docks: each devnode maps to a folder that already holds the
-    outbox. Records every call so tests can check that each mount was undone."""
-
-    def __init__(self, folders: dict[str, Path] | None = None):
-        self.folders = {k: Path(v) for k, v in (folders or {}).items()}
-        self.calls: list[tuple[str, str]] = []
-        self.mounted: set[Path] = set()
-
-    def mount(self, devnode: str, mountpoint: Path) -> Path:
-        self.calls.append(("mount", devnode))
-        try:
-            folder = self.folders[devnode]
-        except KeyError:
-            raise MountError(f"cannot mount {devnode}: no such device") from None
-        self.mounted.add(folder)
-        return folder
-
-    def unmount(self, path: Path) -> None:
-        self.calls.append(("unmount", str(path)))
-        self.mounted.discard(Path(path))

@@ -26,6 +26,7 @@ from evidence_store.clip.errors import FormatError
 from evidence_store.clip.fsutil import UnsafeFileError, atomic_write, fsync_dir, read_regular, require_plain_dir
 from evidence_store.clip.ids import check_clip_id, check_device_id, parse_time
 from evidence_store.clip.manifest import MANIFEST_FILE
+from evidence_store.clip.profile import NRW, Profile  # noqa: F401 - NRW: re-exported for the store
 
 DEVICE_FILE = "device.json"
 ENROLLMENT_FILE = "enrollment"
@@ -63,21 +64,6 @@ class DeviceRecord:
 
 
 @dataclass(frozen=True)
-class Profile:
-    """The legal profile the store assigns. NRW: no pre-recording at all, 14 days retention,
-    picture and sound ("Bild- und Tonaufzeichnungen", § 15c PolG NRW)."""
-
-    name: str = "NRW"
-    prerecord_max_seconds: int = 0
-    retention_days: int = 14
-    announcement_required: bool = True
-    sound: bool = True
-
-
-NRW = Profile()
-
-
-@dataclass(frozen=True)
 class Enrollment:
     device_id: str
     device_public_key: str
@@ -105,7 +91,7 @@ class Enrollment:
         text = _note_text(data, ENROLLMENT_FILE)
         record = _json_record(text.encode(), ENROLLMENT_FILE, ENROLLMENT_FORMAT)
         try:
-            record["profile"] = Profile(**record["profile"])
+            record["profile"] = Profile.from_mapping(record["profile"], where=f"{ENROLLMENT_FILE}: profile")
             enrollment = cls(**record)
         except (TypeError, KeyError):
             raise FormatError(f"{ENROLLMENT_FILE}: unexpected fields") from None

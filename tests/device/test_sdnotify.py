@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from device.sdnotify import SdNotifier
+from evidence_store.clip.sdnotify import SdNotifier
 
 
 @pytest.fixture

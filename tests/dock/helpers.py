@@ -9,6 +9,8 @@ from evidence_store.clip.outbox import Outbox
 from evidence_store.store import Store
 from evidence_store.verify import verify_store
 
+from dock.errors import MountError
+
 
 def assert_store_sound(store_root: Path) -> None:
     """The store verifies: log, checkpoints, events, objects, clips."""
@@ -46,3 +48,27 @@ def assert_cleared(outbox: Outbox, clips, verifier_key: str, status: str = "stor
         receipt = outbox.receipt(clip.clip_id, verifier_key)
         assert receipt is not None and receipt.status == status
         assert receipt.manifest_sha256 == clip.manifest_sha256
+
+
+class FolderMounter:
+    """The dock.mount.Mounter of the tests: each devnode maps to a folder that already holds the
+    outbox (a test has no block device to mount). Records every call so tests can check that each
+    mount was undone."""
+
+    def __init__(self, folders: dict[str, Path] | None = None):
+        self.folders = {k: Path(v) for k, v in (folders or {}).items()}
+        self.calls: list[tuple[str, str]] = []
+        self.mounted: set[Path] = set()
+
+    def mount(self, devnode: str, mountpoint: Path) -> Path:
+        self.calls.append(("mount", devnode))
+        try:
+            folder = self.folders[devnode]
+        except KeyError:
+            raise MountError(f"cannot mount {devnode}: no such device") from None
+        self.mounted.add(folder)
+        return folder
+
+    def unmount(self, path: Path) -> None:
+        self.calls.append(("unmount", str(path)))
+        self.mounted.discard(Path(path))

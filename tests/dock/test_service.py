@@ -12,10 +12,10 @@ import pytest
 
 from evidence_store.store import Store
 
-from dock._sdnotify import Notifier
+from evidence_store.clip.sdnotify import SdNotifier
 from dock.config import ConfigError, load_config, parse_config
 from dock.daemon import Daemon
-from dock.mount import FolderMounter
+from tests.dock.helpers import FolderMounter
 from dock.udev import UdevEvent
 from dock.watch import FolderWatcher, sealed_outbox
 
@@ -63,8 +63,8 @@ def test_watch_clip_ingested_once_sealed_not_before(camera, ingester, store_root
 
 
 def test_sdnotify_unset_is_noop():
-    notifier = Notifier(environ={})
-    assert notifier.ready() is False and notifier.watchdog() is False and notifier.watchdog_seconds is None
+    notifier = SdNotifier(environ={})
+    assert notifier.ready() is False and notifier.watchdog() is False and notifier.watchdog_interval() is None
 
 
 def _listen(tmp_path):
@@ -78,8 +78,8 @@ def _listen(tmp_path):
 def test_sdnotify_sends_ready_and_watchdog_datagrams(tmp_path):
     sock, path = _listen(tmp_path)
     with sock:
-        notifier = Notifier(environ={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "4000000", "WATCHDOG_PID": str(os.getpid())})
-        assert notifier.watchdog_seconds == 4.0
+        notifier = SdNotifier(environ={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "4000000", "WATCHDOG_PID": str(os.getpid())})
+        assert notifier.watchdog_interval() == 2.0
         assert notifier.ready("waiting")
         assert sock.recv(1024) == b"READY=1\nSTATUS=waiting"
         assert notifier.watchdog()
@@ -87,7 +87,7 @@ def test_sdnotify_sends_ready_and_watchdog_datagrams(tmp_path):
 
 
 def test_sdnotify_watchdog_for_another_pid_ignored():
-    assert Notifier(environ={"WATCHDOG_USEC": "1000000", "WATCHDOG_PID": "1"}).watchdog_seconds is None
+    assert SdNotifier(environ={"WATCHDOG_USEC": "1000000", "WATCHDOG_PID": "1"}).watchdog_interval() is None
 
 
 def test_config_full_file_parsed(tmp_path):
@@ -121,7 +121,7 @@ def test_daemon_ready_then_docks_cameras_from_events_and_folders(store, store_ro
     sock, path = _listen(tmp_path)
     events = [UdevEvent("add", "/dev/sdc1", "BODYCAM", "cam-d"), UdevEvent("add", "/dev/sdd1", "BODYCAM", "cam-nobody")]
     daemon = Daemon(config, lambda: Store.open(store_root), mounter=FolderMounter({"/dev/sdc1": docked.outbox.root}),
-                    events=events, notifier=Notifier(environ={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"}))
+                    events=events, notifier=SdNotifier(environ={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"}))
     runner = threading.Thread(target=lambda: setattr(daemon, "code", daemon.serve()))
     with sock:
         runner.start()

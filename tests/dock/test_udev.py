@@ -15,7 +15,8 @@ import pytest
 
 from evidence_store.clip.outbox import Outbox
 
-from dock.mount import MOUNT_OPTIONS, FolderMounter, RealMounter
+from dock.mount import MOUNT_OPTIONS, RealMounter
+from tests.dock.helpers import FolderMounter
 from dock.udev import DockingHandler, UdevEvent, event_from_properties
 
 from tests.dock.conftest import new_camera

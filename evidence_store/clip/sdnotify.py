@@ -1,4 +1,9 @@
-"""sd_notify(3) without libsystemd: one datagram to ``$NOTIFY_SOCKET``. A no-op when unset."""
+"""sd_notify(3) without libsystemd: one datagram to ``$NOTIFY_SOCKET``. A no-op when unset.
+
+The camera's and the dock's daemons both use it. Why our own: libsystemd is not a dependency we
+want on a camera or a dock for four words (READY, WATCHDOG, STATUS, STOPPING), and the protocol
+is one datagram.
+"""
 
 from __future__ import annotations
 
@@ -24,8 +29,9 @@ class SdNotifier:
         return self.socket_path is not None
 
     def watchdog_interval(self) -> float | None:
-        """Seconds between WATCHDOG=1 pings: half of ``$WATCHDOG_USEC``, or None if systemd set none
-        (or set it for another process)."""
+        """Seconds between WATCHDOG=1 pings: half of ``$WATCHDOG_USEC`` (the time systemd waits
+        before it kills us, sd_watchdog_enabled(3) advises pinging at half of it), or None if
+        systemd set none (or set it for another process: ``$WATCHDOG_PID``)."""
         if not self._watchdog_usec:
             return None
         if self._watchdog_pid and self._watchdog_pid != str(os.getpid()):
@@ -53,8 +59,8 @@ class SdNotifier:
             return False
         return True
 
-    def ready(self) -> bool:
-        return self.notify("READY=1")
+    def ready(self, status: str = "") -> bool:
+        return self.notify("READY=1", *([f"STATUS={status}"] if status else []))
 
     def watchdog(self) -> bool:
         return self.notify("WATCHDOG=1")
