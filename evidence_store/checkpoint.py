@@ -14,7 +14,15 @@ A tlog-proof (c2sp.org/tlog-proof) is::
     \\n
     <the checkpoint note, verbatim>
 
-Both are checkable without our code (Go's sumdb/note and sumdb/tlog), which the tests do.
+A consistency proof (the body of c2sp.org/tlog-witness's add-checkpoint request, which
+auditors and witnesses already parse) is::
+
+    old <decimal older tree size>\n
+    <base64 consistency proof hash>\n ...   (RFC 9162, older size to the checkpoint's size)
+    \n
+    <the newer checkpoint note, verbatim>
+
+All are checkable without our code (Go's sumdb/note and sumdb/tlog), which the tests do.
 """
 
 from __future__ import annotations
@@ -34,6 +42,8 @@ TLOG_PROOF_HEADER = "c2sp.org/tlog-proof@v1"
 #: Optional second line of a tlog-proof: unauthenticated application data.
 TLOG_PROOF_EXTRA = "extra "
 TLOG_PROOF_INDEX = "index "
+#: First line of a consistency proof: the older tree size.
+CONSISTENCY_OLD = "old "
 #: Suggested file extension for tlog-proofs.
 TLOG_PROOF_SUFFIX = ".tlog-proof"
 
@@ -224,6 +234,47 @@ def parse_tlog_proof(text: str | bytes) -> TLogProof:
     if not note:
         raise FormatError("tlog-proof: the checkpoint after the blank line is missing")
     return TLogProof(index, tuple(hashes), note.encode("utf-8"), extra)
+
+
+def format_consistency_proof(old_size: int, proof_hashes: Sequence[bytes], checkpoint_note: bytes) -> str:
+    """The consistency proof from tree size ``old_size`` to the signed checkpoint, in the
+    c2sp.org/tlog-witness add-checkpoint form (see the module docstring)."""
+    if not isinstance(old_size, int) or old_size < 0:
+        raise FormatError(f"consistency proof old size {old_size!r} must be a non-negative integer")
+    lines = [f"{CONSISTENCY_OLD}{old_size}"]
+    for i, h in enumerate(proof_hashes):
+        if len(h) != merkle.HASH_SIZE:
+            raise FormatError(f"consistency proof hash {i} is {len(h)} bytes, expected {merkle.HASH_SIZE}")
+        lines.append(base64.b64encode(h).decode("ascii"))
+    try:
+        note = checkpoint_note.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FormatError("consistency proof checkpoint: not valid UTF-8") from None
+    return "\n".join(lines) + "\n\n" + note
+
+
+def parse_consistency_proof(text: str | bytes) -> tuple[int, tuple[bytes, ...], bytes]:
+    """(old size, proof hashes, checkpoint note bytes) of a consistency proof; syntax only.
+    Raises FormatError naming the line at fault."""
+    if isinstance(text, (bytes, bytearray)):
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError:
+            raise FormatError("consistency proof: not valid UTF-8") from None
+    head, sep, note = text.partition("\n\n")
+    if not sep or not note:
+        raise FormatError("consistency proof: no checkpoint after a blank line")
+    lines = head.split("\n")
+    if not lines[0].startswith(CONSISTENCY_OLD):
+        raise FormatError("consistency proof line 1: expected 'old <n>'")
+    old_size = _parse_decimal(lines[0][len(CONSISTENCY_OLD):], "consistency proof line 1 (old size)")
+    hashes = []
+    for number, line in enumerate(lines[1:], 2):
+        h = _b64decode(line, f"consistency proof line {number}")
+        if len(h) != merkle.HASH_SIZE:
+            raise FormatError(f"consistency proof line {number}: {len(h)} bytes, expected {merkle.HASH_SIZE}")
+        hashes.append(h)
+    return old_size, tuple(hashes), note.encode("utf-8")
 
 
 def verify_tlog_proof(

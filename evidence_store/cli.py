@@ -15,6 +15,7 @@
     bodycam-evidence --store DIR expire [--dry-run [--now ISO]]
     bodycam-evidence --store DIR log [--clip CLIP] [--json]
     bodycam-evidence --store DIR checkpoint
+    bodycam-evidence --store DIR consistency OLD [NEW]
     bodycam-evidence --store DIR report [--month YYYY-MM]
 
 Environment: ``BODYCAM_STORE`` for --store; ``BODYCAM_PASSPHRASE_FILE`` for --passphrase-file
@@ -131,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--clip", metavar="CLIP")
     c.add_argument("--json", action="store_true")
     cmd("checkpoint", "print the latest signed checkpoint")
+    c = cmd("consistency", "prove that the log of size NEW extends the one of size OLD (for auditors)")
+    c.add_argument("old", metavar="OLD", type=_tree_size, help="the older tree size (an earlier checkpoint's)")
+    c.add_argument("new", metavar="NEW", type=_tree_size, nargs="?",
+                   help="a newer checkpointed size (default: the latest checkpoint)")
     c = cmd("report", "monthly figures for oversight")
     c.add_argument("--month", metavar="YYYY-MM")
     c.add_argument("--json", action="store_true")
@@ -138,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # -- inputs ----------------------------------------------------------------------------------
+
+
+def _tree_size(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or len(text) > 19:
+        raise argparse.ArgumentTypeError(f"not a tree size: {text!r}")
+    return int(text)
 
 
 def store_dir(args) -> Path:
@@ -477,6 +488,32 @@ def cmd_checkpoint(args) -> int:
     return EXIT_OK
 
 
+def cmd_consistency(args) -> int:
+    """The RFC 9162 consistency proof from OLD to the signed checkpoint of size NEW, in the
+    c2sp.org/tlog-witness form that Go's sumdb/tlog checks (docs/FORMAT.md)."""
+    from evidence_store.checkpoint import format_consistency_proof, open_checkpoint
+
+    with open_store(args) as store:
+        latest = store.log.latest_checkpoint()
+        if args.new is None:
+            if latest is None:
+                raise UsageError("the log has no signed checkpoint yet")
+            note = latest
+            new = open_checkpoint(note, store.log.verifier).size
+        else:
+            new, note = args.new, store.log.checkpoint_at(args.new)
+            if note is None:
+                raise UsageError(f"no signed checkpoint of size {new}",
+                                 "hint: 'bodycam-evidence checkpoint' prints the latest; a size between "
+                                 "checkpoints has no signed root to prove against")
+        if not 1 <= args.old <= new:
+            raise UsageError(f"OLD must be between 1 and {new}, got {args.old}",
+                             "hint: a log of size 0 is consistent with every log; there is nothing to prove")
+        proof = store.log.consistency_proof(args.old, new)
+    sys.stdout.write(format_consistency_proof(args.old, proof, note))
+    return EXIT_OK
+
+
 def cmd_report(args) -> int:
     from evidence_store.report import format_report, monthly_report
 
@@ -493,7 +530,7 @@ COMMANDS = {
     "init": cmd_init, "recipient": cmd_recipient, "list": cmd_list, "show": cmd_show, "verify": cmd_verify,
     "hold": cmd_hold, "release": cmd_release, "justify": cmd_justify, "view": cmd_view, "export": cmd_export,
     "verify-export": cmd_verify_export, "expire": cmd_expire, "log": cmd_log, "checkpoint": cmd_checkpoint,
-    "report": cmd_report,
+    "report": cmd_report, "consistency": cmd_consistency,
 }
 
 

@@ -86,6 +86,14 @@ class EventLog:
         row = self.conn.execute("SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
         return None if row is None else bytes(row[0])
 
+    def checkpoint_at(self, size: int) -> bytes | None:
+        """The signed checkpoint of tree size ``size``, if one was kept."""
+        row = self.conn.execute("SELECT note FROM checkpoints WHERE size = ?", (size,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        return merkle.consistency_proof(old_size, new_size, self.read_hash)
+
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         return merkle.inclusion_proof(index, size, self.read_hash)
 

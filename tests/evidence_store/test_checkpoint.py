@@ -354,3 +354,101 @@ def test_oracle_go_signed_note_tampered_raises_signature_error(oracle):
     assert note.open_note(signed, verifier) == '{"device":"cam-1"}\n'
     with pytest.raises(SignatureError):
         note.open_note(signed.replace(b"cam-1", b"cam-2", 1), verifier)
+
+
+@pytest.fixture
+def store_with_checkpoints(tmp_path):
+    """A real store whose log has a signed checkpoint at every size from 0 (init) to 8."""
+    from evidence_store.store import Store
+    from tests.clipfactory import DeviceFixture
+    from tests.evidence_store.conftest import PASSPHRASE, TEST_LOG_N
+
+    root = tmp_path / "store"
+    with Store.init(root, PASSPHRASE, scrypt_log_n=TEST_LOG_N, actor="admin") as store:
+        while store.log.size() < 8:
+            cam = DeviceFixture.new(f"cam-{store.log.size():02d}")
+            store.enroll(cam.device_id, cam.public_key)
+        assert [size for size, _ in store.log.checkpoints()] == list(range(0, 9))
+    return root
+
+
+def _cli(capsys, *argv):
+    from evidence_store.cli import main
+
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize("old, new", [(1, None), (3, 5), (4, 8), (5, 5), (7, None)])
+def test_oracle_go_checks_cli_consistency_proof(oracle, store_with_checkpoints, capsys, old, new):
+    from evidence_store.store import Store
+
+    root = store_with_checkpoints
+    code, out, err = _cli(capsys, "--store", root, "consistency", old, *([new] if new else []))
+    assert code == 0, err
+    with Store.open(root) as store:
+        vkey, old_note = store.log.verifier.vkey(), store.log.checkpoint_at(old)
+    size, _, note_bytes = cp.parse_consistency_proof(out)
+    assert size == old and out.startswith(f"old {old}\n")
+    code, report = go_check(oracle, {"vkey": vkey, "old_checkpoint": old_note.decode(), "consistency_proof": out})
+    assert code == 0, report
+    assert report["checked"] == ["vkey", "consistency-proof"]
+    # The proof ends in the checkpoint of NEW (the latest when NEW is left out), verbatim.
+    assert cp.parse_checkpoint(note.open_note(note_bytes, note.NoteVerifier.from_vkey(vkey))).size == (new or 8)
+
+
+def test_oracle_go_rejects_consistency_proof_with_a_changed_hash(oracle, store_with_checkpoints, capsys):
+    from evidence_store.store import Store
+
+    root = store_with_checkpoints
+    code, out, _ = _cli(capsys, "--store", root, "consistency", 3, 8)
+    assert code == 0
+    with Store.open(root) as store:
+        vkey, old_note = store.log.verifier.vkey(), store.log.checkpoint_at(3)
+    lines = out.split("\n")
+    lines[1] = b64(bytes(32))
+    code, report = go_check(oracle, {"vkey": vkey, "old_checkpoint": old_note.decode(),
+                                     "consistency_proof": "\n".join(lines)})
+    assert code == 1 and "tlog.CheckTree(3 -> 8)" in report
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["consistency", "2", "99"], "no signed checkpoint of size 99"),
+    (["consistency", "6", "5"], "OLD must be between 1 and 5, got 6"),
+    (["consistency", "0"], "OLD must be between 1 and 8, got 0"),
+    (["consistency", "-1"], "not a tree size"),
+    (["consistency", "two"], "not a tree size"),
+])
+def test_cli_consistency_bad_sizes_one_line_usage_error(store_with_checkpoints, capsys, argv, message):
+    code, out, err = _cli(capsys, "--store", store_with_checkpoints, *argv)
+    assert code == 2 and out == ""
+    assert err.startswith("bodycam-evidence: error: ") and message in err.splitlines()[0]
+    assert "Traceback" not in err
+
+
+def test_consistency_proof_round_trips_and_python_verifies(store_with_checkpoints, capsys):
+    from evidence_store.store import Store
+
+    code, out, _ = _cli(capsys, "--store", store_with_checkpoints, "consistency", "3")
+    assert code == 0
+    old_size, hashes, note_bytes = cp.parse_consistency_proof(out)
+    with Store.open(store_with_checkpoints) as store:
+        old = cp.open_checkpoint(store.log.checkpoint_at(3), store.log.verifier)
+        new = cp.open_checkpoint(note_bytes, store.log.verifier)
+    cp.verify_checkpoint_consistency(old, new, hashes)
+    assert cp.format_consistency_proof(old_size, hashes, note_bytes) == out
+    with pytest.raises(merkle.ProofError):
+        cp.verify_checkpoint_consistency(old, new, hashes[:-1])
+
+
+@pytest.mark.parametrize("text, message", [
+    ("old 3\n", "no checkpoint after a blank line"),
+    ("new 3\n\nx\n", "expected 'old <n>'"),
+    ("old 03\n\nx\n", "leading zeroes"),
+    ("old 3\nAAAA\n\nx\n", "3 bytes, expected 32"),
+    ("old 3\n***\n\nx\n", "not valid base64"),
+])
+def test_consistency_proof_malformed_raises_format_error(text, message):
+    with pytest.raises(FormatError, match=message):
+        cp.parse_consistency_proof(text)

@@ -38,6 +38,9 @@ type request struct {
 	OldCheckpoint string     `json:"old_checkpoint"` // signed note of an older checkpoint
 	Consistency   []string   `json:"consistency"`    // base64 consistency proof old -> new
 	TlogProof     string     `json:"tlog_proof"`     // a c2sp.org/tlog-proof, checked against Leaf
+	// ConsistencyProof is what `bodycam-evidence consistency` prints (the body of a
+	// c2sp.org/tlog-witness add-checkpoint request), checked from OldCheckpoint to its note.
+	ConsistencyProof string `json:"consistency_proof"`
 	StoredIndex   [][2]int64 `json:"stored_index"`   // (level, n) pairs to map with tlog.StoredHashIndex
 }
 
@@ -119,6 +122,43 @@ func parseTlogProof(text string) (int64, []tlog.Hash, string, error) {
 	return index, hashes, note, err
 }
 
+// checkConsistencyProof parses "old N", the proof hashes, a blank line and the newer signed
+// checkpoint, and checks with tlog.CheckTree that the newer tree extends the old checkpoint's.
+func checkConsistencyProof(text, oldNote string, v note.Verifier) error {
+	head, msg, ok := strings.Cut(text, "\n\n")
+	if !ok {
+		return errors.New("consistency proof: no blank line")
+	}
+	lines := strings.Split(head, "\n")
+	if !strings.HasPrefix(lines[0], "old ") {
+		return fmt.Errorf("consistency proof: bad first line %q", lines[0])
+	}
+	oldSize, err := strconv.ParseInt(lines[0][4:], 10, 64)
+	if err != nil || strconv.FormatInt(oldSize, 10) != lines[0][4:] {
+		return fmt.Errorf("consistency proof: bad old size %q", lines[0])
+	}
+	proof, err := parseHashes(lines[1:])
+	if err != nil {
+		return err
+	}
+	newer, _, err := openCheckpoint(msg, v)
+	if err != nil {
+		return fmt.Errorf("consistency proof checkpoint: %w", err)
+	}
+	old, _, err := openCheckpoint(oldNote, v)
+	if err != nil {
+		return fmt.Errorf("old checkpoint: %w", err)
+	}
+	if old.size != oldSize || old.origin != newer.origin {
+		return fmt.Errorf("consistency proof is from size %d of %q, the old checkpoint is size %d of %q",
+			oldSize, newer.origin, old.size, old.origin)
+	}
+	if err := tlog.CheckTree(proof, newer.size, newer.root, old.size, old.root); err != nil {
+		return fmt.Errorf("tlog.CheckTree(%d -> %d): %w", old.size, newer.size, err)
+	}
+	return nil
+}
+
 func check(in io.Reader) (*report, error) {
 	var req request
 	if err := json.NewDecoder(in).Decode(&req); err != nil {
@@ -137,6 +177,12 @@ func check(in io.Reader) (*report, error) {
 		if leaf, err = base64.StdEncoding.DecodeString(req.Leaf); err != nil {
 			return nil, errors.New("leaf is not base64")
 		}
+	}
+	if req.ConsistencyProof != "" {
+		if err := checkConsistencyProof(req.ConsistencyProof, req.OldCheckpoint, v); err != nil {
+			return nil, err
+		}
+		rep.Checked = append(rep.Checked, "consistency-proof")
 	}
 	if req.Checkpoint == "" {
 		return rep, nil
