@@ -72,6 +72,7 @@ def parse_journal(data: bytes, public_key: DevicePublicKey, clip_id: str) -> Jou
     complete = lines[:-1]
     entries: list[JournalEntry] = []
     prev = GENESIS
+    closed: set[str] = set()  # segments whose final line has been read
     for number, line in enumerate(complete, start=1):
         raw = line + b"\n"
         what = f"journal line {number}"
@@ -88,6 +89,12 @@ def parse_journal(data: bytes, public_key: DevicePublicKey, clip_id: str) -> Jou
             raise IntegrityError(f"{what}: does not follow line {number - 1} (lines removed or reordered)", where=what)
         if entry.clip != clip_id:
             raise IntegrityError(f"{what}: belongs to clip {entry.clip}, not {clip_id}", where=what)
+        if entry.segment in closed:
+            # Only the camera's key can sign it, and the camera never writes past a final line:
+            # bytes "added" to a sealed segment would otherwise read as a crash-cut tail.
+            raise IntegrityError(f"{what}: names {entry.segment}, whose final line came earlier", where=what)
+        if entry.final:
+            closed.add(entry.segment)
         prev = line_hash(raw)
         entries.append(entry)
     return Journal(entries, torn, prev)

@@ -148,6 +148,26 @@ def test_journal_bytes_after_final_is_tampered(rec, key):
     assert result.status == journal.TAMPERED and "after the end the camera sealed" in result.detail
 
 
+def _signed_after(lines: list[bytes], key: DeviceKey, **change) -> bytes:
+    """A correctly chained and signed line after ``lines``: a copy of the last with ``change``."""
+    last = journal.parse_journal(b"".join(lines), key.public, CLIP).entries[-1]
+    return journal.sign_entry(replace(last, prev=journal.line_hash(lines[-1]), **change), key)
+
+
+def test_journal_line_for_a_segment_after_its_final_line_is_refused(rec, key):
+    # Signed by the camera's key, yet the camera never writes past a final line: not a crash tail.
+    extra = _signed_after(rec.lines, key, final=False, time=format_time(START + timedelta(seconds=9)))
+    with pytest.raises(IntegrityError, match=f"journal line {len(rec.lines) + 1}: names {SEGMENT}, whose final"):
+        journal.parse_journal(b"".join(rec.lines) + extra, key.public, CLIP)
+
+
+def test_journal_lines_after_final_for_the_next_segment_continue_the_chain(rec, key):
+    extra = _signed_after(rec.lines, key, segment="seg-00001.age", final=False, bytes=0)
+    parsed = journal.parse_journal(b"".join(rec.lines) + extra, key.public, CLIP)
+    assert [e.segment for e in parsed.entries[-2:]] == [SEGMENT, "seg-00001.age"]
+    assert journal.check_segment(io.BytesIO(rec.segment), SEGMENT, parsed.entries).status == journal.WHOLE
+
+
 def test_journal_segment_without_entry_among_others_is_cut_from_zero(rec, key):
     parsed = journal.parse_journal(b"".join(rec.lines), key.public, CLIP)
     result = journal.check_segment(io.BytesIO(b"x" * 10), "seg-00001.age", parsed.entries)
