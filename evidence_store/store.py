@@ -74,7 +74,7 @@ TMP_MAX_AGE = timedelta(days=1)
 ORPHAN = "orphan"
 DEFAULT_SCRYPT_LOG_N = 18
 HOLD_KINDS = ("evidence", "hazard", "subject-request")
-#: Clip states as ARCHITECTURE.md names them for ``list --json``.
+#: Clip states as docs/ARCHITECTURE.md names them for ``list --json``.
 STORED, HELD, EXPIRED, QUARANTINED = "stored", "held", "expired", "quarantined"
 JUSTIFICATION_PENDING, JUSTIFIED = "pending", "justified"
 
@@ -133,7 +133,7 @@ class ClipInfo:
     claimed_clip_id: str | None = None
 
     def summary(self) -> dict:
-        """The fields of ``list --json`` (ARCHITECTURE.md); quarantined material adds the clip id
+        """The fields of ``list --json`` (docs/ARCHITECTURE.md); quarantined material adds the clip id
         it claims."""
         body = {k: getattr(self, k) for k in (
             "clip_id", "device_id", "officer", "recorded_at", "trigger", "justification",
@@ -160,7 +160,7 @@ class ExpiryResult:
 
 
 def current_actor() -> str:
-    """The effective user, plus SUDO_USER when someone used sudo (ARCHITECTURE.md)."""
+    """The effective user, plus SUDO_USER when someone used sudo (docs/ARCHITECTURE.md)."""
     try:
         user = pwd.getpwuid(os.geteuid()).pw_name
     except KeyError:

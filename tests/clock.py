@@ -1,6 +1,6 @@
 """The one fake clock of the test suite (evidence_store.clip.clock.Clock): moves only when told.
 
-STYLE.md: inject the clock, never patch ``datetime``; a fake clock instead of sleeps.
+docs/ARCHITECTURE.md: inject the clock, never patch ``datetime``; a fake clock instead of sleeps.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The dependency rule of ARCHITECTURE.md, read from every module's imports with ``ast``.
+"""The dependency rule of docs/ARCHITECTURE.md, read from every module's imports with ``ast``.
 
     evidence_store   imports nothing of ours outside evidence_store
     dock             may import evidence_store (and dock)

@@ -1,4 +1,4 @@
-"""Fakes that record what was asked of them (preferred over mocks: see STYLE.md)."""
+"""Fakes that record what was asked of them (preferred over mocks: see docs/ARCHITECTURE.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""bodycam-evidence: every command line of ARCHITECTURE.md through main([...])."""
+"""bodycam-evidence: every command line of docs/ARCHITECTURE.md through main([...])."""
 
 import json
 from datetime import datetime, timedelta, timezone
