@@ -36,8 +36,7 @@ start, it gives up and shows the error pattern.
 
 Thread rule: ``tick()``, ``run_forever()``, ``resume_interrupted()`` and ``shutdown()`` run on one
 thread, the controller's; all state and every recorder call lives there. gpiozero's callbacks run
-on gpiozero's thread and only queue stamped edges inside ``Hardware`` (under its lock);
-``set_external_dock()`` may be called from any thread and only sets a flag under ``self._lock``.
+on gpiozero's thread and only queue stamped edges inside ``Hardware`` (under its lock).
 Nothing else crosses threads, so the state machine itself needs no locking.
 """
 
@@ -139,8 +138,6 @@ class Controller:
         self._error_restarts = 0
         self._warnings: tuple[str, ...] = ()
         self._recording_since: float | None = None
-        self._lock = threading.Lock()  # guards _external_dock only
-        self._external_dock = False
         now = clock.monotonic()
         self._ref = (now, clock.now())
         self._state = State.IDLE
@@ -170,12 +167,6 @@ class Controller:
         """Whether the running (or last) recording has the homes flag."""
         return self._homes
 
-    def set_external_dock(self, docked: bool) -> None:
-        """A dock signal from outside the GPIO pins (e.g. USB power). Safe from any thread; acted on
-        at the next tick. The camera counts as docked if either signal says so."""
-        with self._lock:
-            self._external_dock = bool(docked)
-
     # --- the loop ----------------------------------------------------------------------------
 
     def tick(self) -> None:
@@ -188,10 +179,8 @@ class Controller:
         now = self._clock.monotonic()
         self._ref = (now, self._clock.now())
         edges, horizon = self._hw.poll(now)
-        with self._lock:
-            external = self._external_dock
-        if self._dock_signal is not None:
-            external = self._dock_signal.docked(now) or external
+        # The camera counts as docked if the pin or the second signal (USB power) says so.
+        external = self._dock_signal is not None and self._dock_signal.docked(now)
         for edge in edges:
             # Timers that fell due before this edge happened come first.
             self._run_timers(edge.t)

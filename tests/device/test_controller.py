@@ -366,17 +366,6 @@ def test_controller_docked_before_first_tick_docks_at_first_tick(mock_factory, c
         hardware.close()
 
 
-def test_controller_external_dock_signal_docks(rig):
-    start_emergency(rig)
-    rig.controller.set_external_dock(True)
-    rig.run(0.02)
-    assert rig.state is State.DOCKED
-    assert rig.recorder.actions() == ["start", "stop", "dock"]
-    rig.controller.set_external_dock(False)
-    rig.run(0.02)
-    assert rig.state is State.IDLE
-
-
 def test_controller_docked_led_blinks_green(rig):
     rig.down("dock")
     rig.run(0.05)
@@ -743,10 +732,21 @@ INPUTS_THAT_NEVER_START = [
 ]
 
 
+class SwitchedDockSignal:
+    """The second dock signal (USB power, docking.PowerDockSignal in the firmware), switched by hand."""
+
+    def __init__(self):
+        self.on = False
+
+    def docked(self, now: float) -> bool:
+        return self.on
+
+
 @pytest.mark.parametrize("seed", range(40))
 def test_controller_other_inputs_never_start_recording(make_rig, seed):
     rng = random.Random(seed)
-    rig = make_rig()
+    usb_power = SwitchedDockSignal()
+    rig = make_rig(dock_signal=usb_power)
     rig.STEP = 0.02
     for _ in range(25):
         action = rng.choice(INPUTS_THAT_NEVER_START)
@@ -756,10 +756,10 @@ def test_controller_other_inputs_never_start_recording(make_rig, seed):
             (rig.down if action == "dock" else rig.up)("dock")
             rig.run(0.06)
         elif action == "external dock":
-            rig.controller.set_external_dock(True)
+            usb_power.on = True
             rig.run(0.04)
         elif action == "external undock":
-            rig.controller.set_external_dock(False)
+            usb_power.on = False
             rig.run(0.04)
         elif action == "wait":
             rig.run(rng.uniform(0, 10))
