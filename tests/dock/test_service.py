@@ -62,32 +62,12 @@ def test_watch_clip_ingested_once_sealed_not_before(camera, ingester, store_root
         watcher.stop()
 
 
-def test_sdnotify_unset_is_noop():
-    notifier = SdNotifier(environ={})
-    assert notifier.ready() is False and notifier.watchdog() is False and notifier.watchdog_interval() is None
-
-
 def _listen(tmp_path):
     path = str(tmp_path / "notify.sock")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(path)
     sock.settimeout(10)
     return sock, path
-
-
-def test_sdnotify_sends_ready_and_watchdog_datagrams(tmp_path):
-    sock, path = _listen(tmp_path)
-    with sock:
-        notifier = SdNotifier(environ={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "4000000", "WATCHDOG_PID": str(os.getpid())})
-        assert notifier.watchdog_interval() == 2.0
-        assert notifier.ready("waiting")
-        assert sock.recv(1024) == b"READY=1\nSTATUS=waiting"
-        assert notifier.watchdog()
-        assert sock.recv(1024) == b"WATCHDOG=1"
-
-
-def test_sdnotify_watchdog_for_another_pid_ignored():
-    assert SdNotifier(environ={"WATCHDOG_USEC": "1000000", "WATCHDOG_PID": "1"}).watchdog_interval() is None
 
 
 def test_config_full_file_parsed(tmp_path):

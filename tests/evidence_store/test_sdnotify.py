@@ -1,3 +1,5 @@
+"""sd_notify (evidence_store.clip.sdnotify), which the camera and the dock daemons share."""
+
 from __future__ import annotations
 
 import os
@@ -43,3 +45,9 @@ def test_sdnotify_watchdog_interval_is_half_of_watchdog_usec():
     assert SdNotifier(environ=env).watchdog_interval() == 5.0
     env["WATCHDOG_PID"] = "1"
     assert SdNotifier(environ=env).watchdog_interval() is None  # meant for another process
+
+
+def test_sdnotify_ready_with_status_is_one_datagram(listener):
+    path, sock = listener
+    assert SdNotifier(environ={"NOTIFY_SOCKET": path}).ready("waiting for cameras")
+    assert sock.recv(100) == b"READY=1\nSTATUS=waiting for cameras"
