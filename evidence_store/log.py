@@ -91,9 +91,6 @@ class EventLog:
         row = self.conn.execute("SELECT note FROM checkpoints WHERE size = ?", (size,)).fetchone()
         return None if row is None else bytes(row[0])
 
-    def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
-        return merkle.consistency_proof(old_size, new_size, self.read_hash)
-
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         return merkle.inclusion_proof(index, size, self.read_hash)
 
