@@ -13,12 +13,11 @@ import numpy as np
 import pytest
 
 from evidence_store.clip.clock import SystemClock
-from evidence_store.clip.outbox import Profile
+from evidence_store.clip.profile import NRW, Profile
 
 from device.camera._sound import AvMicrophone, ClickTrack
 from device.camera.picamera2_backend import Picamera2Camera
 from device.camera.v4l2 import V4l2Camera
-from device.config import NRW as DEVICE_NRW
 from device.config import ProfileConfig, effective_profile
 from device.errors import HardwareError
 from device.recorder import EncryptingRecorder
@@ -86,8 +85,8 @@ def test_sound_config_switches_it_off_under_nrw(tmp_path, clock):
 
 
 def test_sound_effective_profile_narrows_only():
-    assert effective_profile(DEVICE_NRW, ProfileConfig(sound=True)).sound is True
-    assert effective_profile(DEVICE_NRW, ProfileConfig(sound=False)).sound is False
+    assert effective_profile(NRW, ProfileConfig(sound=True)).sound is True
+    assert effective_profile(NRW, ProfileConfig(sound=False)).sound is False
     forbidding = Profile("X", sound=False)
     assert effective_profile(forbidding, ProfileConfig(sound=True)).sound is False
 
