@@ -10,6 +10,9 @@ import logging
 
 import pytest
 
+# Real servers (PostgreSQL, Ceph RGW), each started on first use and stopped at the end of the run.
+from tests.servers.fixtures import ceph_rgw, postgres_server, postgres_url, s3_bucket  # noqa: F401
+
 
 @pytest.fixture(autouse=True)
 def _restore_root_logger():
