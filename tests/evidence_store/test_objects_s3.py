@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -331,3 +333,43 @@ def test_s3_objects_check_many_lists_faults_in_order(store):
     faults = store.check_many([(gone.sha256, 4), (good.sha256, 4)], quick=True)
     assert [(f.kind, f.sha256) for f in faults] == [(OBJECT_MISSING, gone.sha256)]
     store.delete(good.sha256)
+
+
+# -- the documented permission model -------------------------------------------------------------
+
+def _documented_policy() -> str:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "CENTRAL.md").read_text()
+    return text.split("```json\n", 1)[1].split("```", 1)[0]
+
+
+def test_s3_objects_documented_policy_bypass_only_for_deletion_role(ceph_rgw, s3_bucket, monkeypatch):
+    tag = os.urandom(3).hex()
+    keys = {role: ceph_rgw.create_user(f"bodycam-{role}-{tag}") for role in ("dock", "officer", "expiry")}
+    policy = _documented_policy().replace("arn:aws:s3:::BUCKET", f"arn:aws:s3:::{s3_bucket}")
+    for role in keys:
+        policy = policy.replace(f"user/bodycam-{role}\"", f"user/bodycam-{role}-{tag}\"")
+    json.loads(policy)
+    ceph_rgw.client().put_bucket_policy(Bucket=s3_bucket, Policy=policy)  # as the bucket's owner
+
+    def as_user(role: str) -> S3Objects:
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", keys[role][0])
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", keys[role][1])
+        return S3Objects(f"s3://{s3_bucket}/city-a")
+
+    dock, officer, expiry = as_user("dock"), as_user("officer"), as_user("expiry")
+    ref = dock.put_bytes(b"segment from a dock", retain_until=_deadline())
+    assert dock.check(ref.sha256, 19) == []
+    for who in (dock, officer):
+        with pytest.raises(S3Error, match="refused to delete|denied") as exc:
+            who.delete(ref.sha256)
+        _one_line(exc)
+    with pytest.raises(S3Error, match="denied set the legal hold"):
+        dock.set_legal_hold(ref.sha256, True)
+    officer.set_legal_hold(ref.sha256, True)
+    with pytest.raises(S3Error, match="denied set the legal hold"):
+        expiry.set_legal_hold(ref.sha256, False)
+    with pytest.raises(S3Error, match="refused to delete 1 object version"):
+        expiry.delete(ref.sha256)
+    officer.set_legal_hold(ref.sha256, False)
+    assert expiry.delete(ref.sha256) is True
+    assert not officer.exists(ref.sha256)
