@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -87,6 +88,8 @@ def test_s3_objects_put_open_exists_list_delete_round_trip(store):
     assert store.read(small.sha256) == b"signed manifest"
     assert store.rehash(ref.sha256) == (ref.sha256, len(data))
     assert list(store.names()) == sorted([ref.sha256, small.sha256])
+    assert 0 <= store.age_seconds(ref.sha256, time.time()) < 600
+    assert list(store.tmp_files()) == []
     assert store.check(ref.sha256, len(data), deadline=deadline) == []
     assert store.delete(ref.sha256) is True
     assert store.delete(ref.sha256) is False
