@@ -183,9 +183,10 @@ def _translated(action: str, bucket: str | None = None, endpoint: str | None = N
         if code in ("AccessDenied", "403") or status == 403:
             raise S3Error(f"the S3 storage denied {action} in bucket {bucket} ({code})",
                           "hint: the S3 user lacks a permission; see the permission model in the README") from None
-        raise S3Error(f"S3 could not {action} in bucket {bucket}: {code} {error.get('Message') or ''}".rstrip()) from None
+        message = " ".join(str(error.get("Message") or "").split())[:200]
+        raise S3Error(f"S3 could not {action} in bucket {bucket}: {code} {message}".rstrip()) from None
     except bx.BotoCoreError as exc:
-        raise S3Error(f"S3 could not {action}: {exc}") from None
+        raise S3Error(f"S3 could not {action}: {' '.join(str(exc).split())}") from None
 
 
 def _not_found(exc) -> bool:
@@ -410,7 +411,7 @@ class S3Objects:
         """SHA-256 and size of the current version's bytes. IntegrityError if missing."""
         digest = hashlib.sha256()
         size = 0
-        with self.open(sha256) as f:
+        with self.open(sha256) as f, self._errors(f"read object {sha256}"):
             while block := f.read(COPY_BLOCK):
                 digest.update(block)
                 size += len(block)
