@@ -42,10 +42,6 @@ def store(s3_bucket):
     return S3Objects(f"s3://{s3_bucket}/city-a")
 
 
-def _raw_key(store: S3Objects, sha: str) -> str:
-    return store.key(sha)
-
-
 def _one_line(exc: pytest.ExceptionInfo) -> str:
     text = str(exc.value)
     assert "\n" not in text and "Traceback" not in text
