@@ -1,10 +1,10 @@
 """What every real-server fixture needs: a private folder, free ports, an unprivileged user,
-daemons started as children and stopped by their own PIDs.
+daemons started and stopped by their own PIDs, and a reaper for a test run that dies.
 
-The servers run as children of the test process, so nothing outlives the run: ``stop`` sends
-SIGTERM to each PID it started, waits for that PID to exit (a daemon that is still exiting
-deletes the pid file and socket of a successor in the same folder), and only then removes the
-folder.
+``stop`` sends SIGTERM to each PID it started, waits for that PID to exit (a daemon that is
+still exiting deletes the pid file and socket of a successor in the same folder), and only then
+removes the folder. If the test process dies without stopping them (SIGKILL, a crash), the
+``Reaper`` child notices its pipe closing and does the same, so nothing outlives the run.
 """
 
 from __future__ import annotations
@@ -191,3 +191,63 @@ def tail(path: Path, lines: int = 5) -> str:
     except OSError:
         return ""
     return " / ".join(text[-lines:])
+
+
+# The reaper: a small child process that cleans up after a test process that died without
+# stopping its servers (SIGKILL, a crash, Ctrl-C twice). It reads "PID SIGNAL" lines from a pipe
+# whose write end only the test process holds; end of file without a final "done" line means the
+# test process is gone, so it signals each PID, waits for it to exit, and removes the folder.
+# pg_ctl's postmaster is not our child, and a Ceph daemon would otherwise outlive a killed run.
+_REAPER = r"""
+import os, shutil, signal, sys, time
+folder, pids, done = sys.argv[1], [], False
+for line in sys.stdin:
+    if line.strip() == "done":
+        done = True
+        break
+    pid, sig = line.split()
+    pids.append((int(pid), int(sig)))
+if not done:
+    for pid, sig in reversed(pids):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            continue
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    shutil.rmtree(folder, ignore_errors=True)
+"""
+
+
+class Reaper:
+    """Cleans up ``folder`` and the registered PIDs if the test process dies first."""
+
+    def __init__(self, folder: Path):
+        import sys
+
+        self._proc = subprocess.Popen([sys.executable, "-c", _REAPER, str(folder)], stdin=subprocess.PIPE,
+                                      cwd="/", start_new_session=True)
+
+    def watch(self, pid: int, sig: int = signal.SIGTERM) -> None:
+        self._proc.stdin.write(f"{pid} {int(sig)}\n".encode())
+        self._proc.stdin.flush()
+
+    def release(self) -> None:
+        """The servers were stopped in order: tell the reaper to exit without acting."""
+        if self._proc.poll() is None:
+            try:
+                self._proc.stdin.write(b"done\n")
+                self._proc.stdin.close()
+            except BrokenPipeError:
+                pass
+            self._proc.wait()

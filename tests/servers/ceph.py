@@ -35,8 +35,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.servers._process import (ServerUnavailable, current_user, free_ports, missing_programs, pid_alive,
-                                    private_folder, run, stop_pid, tail)
+from tests.servers._process import (Reaper, ServerUnavailable, current_user, free_ports, missing_programs,
+                                    pid_alive, private_folder, run, stop_pid, tail)
 
 #: Debian packages this fixture needs (for the project's set-up; about 270 MB).
 PACKAGES = "ceph-mon ceph-osd radosgw ceph-common"
@@ -45,14 +45,6 @@ MON_ID = "a"
 RGW_NAME = "client.rgw.a"
 REGION = "default"  # RGW's default zonegroup; SigV4 needs some region name and RGW accepts this one
 START_TIMEOUT = 120.0
-
-
-def _pdeathsig() -> None:
-    """In the child before exec: die with the test process, so a killed test run leaves no
-    daemons behind (Linux prctl PR_SET_PDEATHSIG)."""
-    import ctypes
-
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
 
 
 @dataclass
@@ -67,6 +59,7 @@ class CephRGW:
     user: str = "bodycam-test"
     pids: dict[str, int] = field(default_factory=dict)
     _procs: dict[str, subprocess.Popen] = field(default_factory=dict, repr=False)
+    _reaper: Reaper | None = field(default=None, repr=False)
 
     # -- life cycle -------------------------------------------------------------------------------
 
@@ -82,7 +75,8 @@ class CephRGW:
             raise ServerUnavailable(reason)
         folder = private_folder("bodycam-ceph-", current_user())
         v2, v1, rgw = free_ports(3)
-        server = cls(folder=folder, objectstore=objectstore, mon_ports=(v2, v1), rgw_port=rgw)
+        server = cls(folder=folder, objectstore=objectstore, mon_ports=(v2, v1), rgw_port=rgw,
+                     _reaper=Reaper(folder))
         try:
             server._start()
         except BaseException:
@@ -166,11 +160,12 @@ rgw enable usage log = false
         log = open(self.folder / "log" / f"{name}.out", "ab")
         try:
             proc = subprocess.Popen(args, cwd=self.folder, stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, preexec_fn=_pdeathsig)
+                                    stderr=subprocess.STDOUT)
         finally:
             log.close()
         self._procs[name] = proc
         self.pids[name] = proc.pid
+        self._reaper.watch(proc.pid)
 
     def _wait(self, what: str, ready, daemon: str, timeout: float = START_TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
@@ -249,6 +244,8 @@ rgw enable usage log = false
                 stop_pid(proc.pid)
                 proc.wait()
         shutil.rmtree(self.folder, ignore_errors=True)
+        if self._reaper is not None:
+            self._reaper.release()
 
     def alive(self) -> bool:
         return all(pid_alive(pid) for pid in self.pids.values())

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from tests.servers._process import (RunAs, ServerUnavailable, chown_tree, missing_programs, pid_alive,
-                                    private_folder, run, stop_pid, unprivileged_user)
+from tests.servers._process import (Reaper, RunAs, ServerUnavailable, chown_tree, missing_programs,
+                                    pid_alive, private_folder, run, stop_pid, unprivileged_user)
 
 #: Debian packages this fixture needs (for the project's set-up).
 PACKAGES = "postgresql"
@@ -55,6 +55,7 @@ class PostgresServer:
     user: str = SUPERUSER
     port: int = PORT
     _databases: int = field(default=0, repr=False)
+    _reaper: Reaper | None = field(default=None, repr=False)
 
     # -- life cycle -------------------------------------------------------------------------------
 
@@ -71,10 +72,13 @@ class PostgresServer:
         # PostgreSQL refuses to run as root; Debian's package made the system user "postgres".
         owner = unprivileged_user(("postgres",))
         folder = private_folder("bodycam-pg-", owner)
-        server = cls(folder=folder, bin=pg_bin, owner=owner, password=secrets.token_urlsafe(18))
+        server = cls(folder=folder, bin=pg_bin, owner=owner, password=secrets.token_urlsafe(18),
+                     _reaper=Reaper(folder))
         try:
             server._init(durable)
             server._start()
+            # pg_ctl's postmaster is not our child: if this process dies, the reaper stops it.
+            server._reaper.watch(server._postmaster_pid(), signal.SIGINT)
         except BaseException:
             server.stop()
             raise
@@ -136,6 +140,8 @@ class PostgresServer:
                 pass
             stop_pid(pid)
         shutil.rmtree(self.folder, ignore_errors=True)
+        if self._reaper is not None:
+            self._reaper.release()
 
     # -- for tests --------------------------------------------------------------------------------
 
