@@ -143,6 +143,20 @@ def test_s3_objects_more_bytes_than_allowed_nothing_stored(store):
     assert list(store.names()) == []
 
 
+
+def test_s3_objects_bytes_changed_in_transit_refused_nothing_stored(store):
+    def flip_first_byte(request, **_):
+        body = request.body.read()
+        request.body = bytes([body[0] ^ 1]) + body[1:]
+
+    # After signing: the storage sees other bytes than the signed SHA-256 (the object's name).
+    store.client.meta.events.register("before-send.s3.PutObject", flip_first_byte)
+    with pytest.raises(S3Error, match="XAmzContentSHA256Mismatch|BadDigest") as exc:
+        store.put_bytes(b"segment bytes on the wire", retain_until=_deadline())
+    _one_line(exc)
+    store.client.meta.events.unregister("before-send.s3.PutObject", flip_first_byte)
+    assert list(store.names()) == []
+
 # -- the lock ------------------------------------------------------------------------------------
 
 def test_s3_objects_retention_refuses_early_delete_without_bypass(store, ceph_rgw):
