@@ -37,7 +37,7 @@ class Params:
     stride: int = 3  # detect on every 3rd frame
     detect_width: int = 640
     threshold: float = 0.4
-    margin: float = 0.3  # each side, as a share of the face box
+    margin: float = 0.4  # each side, as a share of the face box (hair, ears, a turned head)
     max_gap_seconds: float = 1.0  # a track survives detector misses this long
     hold_seconds: float = 0.3  # and covers this long after its last detection
     crf: int = 20

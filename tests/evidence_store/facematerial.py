@@ -60,6 +60,17 @@ def face_boxes(n: int) -> list[tuple[int, int, int, int]]:
     return boxes
 
 
+#: Where the face itself (brows to chin, ear to ear) lies within the pasted head, as shares.
+FACE_IN_HEAD = (0.25, 0.17, 0.71, 0.74)
+
+
+def face_regions(n: int) -> list[tuple[int, int, int, int]]:
+    """The faces proper in frame ``n``: what must not be recognisable."""
+    fx1, fy1, fx2, fy2 = FACE_IN_HEAD
+    return [(x1 + int((x2 - x1) * fx1), y1 + int((y2 - y1) * fy1), x1 + int((x2 - x1) * fx2),
+             y1 + int((y2 - y1) * fy2)) for x1, y1, x2, y2 in face_boxes(n)]
+
+
 def frame_image(n: int) -> np.ndarray:
     import cv2
 
