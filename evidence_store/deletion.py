@@ -85,7 +85,7 @@ def request_deletion(store, clip_id: str, *, reason: str) -> Request:
                              f"hint: a different user approves it with 'bodycam-evidence approve {pending.request_id}'")
         appended = tx.append(ev.Event(ev.DELETE_REQUEST, tx.time, clip_id, clip=clip_id,
                                       personal={"actor": store.actor, "reason": reason}))
-    log.warning("deletion of clip %s requested (request %d)", clip_id, appended.index)
+    log.info("deletion of clip %s requested (request %d)", clip_id, appended.index)
     return Request(str(appended.index), clip_id, appended.index)
 
 
@@ -127,5 +127,5 @@ def approve_deletion(store, request_id: str, *, reason: str) -> Deleted:
         gone = sorted(objects - store._live_objects(objects))
         store.conn.executemany("UPDATE objects SET deleted_at = ? WHERE sha256 = ?", [(tx.time, h) for h in gone])
     removed = store.sweep()
-    log.warning("clip %s deleted early (request %d approved as event %d)", clip_id, index, approve.index)
+    log.info("clip %s deleted early (request %d approved as event %d)", clip_id, index, approve.index)
     return Deleted(str(index), clip_id, approve.index, expire.index, removed)
