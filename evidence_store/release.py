@@ -157,8 +157,12 @@ def redact_clip(store, clip_id: str, out: str | os.PathLike, *, reason: str, ide
         result = _build(store, clip_id, info, work, begin, segments, edits, edits_bytes, params, source,
                         expected, progress)
         os.replace(work, out)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(work, ignore_errors=True)
+        if isinstance(exc, EvidenceError):
+            # The access is logged (begin); say in the log too that nothing was released.
+            store.append_event(ev.REDACT, clip_id, data={"step": "failed", "begin": begin.index,
+                                                         "cause": str(exc)[:200]})
         raise
     fsync_dir(out.parent)
     result.out = out
@@ -271,10 +275,10 @@ class Progress:
         if now - self.last < 0.5 and done < total:
             return
         self.last = now
-        # Both passes decode every frame; the second (cover and encode) is the larger share.
-        work = done * (1 if phase == "detect" else 2) + (total if phase == "encode" else 0)
-        rate = done / max(1e-6, now - self.started) if phase == "detect" else work / 3 / max(1e-6, now - self.started)
-        left = max(0.0, (3 * total - work) / max(1e-6, work / max(1e-6, now - self.started)))
+        # Two passes over every frame (detect, then cover and encode): the work is 2 x total.
+        work = done + (total if phase == "encode" else 0)
+        rate = work / max(1e-6, now - self.started)
+        left = max(0.0, 2 * total - work) / max(rate, 1e-6)
         if self.json_lines:
             self.stream.write(json.dumps({"phase": phase, "frames": done, "total": total,
                                           "fps": round(rate, 1), "eta_s": round(left, 1)}) + "\n")

@@ -91,13 +91,15 @@ def tone(start_sample: int, count: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=8)
-def face_ts(number: int, seconds: float = SEGMENT_SECONDS, audio: bool = True) -> bytes:
-    """Segment ``number`` of the face clip: MPEG-TS, H.264 (+ AAC mono 48 kHz tone)."""
+def face_ts(number: int, seconds: float = SEGMENT_SECONDS, audio: bool = True, sound_only: bool = False) -> bytes:
+    """Segment ``number`` of the face clip: MPEG-TS, H.264 (+ AAC mono 48 kHz tone); or sound only."""
     out = io.BytesIO()
     container = av.open(out, mode="w", format="mpegts")
-    video = container.add_stream("libx264", rate=FPS)
-    video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-    video.options = {"preset": "ultrafast", "crf": "18", "g": str(FPS)}
+    video = None
+    if not sound_only:
+        video = container.add_stream("libx264", rate=FPS)
+        video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        video.options = {"preset": "ultrafast", "crf": "18", "g": str(FPS)}
     sound = None
     if audio:
         sound = container.add_stream("aac", rate=SAMPLE_RATE)
@@ -106,11 +108,12 @@ def face_ts(number: int, seconds: float = SEGMENT_SECONDS, audio: bool = True) -
     first = number * frames
     per_frame = SAMPLE_RATE // FPS
     for i in range(frames):
-        frame = av.VideoFrame.from_ndarray(frame_image(first + i), format="rgb24")
-        frame.pts = i
-        frame.time_base = Fraction(1, FPS)
-        for packet in video.encode(frame):
-            container.mux(packet)
+        if video is not None:
+            frame = av.VideoFrame.from_ndarray(frame_image(first + i), format="rgb24")
+            frame.pts = i
+            frame.time_base = Fraction(1, FPS)
+            for packet in video.encode(frame):
+                container.mux(packet)
         if sound is not None:
             samples = tone((first + i) * per_frame, per_frame)
             aframe = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="flt", layout="mono")
@@ -127,13 +130,15 @@ def face_ts(number: int, seconds: float = SEGMENT_SECONDS, audio: bool = True) -
 
 
 @contextmanager
-def face_segments(audio: bool = True):
+def face_segments(audio: bool = True, sound_only: bool = False):
     """While active, clipfactory.make_clip writes face segments instead of its test pattern."""
-    with mock.patch.object(clipfactory, "make_ts", lambda seconds, number: face_ts(number, seconds, audio)):
+    with mock.patch.object(clipfactory, "make_ts",
+                           lambda seconds, number: face_ts(number, seconds, audio, sound_only)):
         yield
 
 
-def make_face_clip(outbox, camera, recipients, *, seconds: float = 4.0, audio: bool = True, **kwargs):
+def make_face_clip(outbox, camera, recipients, *, seconds: float = 4.0, audio: bool = True,
+                   sound_only: bool = False, **kwargs):
     segments = max(1, round(seconds / SEGMENT_SECONDS))
-    with face_segments(audio):
+    with face_segments(audio, sound_only):
         return clipfactory.make_clip(outbox, camera, recipients, seconds=seconds, segments=segments, **kwargs)

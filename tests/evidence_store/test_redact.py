@@ -46,6 +46,9 @@ def world(tmp_path_factory):
     silent = fm.make_face_clip(tmp / "outbox", cam, store.recipients, started_at=started + timedelta(minutes=5),
                                seconds=2.0, audio=False)
     put_and_ingest(store, silent)
+    blind = fm.make_face_clip(tmp / "outbox", cam, store.recipients, started_at=started + timedelta(minutes=9),
+                              seconds=2.0, sound_only=True)
+    put_and_ingest(store, blind)
     store.close()
     edits = tmp / "edits.json"
     edits.write_text(json.dumps({"format": "bodycam-edits/v1",
@@ -54,7 +57,7 @@ def world(tmp_path_factory):
                                  "blur": [{"from": BLUR[0], "to": BLUR[1]}],
                                  "mute": [{"from": MUTE[0], "to": MUTE[1]}]}))
     plain = b"".join(clip.plaintext[s.name] for s in clip.manifest.segments)
-    yield {"root": root, "tmp": tmp, "clip": clip, "silent": silent, "edits": edits, "plain": plain}
+    yield {"root": root, "tmp": tmp, "clip": clip, "silent": silent, "blind": blind, "edits": edits, "plain": plain}
     mp.undo()
 
 
@@ -284,3 +287,14 @@ def test_redact_unknown_clip_one_line_nothing_logged(world, capsys):
                  "--out", str(world["tmp"] / "none")])
     assert code == 2 and "unknown clip" in capsys.readouterr().err
     assert len(_redact_events(world)) == before and not (world["tmp"] / "none").exists()
+
+
+def test_redact_clip_without_video_one_line_no_package_logged_as_failed(world, capsys):
+    capsys.readouterr()
+    out = world["tmp"] / "blind"
+    code = main(["--store", str(world["root"]), "redact", world["blind"].clip_id, "--reason", "x", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and "no video" in err and err.count("\n") == 1
+    assert not out.exists() and not list(world["tmp"].glob(".blind*"))
+    steps = [e["step"] for e in _redact_events(world) if e["clip"] == world["blind"].clip_id]
+    assert steps == ["begin", "failed"]  # the access is logged; nothing is logged as released
