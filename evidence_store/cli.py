@@ -12,7 +12,7 @@
     bodycam-evidence --store DIR view CLIP --reason TEXT [--player CMD] [--contact-sheet PNG]
     bodycam-evidence --store DIR export CLIP --out DIR --reason TEXT
     bodycam-evidence --store DIR export --case REF --out DIR --reason TEXT
-    bodycam-evidence --store DIR redact CLIP --reason TEXT --out DIR [--edits FILE] [--json]
+    bodycam-evidence --store DIR redact CLIP --reason TEXT --out DIR [--edits FILE] [--record FILE] [--json]
     bodycam-evidence --store DIR delete CLIP --reason TEXT [--json]
     bodycam-evidence --store DIR approve REQUEST --reason TEXT
     bodycam-evidence verify-export DIR
@@ -531,6 +531,7 @@ def add_release_commands(cmd) -> None:
     c.add_argument("--reason", metavar="TEXT")
     c.add_argument("--out", metavar="DIR")
     c.add_argument("--edits", metavar="FILE", help="JSON edits: boxes, faces kept, blurred and muted times")
+    c.add_argument("--record", metavar="FILE", help="replay a package's redaction.json (same source: same bytes)")
     c.add_argument("--json", action="store_true", help="progress and result as JSON lines")
     c.add_argument("--passphrase-file", metavar="F")
     c.add_argument("--identity", metavar="FILE")
@@ -572,7 +573,7 @@ def cmd_redact(args) -> int:
         store._live_clip(args.clip)
         identities = store.identities(read_passphrase(args), identity_file(args))
         result = redact_clip(store, args.clip, args.out, reason=args.reason, identities=identities,
-                             edits_file=args.edits, progress=progress)
+                             edits_file=args.edits, record_file=args.record, progress=progress)
     if progress is not None:
         progress.done()
     if args.json:

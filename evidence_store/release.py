@@ -118,13 +118,48 @@ def load_edits(store, clip_id: str, edits_file: str | None):
     return parse_edits(data, clip_duration(store, clip_id), f"edits file {edits_file}"), data
 
 
+def load_record(store, clip_id: str, record_file: str, edits) -> tuple[dict, object]:
+    """A previous redaction record to replay: it must be about this clip's camera-signed source,
+    and name the edits given (by hash). Returns (record, parameters)."""
+    from dataclasses import fields
+
+    from evidence_store.redact.engine import Params
+
+    try:
+        with open(record_file, "rb") as f:
+            record = json.loads(f.read(64 << 20))
+    except OSError as exc:
+        raise UsageError(f"cannot read the redaction record {record_file}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise UsageError(f"redaction record {record_file}: not JSON ({exc})") from None
+    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
+        raise UsageError(f"redaction record {record_file}: not a {RECORD_FORMAT} record")
+    if record.get("clip") != clip_id:
+        raise UsageError(f"redaction record {record_file} is about clip {record.get('clip')}, not {clip_id}")
+    source = [(s["name"], s["plaintext_sha256"]) for s in store.segments(clip_id)]
+    named = [(s.get("name"), s.get("plaintext_sha256")) for s in (record.get("source") or {}).get("segments", [])
+             if isinstance(s, dict)]
+    if source != named:
+        raise UsageError(f"redaction record {record_file} names another source than this clip's segments")
+    wanted = (record.get("edits") or {}).get("sha256") if isinstance(record.get("edits"), dict) else None
+    if wanted != edits.sha256:
+        raise UsageError("the edits given are not the ones the record names",
+                         "hint: pass the package's edits.json with --edits (or none if the record has none)")
+    raw = record.get("parameters")
+    defaults = Params()
+    if not isinstance(raw, dict) or set(raw) != {f.name for f in fields(Params)} or any(
+            type(raw[k]) is not type(getattr(defaults, k)) for k in raw):
+        raise UsageError(f"redaction record {record_file}: parameters missing or of the wrong type")
+    return record, Params(**raw)
+
+
 def redact_clip(store, clip_id: str, out: str | os.PathLike, *, reason: str, identities: Sequence[Identity],
-                edits_file: str | None = None, params=None,
+                edits_file: str | None = None, params=None, record_file: str | None = None,
                 progress: Callable[[str, int, int], None] | None = None) -> ReleaseResult:
     """Write the release package of ``clip_id`` into ``out`` (a new or empty folder).
 
     Everything that can be checked without plaintext is checked before the event is logged: the
-    clip, the reason, the folder, the edits file, the detector's weights.
+    clip, the reason, the folder, the edits file, the record to replay, the detector's weights.
     """
     from evidence_store.redact.detector import weights_path
     from evidence_store.redact.engine import Params
@@ -138,7 +173,11 @@ def redact_clip(store, clip_id: str, out: str | os.PathLike, *, reason: str, ide
     if not reason or not reason.strip():
         raise UsageError("a reason is required (--reason TEXT)")
     edits, edits_bytes = load_edits(store, clip_id, edits_file)
-    weights_path()
+    replay = None
+    if record_file:
+        replay, params = load_record(store, clip_id, record_file, edits)
+    else:
+        weights_path()
     segments = store.segments(clip_id)
     begin = store.log_access(ev.REDACT, clip_id, reason=reason,
                              data={"step": "begin", "edits": edits.sha256,
@@ -155,7 +194,7 @@ def redact_clip(store, clip_id: str, out: str | os.PathLike, *, reason: str, ide
         fps_guess = 25
         expected = int(clip_duration(store, clip_id) * fps_guess)
         result = _build(store, clip_id, info, work, begin, segments, edits, edits_bytes, params, source,
-                        expected, progress)
+                        expected, progress, replay)
         os.replace(work, out)
     except BaseException as exc:
         shutil.rmtree(work, ignore_errors=True)
@@ -184,12 +223,12 @@ def _library_versions() -> dict:
 
 
 def _build(store, clip_id, info, out: Path, begin, segments, edits, edits_bytes, params, source, expected,
-           progress) -> ReleaseResult:
+           progress, replay=None) -> ReleaseResult:
     from evidence_store.redact.detector import NAME, WEIGHTS_FILE, WEIGHTS_PACKAGE
     from evidence_store.redact.engine import redact_stream
 
     result = redact_stream(source, out / VIDEO, edits=edits, params=params, expected_frames=expected,
-                           progress=progress)
+                           progress=progress, replay=replay)
     video_sha = _file_sha256(out / VIDEO)
     _write_sheet(result, out / SHEET, clip_id)
     record = {
@@ -209,6 +248,7 @@ def _build(store, clip_id, info, out: Path, begin, segments, edits, edits_bytes,
         "covered_frames": result.covered_frames,
         "output": {"file": VIDEO, "sha256": video_sha},
         "event": begin.index,
+        "replayed": replay is not None,
     }
     _write(out / RECORD, _dumps(record))
     if edits_bytes is not None:

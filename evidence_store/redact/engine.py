@@ -82,13 +82,21 @@ def _open(source: Callable[[], io.RawIOBase]):
 
 
 def redact_stream(source: Callable[[], io.RawIOBase], out_path, *, edits: Edits, params: Params,
-                  expected_frames: int = 0, progress: Progress | None = None, sheet_count: int = 12) -> Result:
-    """Redact the MPEG-TS that ``source()`` yields (called twice) into the MP4 ``out_path``."""
+                  expected_frames: int = 0, progress: Progress | None = None, sheet_count: int = 12,
+                  replay: dict | None = None) -> Result:
+    """Redact the MPEG-TS that ``source()`` yields (called twice) into the MP4 ``out_path``.
+
+    ``replay`` is a redaction record (release.py): its tracks are applied instead of running the
+    detector, so the same source gives the same bytes even where the detector's floating point
+    would differ (another CPU), which is how a court confirms a copy.
+    """
     import av
 
     from evidence_store.redact.detector import FaceDetector
 
     result = Result()
+    if replay is not None:
+        return _replay(source, out_path, edits, params, replay, progress, sheet_count, result)
     # -- pass 1: detect ---------------------------------------------------------------------
     container = _open(source)
     vstream = container.streams.video[0]
@@ -123,13 +131,50 @@ def redact_stream(source: Callable[[], io.RawIOBase], out_path, *, edits: Edits,
     if n == 0:
         raise EvidenceError("the clip holds no decodable video frame")
     result.frames = n
-    boxes = frame_boxes(tracker.tracks, n, stride=params.stride, hold=round(params.hold_seconds * fps),
+    _plan_and_encode(source, out_path, tracker.tracks, _kept_tracks(tracker.tracks, edits, fps), edits, params,
+                     fps, width, height, result, progress, sheet_count)
+    return result
+
+
+def _replay(source, out_path, edits: Edits, params: Params, record: dict, progress, sheet_count: int,
+            result: Result) -> Result:
+    from evidence_store.redact.tracks import Track
+
+    try:
+        video = record["video"]
+        fps = Fraction(video["fps"])
+        width, height, frames = int(video["width"]), int(video["height"]), int(video["frames"])
+        tracks = [Track(int(t["track"]), {int(d[0]): tuple(float(v) for v in d[1:5]) for d in t["detections"]})
+                  for t in record["faces"]["tracks"]]
+        kept = {int(k) for k in record["faces"]["kept_tracks"]}
+        result.detections = int(record["faces"]["detections"])
+        result.weights_sha256 = str(record["detector"]["weights_sha256"])
+    except (KeyError, TypeError, ValueError, ZeroDivisionError, IndexError) as exc:
+        raise EvidenceError(f"the redaction record is incomplete or malformed ({exc})") from None
+    if any(not t.detections for t in tracks):
+        raise EvidenceError("the redaction record has a track without detections")
+    container = _open(source)
+    try:
+        vstream = container.streams.video[0]
+        if (vstream.codec_context.width, vstream.codec_context.height) != (width, height):
+            raise EvidenceError("the redaction record is for another frame size than this clip's")
+        result.audio = bool(container.streams.audio)
+    finally:
+        container.close()
+    result.fps, result.width, result.height, result.frames = str(fps), width, height, frames
+    _plan_and_encode(source, out_path, tracks, kept, edits, params, fps, width, height, result, progress, sheet_count)
+    return result
+
+
+def _plan_and_encode(source, out_path, tracks, kept, edits: Edits, params: Params, fps: Fraction, width: int,
+                     height: int, result: Result, progress, sheet_count: int) -> None:
+    n = result.frames
+    boxes = frame_boxes(tracks, n, stride=params.stride, hold=round(params.hold_seconds * fps),
                         margin=params.margin, width=width, height=height)
-    kept = _kept_tracks(tracker.tracks, edits, fps)
     result.kept = sorted(kept)
     result.tracks = [{"track": t.track_id, "kept": t.track_id in kept,
                       "detections": [[f, *[round(v, 1) for v in t.detections[f]]] for f in sorted(t.detections)]}
-                     for t in tracker.tracks]
+                     for t in tracks]
     plan = {}
     for f in range(n):
         t = f / fps
@@ -145,7 +190,6 @@ def redact_stream(source: Callable[[], io.RawIOBase], out_path, *, edits: Edits,
              for i in range(min(sheet_count, len(with_boxes)))}
     # -- pass 2: cover and encode -----------------------------------------------------------
     _encode(source, out_path, plan, picks, edits, params, fps, width, height, result, progress)
-    return result
 
 
 def _kept_tracks(tracks, edits: Edits, fps: Fraction) -> set[int]:
@@ -239,6 +283,8 @@ def _encode(source, out_path, plan, picks, edits: Edits, params: Params, fps: Fr
         output.close()
         container.close()
     result.audio_samples = samples
+    if n != result.frames:
+        raise EvidenceError(f"the clip has {n} frames, the redaction record {result.frames}")
     if progress:
         progress("encode", n, result.frames)
 

@@ -298,3 +298,19 @@ def test_redact_clip_without_video_one_line_no_package_logged_as_failed(world, c
     assert not out.exists() and not list(world["tmp"].glob(".blind*"))
     steps = [e["step"] for e in _redact_events(world) if e["clip"] == world["blind"].clip_id]
     assert steps == ["begin", "failed"]  # the access is logged; nothing is logged as released
+
+
+def test_redact_replay_of_record_gives_identical_bytes_without_detector(world, edited_run):
+    code, again = redact(world, "replayed", "--edits", str(edited_run / "edits.json"),
+                         "--record", str(edited_run / "redaction.json"))
+    assert code == 0
+    assert (again / "redacted.mp4").read_bytes() == (edited_run / "redacted.mp4").read_bytes()
+    assert json.loads((again / "redaction.json").read_text())["replayed"] is True
+
+
+def test_redact_replay_with_other_edits_refused_nothing_logged(world, edited_run, capsys):
+    before = len(_redact_events(world))
+    capsys.readouterr()
+    code, out = redact(world, "replay-bad", "--record", str(edited_run / "redaction.json"))
+    assert code == 2 and "edits" in capsys.readouterr().err
+    assert not out.exists() and len(_redact_events(world)) == before
