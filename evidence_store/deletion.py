@@ -8,8 +8,8 @@ is done like expiry: the clip row is marked expired, an expire event names the o
 object files are removed after the commit; so ``verify`` keeps passing.
 
 A request's id is the log index of its delete-request event. Who asked is the actor text of that
-event (the effective user, plus SUDO_USER when someone used sudo); the person is SUDO_USER where
-given (officers work through sudo on a shared service account), else the effective user.
+event (the effective user, plus SUDO_USER when someone used sudo); the person is SUDO_USER when the
+effective user is root (sudo set it), else the effective user (see ``person``).
 """
 
 from __future__ import annotations
@@ -44,10 +44,16 @@ class Deleted:
 
 
 def person(actor: str | None) -> str | None:
-    """The person behind an actor text: "alice (as bodycam)" -> "alice"; "alice" -> "alice"."""
+    """The person behind an actor text. "alice (as root)" -> "alice": sudo to root sets SUDO_USER
+    and nobody else can. "alice (as bob)" -> "bob": without root, SUDO_USER is only an environment
+    variable that bob could set himself, so bob is who acted. "alice" -> "alice"."""
     if actor is None:
         return None
-    return actor.split(" (as ", 1)[0]
+    claimed, _, effective = actor.partition(" (as ")
+    if not effective:
+        return claimed
+    effective = effective.removesuffix(")")
+    return claimed if effective == "root" else effective
 
 
 def pending_requests(store, clip_id: str | None = None) -> list[Request]:

@@ -140,3 +140,11 @@ def test_deletion_approved_twice_refused(cli):
     assert run("approve", rid, "--reason", "ok", user="bob")[0] == 0
     code, _, err = run("approve", rid, "--reason", "ok", user="carol")
     assert code == 2 and "already approved" in err
+
+
+@pytest.mark.parametrize("actor, who", [("alice (as root)", "alice"), ("alice", "alice"),
+                                        ("mallory (as alice)", "alice"), (None, None)])
+def test_deletion_person_trusts_sudo_user_only_under_root(actor, who):
+    from evidence_store.deletion import person
+
+    assert person(actor) == who
