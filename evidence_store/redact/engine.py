@@ -180,7 +180,7 @@ def _plan_and_encode(source, out_path, tracks, kept, edits: Edits, params: Param
         t = f / fps
         covers = [b for tid, b in boxes.get(f, []) if tid not in kept]
         covers += [_clip_box(s.box, width, height) for s in edits.boxes if s.covers(t)]
-        covers = [b for b in covers if b is not None]
+        covers = merge_overlaps([b for b in covers if b is not None])
         whole = any(s.covers(t) for s in edits.blur)
         if covers or whole:
             plan[f] = (covers, whole)
@@ -203,6 +203,27 @@ def _kept_tracks(tracks, edits: Edits, fps: Fraction) -> set[int]:
                 kept.add(track.track_id)
                 break
     return kept
+
+
+def merge_overlaps(boxes: list) -> list:
+    """Overlapping boxes become their bounding box: covering one after the other would leave a
+    seam (the second box smoothed over half-covered content) right across a face."""
+    boxes = sorted(boxes)
+    merged = True
+    while merged:
+        merged = False
+        out: list = []
+        for box in boxes:
+            for i, other in enumerate(out):
+                if box[0] < other[2] and other[0] < box[2] and box[1] < other[3] and other[1] < box[3]:
+                    out[i] = (min(box[0], other[0]), min(box[1], other[1]), max(box[2], other[2]),
+                              max(box[3], other[3]))
+                    merged = True
+                    break
+            else:
+                out.append(box)
+        boxes = sorted(out)
+    return boxes
 
 
 def _clip_box(box, width: int, height: int):
