@@ -95,11 +95,28 @@ def frame_boxes(tracks: list[Track], frames: int, *, stride: int, hold: int, mar
     for track in tracks:
         seen = sorted(track.detections)
         first, last = seen[0], seen[-1]
+        d = track.detections
+        # Before the first and after the last detection the face may be moving on: cover both where
+        # it was seen and where its motion (from the nearest two detections) would take it.
+        v_in = _velocity(d[seen[0]], d[seen[1]], seen[1] - seen[0]) if len(seen) > 1 else (0.0, 0.0)
+        v_out = _velocity(d[seen[-2]], d[seen[-1]], seen[-1] - seen[-2]) if len(seen) > 1 else (0.0, 0.0)
         for f in range(first - stride + 1, first):
-            put(f, track.track_id, track.detections[first])
+            put(f, track.track_id, _union(d[first], _shift(d[first], v_in, f - first)))
         for a, b in zip(seen, seen[1:]):
             for f in range(a, b):
-                put(f, track.track_id, _lerp(track.detections[a], track.detections[b], (f - a) / (b - a)))
+                put(f, track.track_id, _lerp(d[a], d[b], (f - a) / (b - a)))
         for f in range(last, last + hold + 1):
-            put(f, track.track_id, track.detections[last])
+            put(f, track.track_id, _union(d[last], _shift(d[last], v_out, f - last)))
     return out
+
+
+def _velocity(a: Box, b: Box, frames: int) -> tuple[float, float]:
+    return ((b[0] + b[2] - a[0] - a[2]) / 2 / frames, (b[1] + b[3] - a[1] - a[3]) / 2 / frames)
+
+
+def _shift(box: Box, v: tuple[float, float], frames: int) -> Box:
+    return (box[0] + v[0] * frames, box[1] + v[1] * frames, box[2] + v[0] * frames, box[3] + v[1] * frames)
+
+
+def _union(a: Box, b: Box) -> Box:
+    return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
