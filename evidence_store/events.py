@@ -43,12 +43,18 @@ HOLD = "hold"
 RELEASE = "release"
 JUSTIFY = "justify"
 EXPIRE = "expire"
-KINDS = (ENROLL, ASSIGN, REVOKE, INGEST, GAP, QUARANTINE, VIEW, EXPORT, HOLD, RELEASE, JUSTIFY, EXPIRE)
+#: A redacted copy for release (evidence_store/release.py); early deletion in two steps by two
+#: people (evidence_store/deletion.py).
+REDACT = "redact"
+DELETE_REQUEST = "delete-request"
+DELETE_APPROVE = "delete-approve"
+KINDS = (ENROLL, ASSIGN, REVOKE, INGEST, GAP, QUARANTINE, VIEW, EXPORT, HOLD, RELEASE, JUSTIFY, EXPIRE,
+         REDACT, DELETE_REQUEST, DELETE_APPROVE)
 #: Accesses: the log of who saw plaintext. Their personal texts are kept two years.
-ACCESS_KINDS = (VIEW, EXPORT)
+ACCESS_KINDS = (VIEW, EXPORT, REDACT)
 #: Kinds whose officer-given reason is required (the law: every access with a reason). Machine-made
 #: reasons (quarantine, expire, gap: fixed words naming no person) go into the non-personal ``cause``.
-REASON_REQUIRED = (REVOKE, VIEW, EXPORT, HOLD, RELEASE, JUSTIFY)
+REASON_REQUIRED = (REVOKE, VIEW, EXPORT, HOLD, RELEASE, JUSTIFY, REDACT, DELETE_REQUEST, DELETE_APPROVE)
 
 PERSONAL_FIELDS = ("actor", "officer", "reason", "case")
 BASE_FIELDS = ("format", "index", "kind", "time", "clip", "device", "prev")

@@ -137,3 +137,20 @@ def test_layering_camera_imports_load_no_sqlite_or_av():
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_layering_camera_never_loads_redaction_or_its_opencv():
+    """Redaction (OpenCV's DNN, the detector's weights) runs on the store's machine: the camera's
+    modules import none of it, and neither the clip format nor the CLI's start loads cv2."""
+    for path in sorted((ROOT / "device").rglob("*.py")):
+        source = path.read_text()
+        for line, name in imports_of(source, module_name(path), path.name == "__init__.py"):
+            assert not _within(name, "evidence_store.redact") and not _within(name, "evidence_store.release"), \
+                f"{path}:{line} imports {name}"
+    code = (
+        "import sys\n"
+        "import evidence_store, evidence_store.clip.age, evidence_store.clip.manifest, evidence_store.cli\n"
+        "assert 'cv2' not in sys.modules, 'cv2 loaded'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -61,6 +61,9 @@ run bodycam-device simulate --outbox "$OUTBOX" --seconds "$SECONDS_PER_CLIP" --c
 say "6. Today: imminent danger. The emergency button records at once, without announcement."
 run bodycam-device simulate --outbox "$OUTBOX" --seconds "$SECONDS_PER_CLIP" --emergency
 
+say "6b. Later: an officer follows a suspect into a lawyer's office (a § 53 StPO place) and keeps recording by mistake."
+run bodycam-device simulate --outbox "$OUTBOX" --seconds "$SECONDS_PER_CLIP"
+
 echo "The camera holds only encrypted segments, signed journals and manifests:"
 run bodycam-device status --outbox "$OUTBOX"
 
@@ -77,6 +80,7 @@ LIST_JSON=$(bodycam-evidence --store "$STORE" list --json)
 EMERGENCY=$(pick emergency <<<"$LIST_JSON")
 ROUTINE=$(pick 0 <<<"$LIST_JSON")
 EVIDENCE=$(pick 1 <<<"$LIST_JSON")
+PRIVILEGED=$(pick -1 <<<"$LIST_JSON")
 LATE=$(bodycam-evidence --store "$STORE" list --all --json | pick 0)
 run bodycam-evidence --store "$STORE" show "$EMERGENCY"
 run bodycam-evidence --store "$STORE" verify
@@ -101,6 +105,35 @@ say "12. Export for court: decrypted video, MP4, signed manifest and journal, lo
 run bodycam-evidence --store "$STORE" export "$EVIDENCE" --out "$EXPORT" --reason "Requested by public prosecutor, StA-2026-123"
 echo "Anyone can check the package offline, without the store:"
 run bodycam-evidence verify-export "$EXPORT"
+
+say "12a. The person recorded in the emergency clip asks for a review and a copy. The copy is redacted: other faces covered (found by a DNN face detector), the officer's edits applied."
+run bodycam-evidence --store "$STORE" hold "$EMERGENCY" --case "DSB-2026-7" \
+    --reason "Recorded person asked for review and a copy" --kind subject-request
+cat > "$DIR/edits.json" <<'JSON'
+{"format": "bodycam-edits/v1",
+ "boxes": [{"from": 0.0, "to": 1.0, "box": [0, 0, 160, 120], "label": "shop window with a customer"}],
+ "keep_faces": [],
+ "blur": [],
+ "mute": [{"from": 0.5, "to": 1.5}]}
+JSON
+run cat "$DIR/edits.json"
+run bodycam-evidence --store "$STORE" redact "$EMERGENCY" --reason "Copy for the recorded person (Art. 15 DSGVO)" \
+    --out "$DIR/subject-copy" --edits "$DIR/edits.json"
+echo "The evidence officer checks review-sheet.png (every covered area outlined), then hands out the folder; anyone can check it:"
+run bodycam-evidence verify-export "$DIR/subject-copy"
+
+say "12b. The lawyer's-office recording must be deleted at once: one user requests it, a different user (the superior) approves."
+run bodycam-evidence --store "$STORE" delete "$PRIVILEGED" --reason "Recorded in a lawyer's office (§ 53 StPO)"
+REQUEST=$(bodycam-evidence --store "$STORE" list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["pending_deletions"][0]["request_id"])')
+run bodycam-evidence --store "$STORE" list
+echo "The same user cannot approve their own request:"
+if run bodycam-evidence --store "$STORE" approve "$REQUEST" --reason "approving myself"; then
+  echo "demo: self-approval was accepted: this is a bug" >&2; exit 1
+fi
+echo "The superior approves (sudo tells the store who they are):"
+run env SUDO_USER=supervisor-sg bodycam-evidence --store "$STORE" approve "$REQUEST" --reason "Agreed: § 53 StPO, delete at once"
+run bodycam-evidence --store "$STORE" log --clip "$PRIVILEGED"
+run bodycam-evidence --store "$STORE" verify
 
 say "13. Oversight: the monthly report for the data-protection officer, and the event log."
 run bodycam-evidence --store "$STORE" report
