@@ -20,6 +20,7 @@ from evidence_store import checkpoint as cpmod
 from evidence_store import events as ev
 from evidence_store import merkle
 from evidence_store.clip.note import NoteSigner, NoteVerifier
+from evidence_store.errors import IntegrityError
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,21 @@ class EventLog:
         return note
 
     # -- texts -------------------------------------------------------------------------------
+
+    def texts_of(self, index: int) -> dict[str, str | None]:
+        """Personal texts of event ``index`` by field, each proven by the salted digest in the
+        leaf; None where erased. A text whose row an insider edited no longer matches its leaf,
+        and a decision taken on it (the four-eyes check compares persons) must not trust it:
+        IntegrityError names the event."""
+        body = ev.parse_leaf(self.leaf(index), f"event {index}")
+        out: dict[str, str | None] = {}
+        for field, salt, text in self.conn.execute(
+                "SELECT et.field, t.salt, t.text FROM event_texts et JOIN texts t USING (text_id) "
+                "WHERE et.idx = ?", (index,)):
+            if text is not None and (salt is None or body.get(field) != ev.salted_digest(bytes(salt), text)):
+                raise IntegrityError(f"event {index}: the stored {field} does not match its log entry")
+            out[field] = text
+        return out
 
     def erase_texts(self, now: str, keep_clips: Sequence[str]) -> int:
         """Erase salt and text of every personal text whose retention ended, except those about a

@@ -2,11 +2,13 @@
 ``approve``s. The actor is the effective user plus SUDO_USER, so tests vary SUDO_USER."""
 
 import json
+import sqlite3
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from evidence_store.cli import main
+from evidence_store.db import DB_FILE
 from evidence_store.store import Store
 from tests.clipfactory import DeviceFixture, make_clip
 from tests.evidence_store.conftest import PASSPHRASE, put_and_ingest
@@ -148,3 +150,23 @@ def test_deletion_person_trusts_sudo_user_only_under_root(actor, who):
     from evidence_store.deletion import person
 
     assert person(actor) == who
+
+
+def test_deletion_requester_row_edited_approval_refused_clip_kept(cli):
+    # An insider who rewrites the requester's name in the index (to approve their own request as
+    # "someone else") meets the salted digest in the request's leaf.
+    root, clips, run = cli
+    rid = request(run, clips[0], user="alice")
+    conn = sqlite3.connect(root / DB_FILE)
+    with conn:
+        conn.execute("UPDATE texts SET text = 'mallory (as root)' WHERE text_id IN "
+                     "(SELECT text_id FROM event_texts WHERE idx = ? AND field = 'actor')", (int(rid),))
+    conn.close()
+    code, _, err = run("approve", rid, "--reason", "looks fine", user="alice")
+    assert code != 0
+    assert "does not match its log entry" in err and "Traceback" not in err
+    store = Store.open(root)
+    try:
+        assert store.clip(clips[0].clip_id).state == "stored"
+    finally:
+        store.close()
