@@ -13,14 +13,13 @@ sizes, and validates names before they become paths.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from evidence_store.clip import canonical, note
+from evidence_store.clip import canonical, note, safejson
 from evidence_store.clip.devkey import DevicePublicKey
 from evidence_store.clip.errors import FormatError
 from evidence_store.clip.fsutil import UnsafeFileError, atomic_write, fsync_dir, read_regular, require_plain_dir
@@ -172,10 +171,7 @@ def _note_text(data: bytes, what: str) -> str:
 
 
 def _json_record(data: bytes, what: str, fmt: str) -> dict:
-    try:
-        record = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise FormatError(f"{what}: not valid JSON") from None
+    record = safejson.loads(data, what, max_bytes=MAX_RECORD_BYTES)
     if not isinstance(record, dict) or record.pop("format", None) != fmt:
         raise FormatError(f"{what}: not a {fmt} record")
     return record
