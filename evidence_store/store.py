@@ -107,6 +107,16 @@ class IngestResult:
     late: bool = False
 
 
+@dataclass(frozen=True)
+class Holdings:
+    """What the store holds, or held before a lawful expiry, for exactly one clip id of one
+    camera: the dock deletes a file on the camera only if its SHA-256 is in ``hashes``."""
+
+    manifest_sha256: str | None  # of the stored clip with this id from this camera, if any
+    sequence: int | None
+    hashes: frozenset[str]
+
+
 @dataclass
 class ClipInfo:
     """A clip (or quarantined material) as list/show present it."""
@@ -557,7 +567,9 @@ class Store:
         Returns the quarantine id; idempotent on (manifest hash, reason, objects)."""
         mref = self.objects.put_bytes(manifest_bytes) if manifest_bytes is not None else None
         jref = self.objects.put_bytes(journal_bytes) if journal_bytes is not None else None
-        key = "\n".join([mref.sha256 if mref else "", reason,
+        # The clip id and camera belong to the key: the same bytes found in two folders are two
+        # findings, and each folder's holdings (see holdings) must name them.
+        key = "\n".join([clip_id or "", device_id or "", mref.sha256 if mref else "", reason,
                          *sorted(f"{n}={r.sha256}" for n, r in objects.items())])
         qid = "q-" + _sha(key.encode())[:24]
         started_at = None
@@ -590,6 +602,25 @@ class Store:
                       "objects": [{"name": n, "sha256": r.sha256, "bytes": r.size} for n, r in sorted(objects.items())]}))
         log.warning("quarantined %s (clip %s, device %s): %s", qid, clip_id, device_id, reason)
         return qid
+
+    def holdings(self, clip_id: str, device_id: str) -> Holdings:
+        """Every object recorded for clip ``clip_id`` of camera ``device_id``: the stored clip's
+        manifest, journal and segments, and each quarantine recorded under that clip id from that
+        camera (its manifest, journal and kept files). A copy of another clip's files in this
+        folder matches nothing here, so it is never taken for stored."""
+        hashes: set[str] = set()
+        row = self.conn.execute("SELECT manifest_sha256, journal_sha256, sequence FROM clips "
+                                "WHERE clip_id = ? AND device_id = ?", (clip_id, device_id)).fetchone()
+        manifest_sha = sequence = None
+        if row is not None:
+            manifest_sha, journal_sha, sequence = row
+            hashes.update((manifest_sha, journal_sha))
+            hashes.update(r[0] for r in self.conn.execute("SELECT sha256 FROM segments WHERE clip_id = ?", (clip_id,)))
+        for qid, mq, jq in self.conn.execute("SELECT qid, manifest_sha256, journal_sha256 FROM quarantine "
+                                             "WHERE clip_id = ? AND device_id = ?", (clip_id, device_id)).fetchall():
+            hashes.update(h for h in (mq, jq) if h)
+            hashes.update(r[0] for r in self.conn.execute("SELECT sha256 FROM quarantine_objects WHERE qid = ?", (qid,)))
+        return Holdings(manifest_sha, sequence, frozenset(hashes))
 
     def sign_receipt(self, receipt: Receipt) -> bytes:
         """The receipt note signed by the store key."""
