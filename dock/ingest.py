@@ -733,6 +733,16 @@ class Ingester:
         return dk.seen[entry.ident]
 
     def _receipt_and_clear(self, dk: _Docking, cand: Candidate, res: ClipResult, status: str, entries: list["_Entry"]) -> None:
+        # The receipt makes the camera delete the folder too (at undocking): so first make sure
+        # that every entry is still the one proven held. A file that changed since is left, with
+        # the whole clip, for the next docking, which keeps its new bytes before clearing.
+        for entry in entries:
+            try:
+                current = _identity(os.lstat(entry.path))
+            except FileNotFoundError:
+                continue
+            if current != entry.ident and entry.kind != _DIR:
+                raise _Skip(f"{entry.shown}: changed during ingest; the clip stays on the camera")
         receipt = Receipt(clip_id=res.clip_id, device_id=dk.device_id, manifest_sha256=res.manifest_sha256 or "",
                           status=status, at=format_time(self.clock.now()), reason=res.reason if status == QUARANTINED else "")
         data = dk.store.sign_receipt(receipt)
