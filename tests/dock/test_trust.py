@@ -240,3 +240,51 @@ def test_trust_hostile_journal_huge_number_quarantined(camera, ingester, store_r
     assert report.clips[0].outcome == OUT_QUARANTINED and "journal" in report.clips[0].reason
     assert report.clips[0].cleared and _sha(data) in _quarantined_files(store_root)[clip.clip_id]
     assert_store_sound(store_root)
+
+
+def _quarantine_genuine(camera, ingester, store_root):
+    """A genuine clip quarantined by mistake (another clip's manifest was planted in its folder)."""
+    first = camera.clip()
+    assert ingester.ingest(camera.outbox.root).ok
+    genuine = camera.clip()
+    (genuine.folder / "manifest").write_bytes(first.manifest_bytes)
+    ingester.ingest(camera.outbox.root)
+    with Store.open(store_root) as store:
+        (qid,) = store.conn.execute("SELECT qid FROM quarantine WHERE clip_id = ?", (genuine.clip_id,)).fetchone()
+    return genuine, qid
+
+
+def test_trust_quarantined_genuine_clip_held_listed_exported_never_expires_unreviewed(camera, ingester, store_root, tmp_path,
+                                                                                       capsys, monkeypatch):
+    from datetime import datetime, timezone
+
+    from evidence_store.cli import main
+
+    genuine, qid = _quarantine_genuine(camera, ingester, store_root)
+    store_arg = ["--store", str(store_root)]
+    assert main(store_arg + ["hold", qid, "--case", "AZ-17", "--reason", "looks genuine; review"]) == 0
+    capsys.readouterr()
+    assert main(store_arg + ["list", "--json"]) == 0
+    listed = {c["clip_id"]: c for c in __import__("json").loads(capsys.readouterr().out)["clips"]}
+    assert "lies in folder" in listed[qid]["quarantine_reason"] and listed[qid]["holds"][0]["case"] == "AZ-17"
+    assert main(store_arg + ["show", qid]) == 0
+    shown = capsys.readouterr().out
+    assert "lies in folder" in shown and "AZ-17" in shown
+    # Held: a preview years ahead deletes everything else that is due, never the held item.
+    with Store.open(store_root) as store:
+        due = store.expire(now=datetime(2099, 1, 1, tzinfo=timezone.utc), dry_run=True).deleted
+    assert qid not in {d.item_id for d in due}
+    pw = tmp_path / "pw"
+    pw.write_text("correct horse\n")
+    out = tmp_path / "export"
+    assert main(store_arg + ["export", qid, "--out", str(out), "--reason", "review of a rejected clip",
+                             "--passphrase-file", str(pw)]) == 0
+    assert "lies in folder" in (out / "QUARANTINE.txt").read_text()
+    plaintexts = sorted(p.read_bytes() for p in (out / "segments").glob("*.ts"))
+    assert plaintexts == sorted(genuine.plaintext.values())  # the genuine video, decrypted
+    with Store.open(store_root) as store:
+        kinds = [e["kind"] for e in store.events(clip_id=qid)]
+    assert kinds[:2] == ["quarantine", "hold"] and "export" in kinds
+    assert_store_sound(store_root)
+    assert main(store_arg + ["release", qid, "--case", "AZ-17", "--reason", "reviewed: a duplicate"]) == 0
+    assert_store_sound(store_root)
