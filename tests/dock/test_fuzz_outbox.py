@@ -200,7 +200,7 @@ def m_copy_file_across(rng, outbox, w):
         return "copy: nothing"
     src, dst = rng.choice(files), rng.choice(dirs)
     name = rng.choice([src.name, "seg-00000.age", "manifest", "journal"])
-    if (dst / name).is_dir():
+    if (dst / name).is_dir() or (dst / name) == src:
         return "copy: blocked"
     shutil.copyfile(src, dst / name)
     return f"copy {src.parent.name[:13]}/{src.name} -> {dst.name[:13]}/{name}"
