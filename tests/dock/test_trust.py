@@ -280,11 +280,15 @@ def test_trust_quarantined_genuine_clip_held_listed_exported_never_expires_unrev
     assert main(store_arg + ["export", qid, "--out", str(out), "--reason", "review of a rejected clip",
                              "--passphrase-file", str(pw)]) == 0
     assert "lies in folder" in (out / "QUARANTINE.txt").read_text()
+    sheet = tmp_path / "sheet.png"
+    assert main(store_arg + ["view", qid, "--reason", "is it genuine?", "--contact-sheet", str(sheet),
+                             "--passphrase-file", str(pw)]) == 0
+    assert sheet.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     plaintexts = sorted(p.read_bytes() for p in (out / "segments").glob("*.ts"))
     assert plaintexts == sorted(genuine.plaintext.values())  # the genuine video, decrypted
     with Store.open(store_root) as store:
         kinds = [e["kind"] for e in store.events(clip_id=qid)]
-    assert kinds[:2] == ["quarantine", "hold"] and "export" in kinds
+    assert kinds[:2] == ["quarantine", "hold"] and "export" in kinds and "view" in kinds
     assert_store_sound(store_root)
     assert main(store_arg + ["release", qid, "--case", "AZ-17", "--reason", "reviewed: a duplicate"]) == 0
     assert_store_sound(store_root)
