@@ -9,15 +9,20 @@ The order per clip never changes, because it is what makes a crash at any instan
                hashing it and checking it against the journal in the same single read; compare
                size/mtime/inode before and after so a file that changed is not trusted
     4. commit  store.ingest: clip, segments, gap events, ingest event, in ONE transaction
-    5. receipt store.sign_receipt, written onto the camera atomically
-    6. clear   delete the clip folder on the camera
-    7. expire  after a docking that brought new material, the clips that arrived past their
+    5. prove   every file in the clip folder is held by the store for exactly this clip of this
+               camera (store.holdings); anything not held is quarantined first
+    6. receipt store.sign_receipt, written onto the camera atomically (the camera deletes
+               receipted folders too, so only after the proof)
+    7. clear   delete exactly the proven entries, the manifest last
+    8. expire  after a docking that brought new material, the clips that arrived past their
                deadline (a camera left undocked for two weeks) are deleted at once, as the law
                requires, not up to an hour later by the timer
 
 A crash before 4 leaves at most unreferenced objects (content-addressed, so a rerun reuses them);
-a crash between 4 and 6 leaves a stored clip on the camera, which the rerun recognises by its
-manifest hash and only receipts and clears (step 2 is skipped for it). A clip that fails a check
+a crash between 4 and 7 leaves a stored clip on the camera, which the rerun recognises (the store
+holds its manifest under that clip id and camera) and only proves, receipts and clears; a folder
+whose every file a quarantine of that clip already holds is likewise only receipted, so a kill at
+any point of a quarantine or a clearing never records the same material twice. A clip that fails a check
 in 2 or 3 is quarantined (its bytes kept under their content hash with the reason), then
 receipted as quarantined and cleared. An I/O error (a camera unplugged mid-copy) is never taken
 for a failed check: such a clip is left on the camera for the next docking.
@@ -180,7 +185,8 @@ class Ingester:
     def ingest(self, outbox_path: str | os.PathLike, *, expect_device: str | None = None) -> IngestReport:
         """Ingest every sealed clip of the outbox at ``outbox_path``.
 
-        ``expect_device`` is the serial a docked partition announced; device.json must agree.
+        ``expect_device`` is the serial a docked partition announced; it names the camera
+        (device.json is an unsigned hint, see _identify).
         Returns the report (``report.ok`` tells whether everything was stored and cleared).
         Raises NotEnrolledError for a camera the store does not know (nothing is touched) and
         DockError when the folder is not an outbox.
