@@ -251,9 +251,9 @@ def _filter(clips, args, now: datetime):
     until = parse_when(args.until, "--until", end_of_day=True) if args.until else None
     for clip in clips:
         recorded = parse_time(clip.recorded_at)
-        if args.held and clip.state != "held":
+        if args.held and not clip.holds:  # quarantined material can be held too; its state stays "quarantined"
             continue
-        if args.expiring and (clip.state not in ("stored", "quarantined")
+        if args.expiring and (clip.state not in ("stored", "quarantined") or clip.holds
                               or parse_time(clip.deadline) > now + EXPIRING_WITHIN):
             continue
         if args.officer and clip.officer != args.officer:

@@ -267,6 +267,8 @@ def test_trust_quarantined_genuine_clip_held_listed_exported_never_expires_unrev
     assert main(store_arg + ["list", "--json"]) == 0
     listed = {c["clip_id"]: c for c in __import__("json").loads(capsys.readouterr().out)["clips"]}
     assert "lies in folder" in listed[qid]["quarantine_reason"] and listed[qid]["holds"][0]["case"] == "AZ-17"
+    assert main(store_arg + ["list", "--held", "--json"]) == 0
+    assert [c["clip_id"] for c in __import__("json").loads(capsys.readouterr().out)["clips"]] == [qid]
     assert main(store_arg + ["show", qid]) == 0
     shown = capsys.readouterr().out
     assert "lies in folder" in shown and "AZ-17" in shown
