@@ -38,7 +38,8 @@ from dock.errors import DockError
 from dock.ingest import Ingester
 from dock.lock import DeviceLocks
 
-from tests.dock.conftest import FakeClock, new_camera
+from tests.clock import FakeClock
+from tests.dock.conftest import new_camera
 
 SEED = int(os.environ.get("BODYCAM_FUZZ_SEED", "1312"))
 ITERATIONS = int(os.environ.get("BODYCAM_FUZZ_ITERATIONS", "40"))
