@@ -233,7 +233,13 @@ def m_duplicate_clip(rng, outbox, w):
     if d is None:
         return "dup: nothing"
     dst = outbox / "clips" / new_clip_id(datetime.now(timezone.utc))
-    shutil.copytree(d, dst, symlinks=True)
+
+    def specials(folder, names):  # fifos and sockets cannot be copied; a copy leaves them out
+        return [n for n in names if not (os.path.islink(os.path.join(folder, n))
+                                         or stat.S_ISREG(os.lstat(os.path.join(folder, n)).st_mode)
+                                         or stat.S_ISDIR(os.lstat(os.path.join(folder, n)).st_mode))]
+
+    shutil.copytree(d, dst, symlinks=True, ignore=specials)
     return f"duplicate {d.name[:13]}"
 
 
