@@ -9,15 +9,20 @@ The order per clip never changes, because it is what makes a crash at any instan
                hashing it and checking it against the journal in the same single read; compare
                size/mtime/inode before and after so a file that changed is not trusted
     4. commit  store.ingest: clip, segments, gap events, ingest event, in ONE transaction
-    5. receipt store.sign_receipt, written onto the camera atomically
-    6. clear   delete the clip folder on the camera
-    7. expire  after a docking that brought new material, the clips that arrived past their
+    5. prove   every file in the clip folder is held by the store for exactly this clip of this
+               camera (store.holdings); anything not held is quarantined first
+    6. receipt store.sign_receipt, written onto the camera atomically (the camera deletes
+               receipted folders too, so only after the proof)
+    7. clear   delete exactly the proven entries, the manifest last
+    8. expire  after a docking that brought new material, the clips that arrived past their
                deadline (a camera left undocked for two weeks) are deleted at once, as the law
                requires, not up to an hour later by the timer
 
 A crash before 4 leaves at most unreferenced objects (content-addressed, so a rerun reuses them);
-a crash between 4 and 6 leaves a stored clip on the camera, which the rerun recognises by its
-manifest hash and only receipts and clears (step 2 is skipped for it). A clip that fails a check
+a crash between 4 and 7 leaves a stored clip on the camera, which the rerun recognises (the store
+holds its manifest under that clip id and camera) and only proves, receipts and clears; a folder
+whose every file a quarantine of that clip already holds is likewise only receipted, so a kill at
+any point of a quarantine or a clearing never records the same material twice. A clip that fails a check
 in 2 or 3 is quarantined (its bytes kept under their content hash with the reason), then
 receipted as quarantined and cleared. An I/O error (a camera unplugged mid-copy) is never taken
 for a failed check: such a clip is left on the camera for the next docking.
@@ -25,6 +30,7 @@ for a failed check: such a clip is left on the camera for the next docking.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -36,17 +42,17 @@ from typing import Callable
 
 from evidence_store.clip.clock import Clock, SystemClock
 from evidence_store.clip.devkey import DevicePublicKey
-from evidence_store.clip.fsutil import UnsafeFileError, atomic_write, open_regular, read_regular
+from evidence_store.clip.fsutil import UnsafeFileError, atomic_write, fsync_dir, open_regular, read_regular
 from evidence_store.clip.ids import SEGMENT_RE, format_time, parse_time
 from evidence_store.clip.journal import CUT, JOURNAL_FILE, MAX_JOURNAL_BYTES, TAMPERED, WHOLE, Journal, parse_journal
 from evidence_store.clip.manifest import MANIFEST_FILE, Manifest, SegmentRecord, manifest_hash, parse_manifest
-from evidence_store.clip.outbox import QUARANTINED, STORED, Outbox, Receipt
+from evidence_store.clip.outbox import QUARANTINED, STORED, DeviceRecord, Outbox, Receipt
 from evidence_store.errors import EvidenceError, IntegrityError
 
 from dock._copy import copy_and_check
 from dock.errors import DockError, NotEnrolledError
 from dock.lock import DeviceLocks
-from dock.scan import Candidate, outbox_present, read_device, scan_outbox
+from dock.scan import Candidate, outbox_present, read_device_hint, scan_outbox
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +111,7 @@ class IngestReport:
     rejected: list[tuple[str, str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)  # deleted at once by the post-docking expiry run
+    notes: list[str] = field(default_factory=list)  # warnings that do not stop the docking
     started_at: str | None = None
     finished_at: str | None = None
 
@@ -153,6 +160,9 @@ class _Docking:
     report: IngestReport
     total_bytes: int = 0
     done_bytes: int = 0
+    # SHA-256 of camera files read whole in this docking, by (device, inode, size, mtime, ctime):
+    # the clearing proves a copied segment is held without reading it a second time.
+    seen: dict = field(default_factory=dict)
 
 
 class Ingester:
@@ -175,7 +185,8 @@ class Ingester:
     def ingest(self, outbox_path: str | os.PathLike, *, expect_device: str | None = None) -> IngestReport:
         """Ingest every sealed clip of the outbox at ``outbox_path``.
 
-        ``expect_device`` is the serial a docked partition announced; device.json must agree.
+        ``expect_device`` is the serial a docked partition announced; it names the camera
+        (device.json is an unsigned hint, see _identify).
         Returns the report (``report.ok`` tells whether everything was stored and cleared).
         Raises NotEnrolledError for a camera the store does not know (nothing is touched) and
         DockError when the folder is not an outbox.
@@ -191,21 +202,19 @@ class Ingester:
     def _ingest(self, store, outbox: Outbox, expect_device: str | None) -> IngestReport:
         outbox_path = outbox.root
         report = IngestReport(outbox=str(outbox_path), started_at=format_time(self.clock.now()))
-        record = read_device(outbox)
-        report.device_id = record.device_id
-        if expect_device is not None and record.device_id != expect_device:
-            raise DockError(f"{outbox_path}: device.json names {record.device_id!r} but the partition's serial is {expect_device!r}",
-                            "hint: a partition that lies about its camera is not ingested; check the device")
-        info = store.device(record.device_id)
+        hint, why = read_device_hint(outbox)
+        device_id = self._identify(store, outbox, hint, why, expect_device, report)
+        report.device_id = device_id
+        info = store.device(device_id)
         if info is None:
-            raise NotEnrolledError(f"camera {record.device_id} is not enrolled in this store; its clips were not touched",
-                                   f"hint: bodycam-dock --store DIR enroll {outbox_path} --device-id {record.device_id}")
-        if info.public_key != record.public_key:
+            raise NotEnrolledError(f"camera {device_id} is not enrolled in this store; its clips were not touched",
+                                   f"hint: bodycam-dock --store DIR enroll {outbox_path} --device-id {device_id}")
+        if hint is not None and hint.device_id == device_id and info.public_key != hint.public_key:
             # device.json is only informational: verification always uses the enrolled key.
-            log.warning("camera %s: device.json carries a public key other than the enrolled one; the enrolled key is used", record.device_id)
-        with self.locks.hold(record.device_id):
-            info = store.device(record.device_id)  # re-read under the lock
-            docking = _Docking(store, outbox, record.device_id, info.last_docking, report)
+            log.warning("camera %s: device.json carries a public key other than the enrolled one; the enrolled key is used", device_id)
+        with self.locks.hold(device_id):
+            info = store.device(device_id)  # re-read under the lock
+            docking = _Docking(store, outbox, device_id, info.last_docking, report)
             self._run(docking, revoked=info.revoked)
         if report.count(OUT_STORED) or report.count(OUT_QUARANTINED):
             self._expire(store, report)
@@ -213,6 +222,40 @@ class Ingester:
         self._save_report(report)
         log.log(logging.INFO if report.ok else logging.WARNING, "%s", report.summary())
         return report
+
+    def _identify(self, store, outbox: Outbox, hint: DeviceRecord | None, why: str | None,
+                  expect_device: str | None, report: IngestReport) -> str:
+        """Which camera this is, from what cannot be planted: the partition's USB serial, else
+        the enrolled key that signs its clips. device.json is unsigned, so anyone with the cable
+        can replace it; it decides only when nothing signed says anything (an empty outbox)."""
+        if why:
+            log.warning("%s: %s (ignored: the camera is known by its serial or its signed clips)", outbox.root, why)
+        signed = _signed_devices(store, scan_outbox(outbox))
+        if expect_device is not None:
+            device_id = expect_device
+            source = "the partition's serial"
+            if signed and device_id not in signed:
+                others = ", ".join(sorted(signed))
+                raise DockError(f"{outbox.root}: the partition's serial is {device_id!r} but its clips are signed by {others}, "
+                                "none by that camera; nothing was touched",
+                                "hint: a partition that lies about its camera is not ingested; check the device")
+        elif (noted := _enrolled_by_note(store, outbox)) is not None:
+            device_id, source = noted, "the store-signed enrollment on it"
+        elif signed:
+            hinted = hint.device_id if hint is not None else None
+            device_id = max(signed, key=lambda d: (signed[d], d == hinted, d))
+            source = "the signatures of its clips"
+        elif hint is not None:
+            return hint.device_id
+        else:
+            raise DockError(f"{outbox.root}: cannot tell which camera this is ({why}) and nothing on it is signed "
+                            "for an enrolled camera; nothing was touched",
+                            "hint: is this a camera's evidence partition? dock it by USB so its serial names it")
+        if hint is not None and hint.device_id != device_id:
+            note = f"device.json names {hint.device_id!r}, but {source} say(s) {device_id!r}; device.json is ignored"
+            report.notes.append(note)
+            log.warning("%s: %s", outbox.root, note)
+        return device_id
 
     def _run(self, dk: _Docking, *, revoked: bool) -> None:
         report = dk.report
@@ -319,18 +362,17 @@ class Ingester:
             try:
                 if cand.transient:
                     raise _Skip(cand.transient)
+                # Known to the store under exactly this clip id from exactly this camera (a
+                # rerun after a crash, or a clearing cut off): finish the job, record nothing twice.
+                if self._settle_known(dk, cand, res):
+                    return res
                 if cand.problem:
                     raise _Quarantine(cand.problem)
-                if dk.store.manifest_status(res.manifest_sha256) == "stored":
-                    log.info("clip %s: already stored by an earlier docking; receipting it", cand.clip_id)
-                    res.outcome = OUT_ALREADY
-                    self._receipt_and_clear(dk, res, STORED)
-                    return res
                 self._verify_and_store(dk, cand, res)
                 res.outcome = OUT_STORED
                 log.info("clip %s (sequence %d): stored%s", cand.clip_id, res.sequence,
                          f" [{', '.join(res.flags)}]" if res.flags else "")
-                self._receipt_and_clear(dk, res, STORED)
+                self._settle(dk, cand, res, STORED)
             except _Quarantine as q:
                 self._quarantine(dk, cand, res, q)
         except _Skip as exc:
@@ -382,7 +424,7 @@ class Ingester:
             raise _Quarantine(f"out-of-order or replayed sequence {manifest.sequence} (last stored {info.last_sequence})",
                               journal_bytes=journal_bytes)
         unlisted = self._unlisted_names(cand, manifest)
-        res.extra_files = [repr(n) if not n.isprintable() else n for n in unlisted]
+        res.extra_files = [_shown(n) for n in unlisted]
         if res.extra_files:
             log.warning("clip %s: files not named in the manifest are kept in quarantine: %s", cand.clip_id,
                         ", ".join(res.extra_files))
@@ -473,6 +515,7 @@ class Ingester:
                 raise _Skip(f"{seg.name}: vanished during ingest") from None
             if _identity(before) != _identity(after) or _identity(before) != _identity(now) or result.ref.size != before.st_size:
                 raise _Skip(f"{seg.name}: changed during ingest (size, mtime or inode differ before and after the copy)")
+            dk.seen[_identity(now)] = result.ref.sha256
         finally:
             os.close(fd)
         ref = result.ref
@@ -518,7 +561,7 @@ class Ingester:
             finally:
                 os.close(fd)
             if ref is not None:
-                objects[name] = ref
+                objects[_shown(name)] = ref
         return objects
 
     def _put_plain(self, dk: _Docking, fd: int, size: int):
@@ -561,7 +604,7 @@ class Ingester:
         res.outcome = OUT_QUARANTINED
         res.reason = q.reason
         log.error("clip %s: quarantined: %s", cand.clip_id, q.reason)
-        self._receipt_and_clear(dk, res, QUARANTINED)
+        self._settle(dk, cand, res, QUARANTINED)
 
     def _salvage(self, dk: _Docking, cand: Candidate) -> dict:
         """Keep the segment-named regular files of a clip that failed before its copy."""
@@ -579,15 +622,177 @@ class Ingester:
         except FileNotFoundError:
             return None
 
-    def _receipt_and_clear(self, dk: _Docking, res: ClipResult, status: str) -> None:
+    # -- the deletion rule: only what the store provably holds ----------------------------------
+
+    def _settle_known(self, dk: _Docking, cand: Candidate, res: ClipResult) -> bool:
+        """A clip the store already knows (same clip id, same camera): receipt and clear it if
+        the folder's manifest is the stored clip's, or if every file in it is held by a record of
+        this clip. Returns False when the store knows nothing that covers the folder."""
+        held = dk.store.holdings(cand.clip_id, dk.device_id)
+        if not held.hashes:
+            return False
+        if held.manifest_sha256 is not None and res.manifest_sha256 == held.manifest_sha256:
+            res.outcome = OUT_ALREADY
+            res.sequence = held.sequence
+            log.info("clip %s: already stored by an earlier docking; receipting it", cand.clip_id)
+            self._settle(dk, cand, res, STORED)
+            return True
+        entries = self._inventory(dk, cand)
+        if any(e.kind == _FILE and e.sha256 not in held.hashes for e in entries):
+            return False
+        res.outcome = OUT_QUARANTINED
+        res.reason = "quarantined by an earlier docking"
+        log.info("clip %s: every file is quarantined already; receipting it", cand.clip_id)
+        self._receipt_and_clear(dk, cand, res, QUARANTINED, entries)
+        return True
+
+    def _settle(self, dk: _Docking, cand: Candidate, res: ClipResult, status: str) -> None:
+        """Prove the clip folder is held, quarantine whatever is not, then receipt and clear."""
+        entries = self._inventory(dk, cand)
+        held = dk.store.holdings(cand.clip_id, dk.device_id)
+        unheld = [e for e in entries if e.kind == _FILE and e.sha256 not in held.hashes]
+        if unheld:
+            objects = {}
+            for entry in unheld:
+                objects[entry.shown] = self._keep_entry(dk, entry)
+            names = ", ".join(sorted(objects))
+            log.warning("clip %s: files the store held for no clip are quarantined before clearing: %s",
+                        cand.clip_id, names)
+            # The reason names no files, so that a rerun finds the same record (idempotent).
+            dk.store.quarantine(reason=f"files in the folder of clip {cand.clip_id} that no stored or quarantined record of it held",
+                                device_id=dk.device_id, clip_id=cand.clip_id, manifest_bytes=cand.manifest_bytes,
+                                journal_bytes=None, objects=objects)
+            self._fault("quarantined", cand.clip_id)
+            for name in sorted(objects):
+                if name not in res.extra_files:
+                    res.extra_files.append(name)
+        self._receipt_and_clear(dk, cand, res, status, entries)
+
+    def _keep_entry(self, dk: _Docking, entry: "_Entry"):
+        """Store one inventoried camera file; the bytes stored must be the bytes hashed."""
+        try:
+            fd = open_regular(entry.path, max_bytes=QUARANTINE_MAX_FILE)
+        except UnsafeFileError as exc:
+            raise _Skip(f"{entry.shown}: changed during ingest ({exc})") from None
+        try:
+            st = os.fstat(fd)
+            ref = self._put_plain(dk, fd, st.st_size)
+        finally:
+            os.close(fd)
+        if ref is None or ref.sha256 != entry.sha256:
+            raise _Skip(f"{entry.shown}: changed during ingest")
+        return ref
+
+    def _inventory(self, dk: _Docking, cand: Candidate) -> list["_Entry"]:
+        """Every entry of the clip folder (sub-folders too, bounded), each regular file with the
+        SHA-256 of its bytes. Raises _Skip when the folder cannot be proven (too deep, too many
+        entries, a monster file, a file changing while read): it then stays on the camera."""
+        out: list[_Entry] = []
+
+        def walk(folder: Path, prefix: str, depth: int) -> None:
+            try:
+                names = sorted(os.listdir(folder))
+            except FileNotFoundError:
+                return
+            for name in names:
+                if len(out) >= MAX_FOLDER_ENTRIES:
+                    raise _Skip(f"more than {MAX_FOLDER_ENTRIES} entries in the clip folder; left for an administrator")
+                path = folder / name
+                try:
+                    st = os.lstat(path)
+                except FileNotFoundError:
+                    continue
+                entry = _Entry(prefix + name, path, _OTHER, _identity(st))
+                if stat.S_ISDIR(st.st_mode):
+                    if depth >= MAX_FOLDER_DEPTH:
+                        raise _Skip(f"{entry.shown}: folders nested more than {MAX_FOLDER_DEPTH} deep; left for an administrator")
+                    entry.kind = _DIR
+                    out.append(entry)
+                    walk(path, entry.rel + "/", depth + 1)
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    entry.kind = _FILE
+                    entry.sha256 = self._hash(dk, entry)
+                out.append(entry)
+
+        walk(cand.path, "", 0)
+        return out
+
+    def _hash(self, dk: _Docking, entry: "_Entry") -> str:
+        known = dk.seen.get(entry.ident)
+        if known is not None:
+            return known
+        try:
+            fd = open_regular(entry.path, max_bytes=QUARANTINE_MAX_FILE)
+        except UnsafeFileError as exc:
+            raise _Skip(f"{entry.shown}: cannot be kept ({_rel(exc, entry.path.parent)}); left for an administrator") from None
+        try:
+            digest = hashlib.sha256()
+            while block := os.read(fd, 1 << 20):
+                digest.update(block)
+            after = _identity(os.fstat(fd))
+        finally:
+            os.close(fd)
+        if after != entry.ident:
+            raise _Skip(f"{entry.shown}: changed during ingest")
+        dk.seen[entry.ident] = digest.hexdigest()
+        return dk.seen[entry.ident]
+
+    def _receipt_and_clear(self, dk: _Docking, cand: Candidate, res: ClipResult, status: str, entries: list["_Entry"]) -> None:
+        # The receipt makes the camera delete the folder too (at undocking): so first make sure
+        # that every entry is still the one proven held. A file that changed since is left, with
+        # the whole clip, for the next docking, which keeps its new bytes before clearing.
+        for entry in entries:
+            try:
+                current = _identity(os.lstat(entry.path))
+            except FileNotFoundError:
+                continue
+            if current != entry.ident and entry.kind != _DIR:
+                raise _Skip(f"{entry.shown}: changed during ingest; the clip stays on the camera")
         receipt = Receipt(clip_id=res.clip_id, device_id=dk.device_id, manifest_sha256=res.manifest_sha256 or "",
                           status=status, at=format_time(self.clock.now()), reason=res.reason if status == QUARANTINED else "")
         data = dk.store.sign_receipt(receipt)
         dk.outbox.write_receipt(res.clip_id, data)
         self._fault("receipt-written", res.clip_id)
-        dk.outbox.delete_clip(res.clip_id)
+        self._delete(dk, cand, entries)
         res.cleared = True
         self._fault("clip-deleted", res.clip_id)
+
+    def _delete(self, dk: _Docking, cand: Candidate, entries: list["_Entry"]) -> None:
+        """Delete exactly the inventoried entries, each only if it is still the file that was
+        proven held; the manifest last (a cut-off clearing leaves a sealed folder whose receipt
+        lets the next docking finish), the folder itself only when nothing else appeared."""
+        dk.outbox.check_layout()  # clips/ is still the camera's own folder, not a planted link
+        manifest = None
+        for entry in sorted(entries, key=lambda e: (e.kind == _DIR, -e.rel.count("/"), e.rel)):
+            if entry.rel == MANIFEST_FILE:
+                manifest = entry
+                continue
+            self._remove(entry)
+            self._fault("file-deleted", cand.clip_id)
+        if manifest is not None:
+            fsync_dir(cand.path)
+            self._remove(manifest)
+        try:
+            os.rmdir(cand.path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise _Skip(f"the clip folder is not empty after clearing (a file appeared during ingest): {exc.strerror}") from None
+        fsync_dir(cand.path.parent)
+
+    @staticmethod
+    def _remove(entry: "_Entry") -> None:
+        try:
+            st = os.lstat(entry.path)
+        except FileNotFoundError:
+            return
+        if _identity(st) != entry.ident and entry.kind != _DIR:
+            raise _Skip(f"{entry.shown}: changed during ingest; not deleted")
+        if entry.kind == _DIR:
+            os.rmdir(entry.path)
+        else:
+            os.unlink(entry.path)
 
     # -- docking reports (for ``status``) -----------------------------------------------------
 
@@ -600,6 +805,69 @@ class Ingester:
             atomic_write(folder / f"{report.device_id}.json", (json.dumps(report.to_json(), sort_keys=True) + "\n").encode())
         except OSError as exc:
             log.warning("cannot save the docking report: %s", exc)
+
+
+_FILE, _DIR, _OTHER = "file", "dir", "other"  # links, sockets, fifos, devices: no recording in them
+MAX_FOLDER_DEPTH = 4  # a camera writes no sub-folders at all
+MAX_FOLDER_ENTRIES = 10_000  # a day of one-minute segments is 1,440
+
+
+@dataclass
+class _Entry:
+    """One entry of a clip folder on the camera, as the inventory found it."""
+
+    rel: str  # relative to the clip folder; may carry surrogate escapes (non-UTF-8 names)
+    path: Path
+    kind: str
+    ident: tuple
+    sha256: str | None = None
+
+    @property
+    def shown(self) -> str:
+        return _shown(self.rel)
+
+
+def _shown(name: str) -> str:
+    """A camera file name as text every log line, JSON record and SQLite row accepts: bytes that
+    are not UTF-8 as \\xNN, other unprintable characters escaped."""
+    text = os.fsencode(name).decode("utf-8", "backslashreplace")
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
+def _enrolled_by_note(store, outbox: Outbox) -> str | None:
+    """The device id of the enrollment note on the partition, if this store signed it and it
+    names the key the store has enrolled for that device; None otherwise (never raises)."""
+    try:
+        enrollment = outbox.enrollment(store.verifier_key)
+    except (EvidenceError, OSError, ValueError, TypeError):
+        return None  # a damaged or foreign note proves nothing; the next source decides
+    if enrollment is None:
+        return None
+    info = store.device(enrollment.device_id)
+    if info is None or info.public_key != enrollment.device_public_key:
+        return None
+    return enrollment.device_id
+
+
+def _signed_devices(store, scan) -> dict[str, int]:
+    """device id -> number of the scan's manifests that its enrolled, not revoked key signs."""
+    counts: dict[str, int] = {}
+    keys: dict[str, DevicePublicKey | None] = {}
+    for cand in scan.candidates:
+        if cand.manifest is None or cand.manifest_bytes is None:
+            continue
+        device_id = cand.manifest.device_id
+        if device_id not in keys:
+            info = store.device(device_id)
+            keys[device_id] = DevicePublicKey.parse(info.public_key) if info is not None and not info.revoked else None
+        if keys[device_id] is None:
+            continue
+        try:
+            parse_manifest(cand.manifest_bytes, keys[device_id])
+        except EvidenceError:
+            continue
+        counts[device_id] = counts.get(device_id, 0) + 1
+    return counts
 
 
 def _identity(st: os.stat_result) -> tuple:

@@ -18,7 +18,7 @@ from pathlib import Path
 from evidence_store.clip.errors import FormatError
 from evidence_store.clip.fsutil import UnsafeFileError, read_regular
 from evidence_store.clip.manifest import MANIFEST_FILE, MAX_MANIFEST_BYTES, Manifest, parse_manifest
-from evidence_store.clip.outbox import DeviceRecord, Outbox
+from evidence_store.clip.outbox import CLIPS_DIR, DEVICE_FILE, DeviceRecord, Outbox
 from evidence_store.errors import EvidenceError
 
 from dock.errors import DockError
@@ -50,7 +50,7 @@ class Candidate:
 
 @dataclass
 class Scan:
-    device: DeviceRecord
+    device: DeviceRecord | None
     candidates: list[Candidate] = field(default_factory=list)
     unsealed: list[str] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)
@@ -70,9 +70,22 @@ def read_device(outbox: Outbox) -> DeviceRecord:
         raise DockError(f"{outbox.root}: cannot read device.json: {exc.strerror or exc}") from None
 
 
+def read_device_hint(outbox: Outbox) -> tuple[DeviceRecord | None, str | None]:
+    """device.json as an unsigned hint: (record, None), or (None, why it is unusable). Never
+    raises for its content: a planted or broken device.json must not block a camera whose
+    identity its serial or its signed clips prove (see ingest.identify)."""
+    try:
+        return outbox.device(), None
+    except FormatError as exc:
+        return None, str(exc)
+    except OSError as exc:
+        return None, f"{DEVICE_FILE}: cannot be read: {exc.strerror or exc}"
+
+
 def scan_outbox(outbox: Outbox) -> Scan:
-    """Read device.json and every sealed clip's manifest; return them in ingest order."""
-    scan = Scan(device=read_device(outbox))
+    """Read every sealed clip's manifest (unverified); return them in ingest order. device.json
+    is read as a hint only (``Scan.device`` is None when it is missing or broken)."""
+    scan = Scan(device=read_device_hint(outbox)[0])
     try:
         outbox.check_layout()
         listing = outbox.list_clips()
@@ -115,7 +128,8 @@ def read_candidate(outbox: Outbox, clip_id: str) -> Candidate:
 def outbox_present(outbox: Outbox) -> bool:
     """False once the camera has gone (unplugged, unmounted): stop instead of failing every clip."""
     try:
-        os.stat(outbox.root / "device.json", follow_symlinks=False)
+        # clips/, not device.json: device.json is an unsigned hint that a partition may lack.
+        os.stat(outbox.root / CLIPS_DIR, follow_symlinks=False)
         return True
     except OSError:
         return False

@@ -251,9 +251,9 @@ def _filter(clips, args, now: datetime):
     until = parse_when(args.until, "--until", end_of_day=True) if args.until else None
     for clip in clips:
         recorded = parse_time(clip.recorded_at)
-        if args.held and clip.state != "held":
+        if args.held and not clip.holds:  # quarantined material can be held too; its state stays "quarantined"
             continue
-        if args.expiring and (clip.state not in ("stored", "quarantined")
+        if args.expiring and (clip.state not in ("stored", "quarantined") or clip.holds
                               or parse_time(clip.deadline) > now + EXPIRING_WITHIN):
             continue
         if args.officer and clip.officer != args.officer:
@@ -288,6 +288,9 @@ def cmd_list(args) -> int:
     for r in pending:
         out(f"pending deletion request {r.request_id}: clip {r.clip_id}, by {r.actor or '[erased]'} at {r.time} "
             f"(a different user approves: {PROG} approve {r.request_id} --reason TEXT)")
+    for c in clips:
+        if c.quarantine_reason:  # why it was rejected, so a reviewer can tell a mistake from a forgery
+            out(f"{c.clip_id}: quarantined: {c.quarantine_reason}")
     return EXIT_OK
 
 
@@ -418,7 +421,7 @@ def cmd_view(args) -> int:
 
     _require_reason(args)
     with open_store(args) as store:
-        store._live_clip(args.clip)
+        store._live_item(args.clip)  # a clip or quarantined material
         if not args.contact_sheet:
             find_player(args.player)
         # The identity is opened first: a wrong passphrase must fail before an access is logged.
@@ -441,7 +444,7 @@ def cmd_export(args) -> int:
     if args.case is not None or args.clip is None:
         return cmd_export_case(args)
     with open_store(args) as store:
-        store._live_clip(args.clip)
+        store._live_item(args.clip)  # a clip or quarantined material
         identities = store.identities(read_passphrase(args), identity_file(args))
         result = export_clip(store, args.clip, args.out, reason=args.reason, identities=identities)
     out(f"exported {args.clip} to {result.out}: {len(result.files)} files")

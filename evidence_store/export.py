@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +45,7 @@ from evidence_store.clip.manifest import parse_manifest
 from evidence_store.clip.note import NoteVerifier, open_note, sign_note
 from evidence_store.errors import EvidenceError, UsageError
 from evidence_store.verify import Fault
-from evidence_store.view import segment_plaintext
+from evidence_store.view import quarantined_plaintext, segment_plaintext
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,8 @@ def export_clip(store, clip_id: str, out: str | os.PathLike, *, reason: str,
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"{out} exists and is not empty; export into a new folder")
-    info = store._live_clip(clip_id)
+    info = store._live_item(clip_id)
+    clip_id = info.clip_id
     # 1. The access is logged before any plaintext exists.
     begin = store.log_access(ev.EXPORT, clip_id, reason=reason, data={"step": "begin"})
     # The package is built in a private folder beside ``out`` and renamed into place at the end,
@@ -142,6 +144,8 @@ def export_clip(store, clip_id: str, out: str | os.PathLike, *, reason: str,
 def _build(store, clip_id: str, info, out: Path, begin, identities: Sequence[Identity]) -> ExportResult:
     """Write the package into ``out`` (the private work folder); see export_clip."""
     # 2. Decrypted segments, checked against the camera-signed plaintext hashes while written.
+    if info.quarantine_reason is not None:
+        return _build_quarantine(store, clip_id, info, out, begin, identities)
     ts_files = []
     for segment in store.segments(clip_id):
         path = out / "segments" / (segment["name"].removesuffix(".age") + ".ts")
@@ -160,6 +164,43 @@ def _build(store, clip_id: str, info, out: Path, begin, identities: Sequence[Ide
     _write(out / "manifest", store.objects.read(info.manifest_sha256))
     _write(out / "journal", store.objects.read(info.journal_sha256))
     _write(out / "device.pub", (store.device(info.device_id).public_key + "\n").encode())
+    return _seal(store, clip_id, out, begin)
+
+
+QUARANTINE_FILE = "QUARANTINE.txt"
+
+
+def _build_quarantine(store, qid: str, info, out: Path, begin, identities: Sequence[Identity]) -> ExportResult:
+    """The package for quarantined material: why it was rejected, every kept file as found
+    (files/), what age can open of each (segments/, nothing camera-signed vouches for it), the
+    manifest and journal it came with if any, and the events with proofs, signed like a clip's."""
+    lines = [f"quarantine id  {qid}", f"reason         {info.quarantine_reason}",
+             f"claims clip    {info.claimed_clip_id or '-'} (untrusted)", f"camera         {info.device_id or '-'}",
+             "No camera signature vouches for these files: that is why they were quarantined."]
+    _write(out / QUARANTINE_FILE, ("\n".join(lines) + "\n").encode())
+    for number, obj in enumerate(store.segments(qid)):
+        # Kept names come from a hostile partition: never a path, only a tame label.
+        label = f"{number:04d}-" + re.sub(r"[^A-Za-z0-9._-]", "_", obj["name"])[:80]
+        _write(out / "files" / label, store.objects.read(obj["sha256"]))
+        path = out / "segments" / (label + ".ts")
+        path.parent.mkdir(exist_ok=True)
+        with open(path, "wb") as f:
+            for chunk in quarantined_plaintext(store, obj, identities):
+                f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+        if path.stat().st_size == 0:
+            path.unlink()  # no age file for our identities: only its bytes under files/
+    for name, sha in (("manifest", info.manifest_sha256), ("journal", info.journal_sha256)):
+        if sha:
+            _write(out / name, store.objects.read(sha))
+    device = store.device(info.device_id) if info.device_id else None
+    if device is not None:
+        _write(out / "device.pub", (device.public_key + "\n").encode())
+    return _seal(store, qid, out, begin)
+
+
+def _seal(store, clip_id: str, out: Path, begin) -> ExportResult:
     _write(out / "store.vkey", (store.verifier_key + "\n").encode())
     checkpoint = store.log.latest_checkpoint()
     _write(out / "checkpoint", checkpoint)

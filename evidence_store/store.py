@@ -107,6 +107,16 @@ class IngestResult:
     late: bool = False
 
 
+@dataclass(frozen=True)
+class Holdings:
+    """What the store holds, or held before a lawful expiry, for exactly one clip id of one
+    camera: the dock deletes a file on the camera only if its SHA-256 is in ``hashes``."""
+
+    manifest_sha256: str | None  # of the stored clip with this id from this camera, if any
+    sequence: int | None
+    hashes: frozenset[str]
+
+
 @dataclass
 class ClipInfo:
     """A clip (or quarantined material) as list/show present it."""
@@ -140,6 +150,7 @@ class ClipInfo:
             "holds", "deadline", "state")}
         if self.quarantine_reason is not None:
             body["claimed_clip_id"] = self.claimed_clip_id
+            body["quarantine_reason"] = self.quarantine_reason
         return body
 
 
@@ -557,7 +568,9 @@ class Store:
         Returns the quarantine id; idempotent on (manifest hash, reason, objects)."""
         mref = self.objects.put_bytes(manifest_bytes) if manifest_bytes is not None else None
         jref = self.objects.put_bytes(journal_bytes) if journal_bytes is not None else None
-        key = "\n".join([mref.sha256 if mref else "", reason,
+        # The clip id and camera belong to the key: the same bytes found in two folders are two
+        # findings, and each folder's holdings (see holdings) must name them.
+        key = "\n".join([clip_id or "", device_id or "", mref.sha256 if mref else "", reason,
                          *sorted(f"{n}={r.sha256}" for n, r in objects.items())])
         qid = "q-" + _sha(key.encode())[:24]
         started_at = None
@@ -591,6 +604,25 @@ class Store:
         log.warning("quarantined %s (clip %s, device %s): %s", qid, clip_id, device_id, reason)
         return qid
 
+    def holdings(self, clip_id: str, device_id: str) -> Holdings:
+        """Every object recorded for clip ``clip_id`` of camera ``device_id``: the stored clip's
+        manifest, journal and segments, and each quarantine recorded under that clip id from that
+        camera (its manifest, journal and kept files). A copy of another clip's files in this
+        folder matches nothing here, so it is never taken for stored."""
+        hashes: set[str] = set()
+        row = self.conn.execute("SELECT manifest_sha256, journal_sha256, sequence FROM clips "
+                                "WHERE clip_id = ? AND device_id = ?", (clip_id, device_id)).fetchone()
+        manifest_sha = sequence = None
+        if row is not None:
+            manifest_sha, journal_sha, sequence = row
+            hashes.update((manifest_sha, journal_sha))
+            hashes.update(r[0] for r in self.conn.execute("SELECT sha256 FROM segments WHERE clip_id = ?", (clip_id,)))
+        for qid, mq, jq in self.conn.execute("SELECT qid, manifest_sha256, journal_sha256 FROM quarantine "
+                                             "WHERE clip_id = ? AND device_id = ?", (clip_id, device_id)).fetchall():
+            hashes.update(h for h in (mq, jq) if h)
+            hashes.update(r[0] for r in self.conn.execute("SELECT sha256 FROM quarantine_objects WHERE qid = ?", (qid,)))
+        return Holdings(manifest_sha, sequence, frozenset(hashes))
+
     def sign_receipt(self, receipt: Receipt) -> bytes:
         """The receipt note signed by the store key."""
         return receipt.sign(self.signer)
@@ -607,14 +639,14 @@ class Store:
         row = (self.conn.execute(_QUARANTINE_SELECT + " WHERE qid = ?", (clip_id,)).fetchone()
                or self.conn.execute(_QUARANTINE_SELECT + " WHERE clip_id = ? ORDER BY at, qid", (clip_id,)).fetchone())
         if row is not None:
-            return self._quarantine_info(row)
+            return self._quarantine_info(row, self._holds({row[0]}))
         raise UsageError(f"unknown clip {clip_id}", "hint: 'bodycam-evidence list --all' shows every clip")
 
     def clips(self, *, include_expired: bool = False) -> list[ClipInfo]:
         """All clips and quarantined items, oldest recording first."""
         holds = self._holds(None)
         out = [self._clip_info(r, holds) for r in self.conn.execute(_CLIP_SELECT + " ORDER BY started_at, clip_id")]
-        out += [self._quarantine_info(r) for r in self.conn.execute(_QUARANTINE_SELECT + " ORDER BY started_at")]
+        out += [self._quarantine_info(r, holds) for r in self.conn.execute(_QUARANTINE_SELECT + " ORDER BY started_at")]
         if not include_expired:
             out = [c for c in out if c.state != EXPIRED]
         out.sort(key=lambda c: (c.recorded_at, c.clip_id))
@@ -639,12 +671,13 @@ class Store:
                         format_time(deadline), shown, sequence, manifest_sha, journal_sha, ingested_at,
                         json.loads(flags), bool(late), expired_at)
 
-    def _quarantine_info(self, row) -> ClipInfo:
+    def _quarantine_info(self, row, holds: dict[str, list[dict]] | None = None) -> ClipInfo:
         qid, clip_id, device_id, manifest_sha, journal_sha, reason, at, started_at, state, late, expired_at = row
         deadline = retention.deadline(parse_time(started_at), self.policy)
+        mine = (holds or {}).get(qid, []) if state != EXPIRED else []
         # Listed under its own id: under the claimed one, a forged copy of a real clip would look
         # like a duplicate of it, and show would mix the real clip's segments and events in.
-        return ClipInfo(qid, device_id, None, started_at, None, None, [], format_time(deadline),
+        return ClipInfo(qid, device_id, None, started_at, None, None, mine, format_time(deadline),
                         EXPIRED if state == EXPIRED else QUARANTINED, None, manifest_sha, journal_sha, at,
                         [], bool(late), expired_at, quarantine_reason=reason, claimed_clip_id=clip_id)
 
@@ -687,6 +720,16 @@ class Store:
             out.append(item)
         return out
 
+    def _live_item(self, clip_id: str) -> ClipInfo:
+        """A clip or a quarantined item that has not expired. Hold, release, view and export take
+        both: a genuine recording quarantined by mistake (a planted file, a damaged journal) must
+        be reviewable and keepable, never forced to expire unreviewed. Its ``clip_id`` is the id
+        the item is known by (the quarantine id for quarantined material)."""
+        check = self.clip(clip_id)
+        if check.state == EXPIRED:
+            raise UsageError(f"{clip_id} has expired; its objects are deleted")
+        return check
+
     def _live_clip(self, clip_id: str) -> ClipInfo:
         check = self.clip(clip_id)
         if check.state == EXPIRED:
@@ -696,15 +739,15 @@ class Store:
         return check
 
     def hold(self, clip_id: str, *, case: str, reason: str, kind: str = "evidence") -> int:
-        """Hold a clip (hold event). Returns the hold id. UsageError for an unknown or expired
-        clip, an unknown kind, or a missing reason or case reference."""
+        """Hold a clip or a quarantined item (hold event). Returns the hold id. UsageError for an
+        unknown or expired clip, an unknown kind, or a missing reason or case reference."""
         if kind not in HOLD_KINDS:
             raise UsageError(f"hold kind must be one of {', '.join(HOLD_KINDS)}")
         _require_reason(reason)
         if not case.strip():
             raise UsageError("a hold needs a case reference (--case REF)")
         with self._command() as tx:
-            self._live_clip(clip_id)
+            clip_id = self._live_item(clip_id).clip_id
             viewed = self.conn.execute("SELECT 1 FROM events WHERE subject = ? AND kind = ?",
                                        (clip_id, ev.VIEW)).fetchone() is not None
             appended = tx.append(ev.Event(ev.HOLD, tx.time, clip_id, clip=clip_id,
@@ -726,7 +769,7 @@ class Store:
             raise UsageError("a release names the case reference of the hold it ends (--case REF)",
                              "hint: 'bodycam-evidence show CLIP' lists its holds")
         with self._command() as tx:
-            self._live_clip(clip_id)
+            clip_id = self._live_item(clip_id).clip_id
             row = self.conn.execute(
                 "SELECT h.hold_id, h.event_index FROM holds h JOIN texts t ON t.text_id = h.case_text "
                 "WHERE h.clip_id = ? AND h.released_at IS NULL AND t.text = ? ORDER BY h.hold_id LIMIT 1",
@@ -758,7 +801,7 @@ class Store:
             raise ValueError(f"{kind} is not an access")
         _require_reason(reason)
         with self._command() as tx:
-            self._live_clip(clip_id)
+            clip_id = self._live_item(clip_id).clip_id
             objects = [s["sha256"] for s in self.segments(clip_id)]
             return tx.append(ev.Event(kind, tx.time, clip_id, clip=clip_id,
                                       personal={"actor": self.actor, "reason": reason},

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from evidence_store.clip import safejson
 from evidence_store.clip.errors import FormatError
 
 
@@ -42,10 +43,7 @@ def dumps(value: Any) -> bytes:
 
 def loads(data: bytes, what: str) -> Any:
     """Decode canonical JSON; ``what`` names the file in the error. Refuses non-canonical bytes."""
-    try:
-        value = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FormatError(f"{what}: not valid JSON ({exc})") from None
+    value = safejson.loads(data, what)  # bounded: the bytes come from a camera or a partition
     try:
         encoded = dumps(value)
     except FormatError as exc:  # a float: name the file, not just the JSON path

@@ -78,11 +78,20 @@ def open_regular(path: str | os.PathLike, *, max_bytes: int | None = None) -> in
     """Open ``path`` read-only without following a final symlink; refuse anything but a regular
     file (a camera's partition is untrusted: a link could point at /etc/shadow, a fifo could hang
     the dock). Returns an fd; the caller closes it."""
+    # Looked at before opening: opening a socket fails with ENXIO, which would pass for a
+    # medium that went away (and leave the clip on the camera at every docking).
+    mode = os.lstat(path).st_mode
+    if stat.S_ISLNK(mode):
+        raise UnsafeFileError(f"{path}: is a symbolic link")
+    if not stat.S_ISREG(mode):
+        raise UnsafeFileError(f"{path}: not a regular file")
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         if exc.errno == errno.ELOOP:  # the last component is a symlink
             raise UnsafeFileError(f"{path}: is a symbolic link") from None
+        if exc.errno == errno.ENXIO:  # swapped for a socket since the look
+            raise UnsafeFileError(f"{path}: not a regular file") from None
         raise
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):

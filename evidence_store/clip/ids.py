@@ -50,10 +50,17 @@ def format_time(moment: datetime) -> str:
     return f"{moment.year:04d}" + moment.strftime("-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+# The one form FORMAT.md § 1.1 allows. Anything looser (a date alone, an offset, no fraction) once
+# became a naive datetime that crashed the dock's comparisons and held back every later clip.
+TIME_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z\Z")
+
+
 def parse_time(text: str, what: str = "time") -> datetime:
+    """Parse a timestamp of exactly the form format_time writes into an aware UTC datetime.
+    Raises FormatError naming ``what`` for anything else (untrusted records use only this)."""
     try:
-        if not isinstance(text, str) or not text.endswith("Z"):
+        if not isinstance(text, str) or not TIME_RE.match(text):
             raise ValueError
         return datetime.fromisoformat(text[:-1] + "+00:00")
     except ValueError:
-        raise FormatError(f"{what}: not a UTC timestamp: {str(text)[:40]!r}") from None
+        raise FormatError(f"{what}: not a UTC timestamp of the form YYYY-MM-DDTHH:MM:SS.mmmZ: {str(text)[:40]!r}") from None

@@ -164,6 +164,15 @@ def _check_types(manifest: "Manifest") -> None:
         parse_time(manifest.homes_at, "manifest homes_at")
 
 
+def _require_fields(record: dict, cls: type, what: str, absent: set[str] = frozenset()) -> None:
+    expected = set(cls.__dataclass_fields__) - absent
+    missing, unexpected = sorted(expected - set(record)), sorted(set(record) - expected)
+    if missing or unexpected:
+        raise FormatError(f"{what}: unexpected or missing fields: " + "; ".join(
+            ([f"missing field(s) {', '.join(missing)}"] if missing else [])
+            + ([f"unexpected field(s) {', '.join(n[:40] for n in unexpected[:5])}"] if unexpected else [])))
+
+
 def sign_manifest(manifest: Manifest, key: DeviceKey) -> bytes:
     """The manifest file's bytes."""
     manifest.validate()
@@ -191,17 +200,19 @@ def parse_manifest(data: bytes, public_key: DevicePublicKey | None) -> Manifest:
     body = outer["manifest"]
     if not isinstance(body, dict):
         raise FormatError("manifest: body is not an object")
-    if not isinstance(body.get("segments", []), list) or not all(isinstance(x, dict) for x in body.get("segments", [])):
-        raise FormatError("manifest: segments must be a list of objects")
     if body.get("format") == FORMAT_V1 and "sound" in body:
         raise FormatError("manifest: field sound does not exist in format v1")
     if body.get("format") == FORMAT and "sound" not in body:
         raise FormatError("manifest: format v2 requires the field sound")
-    try:
-        segments = [SegmentRecord(**s) for s in body.get("segments", [])]
-        manifest = Manifest(**(body | {"segments": segments}))
-    except TypeError as exc:
-        raise FormatError(f"manifest: unexpected or missing fields ({exc})") from None
+    # Every field of its format, exactly: a signed manifest without "notes" or "format" must not
+    # be completed with defaults, or two readers could disagree on what the camera signed.
+    _require_fields(body, Manifest, "manifest", absent={"sound"} if body.get("format") == FORMAT_V1 else set())
+    if not isinstance(body["segments"], list) or not all(isinstance(x, dict) for x in body["segments"]):
+        raise FormatError("manifest: segments must be a list of objects")
+    for number, seg in enumerate(body["segments"]):
+        _require_fields(seg, SegmentRecord, f"manifest segment {number}")
+    segments = [SegmentRecord(**s) for s in body["segments"]]
+    manifest = Manifest(**(body | {"segments": segments}))
     if public_key is not None:
         public_key.verify(MANIFEST_CONTEXT, canonical.dumps(body), unb64(outer["signature"], "manifest signature"), f"manifest of clip {body.get('clip_id')}")
     try:

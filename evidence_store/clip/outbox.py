@@ -13,14 +13,13 @@ sizes, and validates names before they become paths.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from evidence_store.clip import canonical, note
+from evidence_store.clip import canonical, note, safejson
 from evidence_store.clip.devkey import DevicePublicKey
 from evidence_store.clip.errors import FormatError
 from evidence_store.clip.fsutil import UnsafeFileError, atomic_write, fsync_dir, read_regular, require_plain_dir
@@ -58,6 +57,8 @@ class DeviceRecord:
             out = cls(**record)
         except TypeError:
             raise FormatError(f"{DEVICE_FILE}: unexpected fields") from None
+        if not all(isinstance(v, str) for v in record.values()):
+            raise FormatError(f"{DEVICE_FILE}: every field must be a string")
         check_device_id(out.device_id)
         DevicePublicKey.parse(out.public_key)
         return out
@@ -95,6 +96,13 @@ class Enrollment:
             enrollment = cls(**record)
         except (TypeError, KeyError):
             raise FormatError(f"{ENROLLMENT_FILE}: unexpected fields") from None
+        # Typed before use: the camera acts on this record, and a list where a string belongs
+        # must be a refused note (the last good one stays in force), never a crash.
+        if not (all(isinstance(v, str) for v in (enrollment.device_id, enrollment.device_public_key,
+                                                  enrollment.verifier_key, enrollment.issued_at))
+                and isinstance(enrollment.recipients, list) and all(isinstance(r, str) for r in enrollment.recipients)
+                and (enrollment.officer is None or isinstance(enrollment.officer, str))):
+            raise FormatError(f"{ENROLLMENT_FILE}: a field has the wrong type")
         key = verifier_key or enrollment.verifier_key
         if verifier_key and verifier_key != enrollment.verifier_key:
             raise FormatError(f"{ENROLLMENT_FILE}: names a store key other than the pinned one")
@@ -172,10 +180,7 @@ def _note_text(data: bytes, what: str) -> str:
 
 
 def _json_record(data: bytes, what: str, fmt: str) -> dict:
-    try:
-        record = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise FormatError(f"{what}: not valid JSON") from None
+    record = safejson.loads(data, what, max_bytes=MAX_RECORD_BYTES)
     if not isinstance(record, dict) or record.pop("format", None) != fmt:
         raise FormatError(f"{what}: not a {fmt} record")
     return record

@@ -125,9 +125,14 @@ def test_crash_twice_at_same_step_rerun_same_state(tmp_path):
             if step_name == step:
                 raise Crash(step_name)
 
-        for _ in range(2):
-            with pytest.raises(Crash):
+        for attempt in range(2):
+            try:
                 _ingester(store_root, where / "state", fault).ingest(outbox_root)
+            except Crash:
+                continue
+            # A rerun may never reach the step again: a clip quarantined before the crash is
+            # only receipted and cleared (nothing recorded twice), so only the first run must die.
+            assert attempt == 1, step
         _ingester(store_root, where / "state").ingest(outbox_root)
         _check_final(store_root, outbox_root, good, altered)
 
@@ -146,7 +151,11 @@ def test_crash_sigkill_at_random_instants_rerun_same_state(tmp_path):
     assert _cli(store_root, outbox_root, tmp_path / "timing" / "state").wait(timeout=120) == 4  # one quarantined
     duration = time.monotonic() - start
     _check_final(store_root, outbox_root, good, altered)
-    seed = int(os.environ.get("DOCK_CRASH_SEED", random.randrange(1 << 30)))
+    # A fixed seed (DOCK_CRASH_SEED overrides it), and kills placed by progress, not by wall time:
+    # each kill waits until the run has cleared a chosen number of clip folders, then lands a
+    # random instant later (inside the next clip's copy, commit or clearing). So the test
+    # exercises the same interleavings on a fast or a loaded machine and cannot miss the ingest.
+    seed = int(os.environ.get("DOCK_CRASH_SEED", "20261201"))
     rng = random.Random(seed)
     interrupted = 0
     for round_ in range(10):
@@ -155,8 +164,12 @@ def test_crash_sigkill_at_random_instants_rerun_same_state(tmp_path):
         store_root, outbox_root = _fresh(template_store, template_outbox, where)
         # Kill up to twice per round: also a rerun can die.
         for _ in range(rng.choice((1, 2))):
+            before = len(outbox_clip_names(Outbox(outbox_root)))
+            target = before - rng.randint(0, max(0, before - 1))
             proc = _cli(store_root, outbox_root, where / "state")
-            time.sleep(rng.uniform(0.3 * duration, duration))
+            while proc.poll() is None and len(outbox_clip_names(Outbox(outbox_root))) > target:
+                time.sleep(0.002)
+            time.sleep(rng.uniform(0, 0.1 * duration / (len(good) + 1)))
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
         if 0 < len(outbox_clip_names(Outbox(outbox_root))) < len(good) + 1:

@@ -159,11 +159,26 @@ def test_hostile_manifest_of_gigabytes_refused_unread(camera, ingester, store, s
     assert_store_sound(store_root)
 
 
-def test_hostile_device_json_symlink_refused(camera, ingester, tmp_path):
+def test_hostile_device_json_symlink_not_followed_camera_known_by_its_signed_clips(camera, ingester, tmp_path, caplog):
+    clip = camera.clip()
     target = tmp_path / "device.json"
     shutil.copy(camera.outbox.root / "device.json", target)
     (camera.outbox.root / "device.json").unlink()
     (camera.outbox.root / "device.json").symlink_to(target)
+    (camera.outbox.root / "enrollment").unlink()  # nothing store-signed names the camera either
+    with caplog.at_level(logging.WARNING):
+        report = ingester.ingest(camera.outbox.root)
+    assert "symbolic link" in caplog.text
+    assert report.device_id == camera.device_id and [c.outcome for c in report.clips] == [OUT_STORED]
+    assert clip.clip_id not in outbox_clip_names(camera.outbox)
+
+
+def test_hostile_device_json_symlink_and_nothing_signed_refused(camera, ingester, tmp_path):
+    target = tmp_path / "device.json"
+    shutil.copy(camera.outbox.root / "device.json", target)
+    (camera.outbox.root / "device.json").unlink()
+    (camera.outbox.root / "device.json").symlink_to(target)
+    (camera.outbox.root / "enrollment").unlink()
     with pytest.raises(DockError, match="symbolic link"):
         ingester.ingest(camera.outbox.root)
 

@@ -59,14 +59,14 @@ def test_udev_other_label_ignored_without_mount(camera, ingester, store, tmp_pat
     assert mounter.calls == []
 
 
-def test_udev_serial_disagrees_with_device_json_refused_and_unmounted(store, ingester, tmp_path, caplog):
+def test_udev_serial_disagrees_with_signed_clips_refused_and_unmounted(store, ingester, tmp_path, caplog):
     a = new_camera(store, tmp_path / "a", "cam-a")
     new_camera(store, tmp_path / "b", "cam-b")
     clip = a.clip()
     mounter = FolderMounter({"/dev/sdb1": a.outbox.root})
     with caplog.at_level(logging.ERROR):
         assert _handler(ingester, store, mounter, tmp_path).handle(UdevEvent("add", "/dev/sdb1", "BODYCAM", "cam-b")) is None
-    assert "device.json names 'cam-a' but the partition's serial is 'cam-b'" in caplog.text
+    assert "the partition's serial is 'cam-b' but its clips are signed by cam-a" in caplog.text
     assert not mounter.mounted and outbox_clip_names(a.outbox) == [clip.clip_id]
 
 
