@@ -301,6 +301,8 @@ class Ingester:
         except (EvidenceError, OSError) as exc:
             log.error("camera %s: expiry after docking failed (the hourly timer will retry): %s", report.device_id, exc)
             return
+        for fault in result.faults:
+            log.error("camera %s: expiry kept an item whose index disagrees with the log: %s", report.device_id, fault)
         mine = {c.clip_id for c in report.clips}
         for decision in result.deleted:
             # The run may also catch another camera's late arrival docked at the same moment.

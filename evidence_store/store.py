@@ -594,6 +594,7 @@ class Store:
             if device is None or device.revoked:
                 state = "revoked" if device else "not enrolled"
                 raise IntegrityError(f"{where}: device {manifest.device_id} is {state}", where=where)
+            self._check_device_row(device, where)
             parse_manifest(manifest_bytes, DevicePublicKey.parse(device.public_key))  # defence in depth
             names = [s.name for s in manifest.segments]
             if sorted(segments) != sorted(names):
@@ -661,6 +662,22 @@ class Store:
                  manifest.sequence, " late" if late else "")
         return IngestResult(manifest.clip_id, mhash, already=False, event_index=appended.index, gaps=gaps, late=late)
 
+    def _check_device_row(self, device: DeviceInfo, where: str) -> None:
+        """The device row's key, revocation and chain position, against its events in the log:
+        an edited row must not let a revoked camera, another key or a replayed sequence in."""
+        bodies = [(idx, json.loads(bytes(leaf))) for idx, leaf in self.conn.execute(
+            "SELECT idx, leaf FROM events WHERE subject = ? ORDER BY idx", (f"device:{device.device_id}",))]
+        row = self.conn.execute(
+            "SELECT e.idx, e.leaf FROM events e JOIN clips c ON c.clip_id = e.clip_id WHERE c.device_id = ? "
+            "AND e.kind = ? ORDER BY c.sequence DESC LIMIT 1", (device.device_id, ev.INGEST)).fetchone()
+        if row is not None:
+            bodies.append((row[0], json.loads(bytes(row[1]))))
+        facts = logstate.derive(sorted(bodies, key=lambda b: b[0]), lambda i: "").devices.get(device.device_id)
+        if facts is None or (facts.public_key, facts.revoked, facts.last_sequence, facts.last_manifest) != (
+                device.public_key, device.revoked, device.last_sequence, device.last_manifest_sha256):
+            raise IntegrityError(f"{where}: the index row of device {device.device_id} differs from its events "
+                                 "in the log", "hint: run 'bodycam-evidence verify'", where=where)
+
     def _check_chain(self, device: DeviceInfo, manifest: Manifest, mhash: str, where: str) -> list[int]:
         """The per-device chain rule of the contract; returns the missing sequence numbers."""
         last = device.last_sequence
@@ -712,7 +729,7 @@ class Store:
                 tx.index_object(ref, "quarantine")
             tx.append(ev.Event(
                 ev.QUARANTINE, tx.time, qid, device=device_id, personal={"actor": self.actor},
-                data={"quarantine": qid, "claimed_clip": clip_id, "cause": reason,
+                data={"quarantine": qid, "claimed_clip": clip_id, "cause": reason, "started_at": format_time(start),
                       "manifest": mref.sha256 if mref else None, "journal": jref.sha256 if jref else None,
                       "objects": [{"name": n, "sha256": r.sha256, "bytes": r.size} for n, r in sorted(objects.items())]}))
         log.warning("quarantined %s (clip %s, device %s): %s", qid, clip_id, device_id, reason)
