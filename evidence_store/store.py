@@ -1206,6 +1206,13 @@ class Store:
                     f"its hold row of log index {idx} differs from the hold and release events")
         for idx in table.keys() - state.holds.keys():
             faults.setdefault(table[idx][1], []).append(f"a hold row names log index {idx}, which is no hold event")
+        # Objects of live items must have rows that keep them: a missing row makes a file look like
+        # an interrupted ingest's leftover, a deleted_at makes sweep() a candidate.
+        kept_rows = {sha for (sha,) in self.conn.execute("SELECT sha256 FROM objects WHERE deleted_at IS NULL")}
+        for facts in [*state.clips.values(), *state.quarantine.values()]:
+            if facts.expired_index is None and not facts.object_hashes() <= kept_rows:
+                item = facts.clip_id if isinstance(facts, logstate.ClipFacts) else facts.qid
+                faults.setdefault(item, []).append("an object it names has no objects row or one marked deleted")
         return faults
 
     def _live_objects(self, candidates: set[str]) -> set[str]:
