@@ -104,8 +104,9 @@ class LogState:
     quarantine: dict[str, QuarantineFacts] = field(default_factory=dict)
     holds: dict[int, HoldFacts] = field(default_factory=dict)
     devices: dict[str, DeviceFacts] = field(default_factory=dict)
-    #: Every object an expire event names (clips', quarantined items', unreferenced ones).
-    expired_objects: set[str] = field(default_factory=set)
+    #: Every object an expire event names (clips', quarantined items', unreferenced ones), with
+    #: the times of those events.
+    expired_objects: dict[str, set[str]] = field(default_factory=dict)
     #: Subjects (clip ids, quarantine ids, ``object:<sha>``) with an expire event.
     expired_subjects: set[str] = field(default_factory=set)
     #: The latest config event's file hashes (name -> sha256), None if the log has none.
@@ -187,7 +188,9 @@ def derive(bodies: Iterable[tuple[int, dict]], leaf_hash: Callable[[int], str], 
                 clip.justified = True
         elif kind == "expire":
             objects = body.get("objects") if isinstance(body.get("objects"), list) else []
-            state.expired_objects |= {o for o in objects if isinstance(o, str)}
+            for sha in objects:
+                if isinstance(sha, str):
+                    state.expired_objects.setdefault(sha, set()).add(_str(body.get("time")) or "")
             clip_id = _str(body.get("clip"))
             qid = _str(body.get("quarantine"))
             target: ClipFacts | QuarantineFacts | None = (

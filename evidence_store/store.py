@@ -475,9 +475,13 @@ class Store:
     def _device_info(self, row) -> DeviceInfo:
         (device_id, public_key, profile, officer, revoked, revoked_reason, enrolled_at,
          last_docking, last_sequence, last_manifest) = row
-        return DeviceInfo(device_id, public_key, officer, bool(revoked), revoked_reason,
-                          parse_time(enrolled_at), parse_time(last_docking) if last_docking else None,
-                          last_sequence, last_manifest, Profile(**json.loads(profile)))
+        try:
+            return DeviceInfo(device_id, public_key, officer, bool(revoked), revoked_reason,
+                              parse_time(enrolled_at), parse_time(last_docking) if last_docking else None,
+                              last_sequence, last_manifest, Profile(**json.loads(profile)))
+        except (TypeError, ValueError):
+            raise IntegrityError(f"device {device_id}: its index row is damaged (profile or times)",
+                                 "hint: run 'bodycam-evidence verify'", where=f"device {device_id}") from None
 
     def enroll(self, device_id: str, public_key: str, *, profile: Profile = NRW) -> bytes:
         """Register a camera's key (enroll event) and return its signed enrollment note.
@@ -988,7 +992,7 @@ class Store:
             result = ExpiryResult(tx.now, decisions, erased_texts=erased)
             result.faults = [f"{'quarantine' if item in state.quarantine else 'clip'} {item}: {text}"
                              for item, texts in sorted(faults.items()) for text in texts]
-        may_delete = (state.expired_objects | set(gone)) - live_by_log
+        may_delete = (set(state.expired_objects) | set(gone)) - live_by_log
         if not late_only:  # the hourly run; the dock's quick post-docking run skips the folder scans
             result.orphans = self._expire_orphans(protect=live_by_log)
             may_delete |= set(result.orphans)
@@ -1047,8 +1051,9 @@ class Store:
         deletes nothing. Refusals are added to ``faults``."""
         if may_delete is None:
             state = self._proven_state()
-            may_delete = state.expired_objects - state.live_objects()
-        rows = [sha for (sha,) in self.conn.execute("SELECT sha256 FROM objects WHERE deleted_at IS NOT NULL")]
+            may_delete = set(state.expired_objects) - state.live_objects()
+        rows = [sha for (sha,) in self.conn.execute("SELECT sha256 FROM objects WHERE deleted_at IS NOT NULL")
+                if isinstance(sha, str) and HEX64.match(sha)]
         refused = [sha for sha in rows if sha not in may_delete and self.objects.exists(sha)]
         if faults is not None:
             faults.extend(f"object {sha}: not deleted: the index marks it deleted but the log does not "

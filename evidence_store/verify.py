@@ -549,8 +549,13 @@ def _check_objects(store, wanted: set[str] | None, faults: list[Fault]) -> None:
             faults.append(Fault(OBJECT_ALTERED, f"{owner}", f"object {sha} was altered (its bytes hash to {digest[:16]}...)",
                                 hint))
     if wanted is None:
+        from evidence_store.objects import HEX64
+
         for (sha,) in store.conn.execute("SELECT sha256 FROM objects WHERE deleted_at IS NOT NULL"):
-            if store.objects.exists(sha):
+            if not isinstance(sha, str) or not HEX64.match(sha):
+                faults.append(Fault(ROW_MISMATCH, f"object {sha!r}", "is not an object name the store writes",
+                                    HINT_CLIP))
+            elif store.objects.exists(sha):
                 faults.append(Fault(OBJECT_NOT_DELETED, f"object {sha}", "belongs to expired material but still exists",
                                     HINT_EXPIRE))
 
@@ -559,7 +564,7 @@ def _check_objects(store, wanted: set[str] | None, faults: list[Fault]) -> None:
 
 
 def _check_clips(store, wanted: set[str] | None, faults: list[Fault]) -> None:
-    keys = {d.device_id: d.public_key for d in store.devices()}
+    keys = dict(store.conn.execute("SELECT device_id, public_key FROM devices"))
     ingests = {}
     for clip_id, leaf in store.conn.execute("SELECT clip_id, leaf FROM events WHERE kind = 'ingest'"):
         try:
@@ -697,7 +702,7 @@ def _check_index(store, data: LogData, wanted: set[str] | None, faults: list[Fau
         if (row_clip, row_kind) != (clip_id, body.get("hold_kind")):
             faults.append(Fault(HOLD_MISMATCH, where, "the hold row names another clip or kind than the hold event",
                                 HINT_CLIP))
-        if release is None and released_at is not None:
+        if release is None and (released_at is not None or release_event is not None):
             faults.append(Fault(HOLD_MISMATCH, where, "the hold row is released but the log has no release event",
                                 HINT_CLIP))
         elif release is not None and (release_event != release[0] or released_at != release[1].get("time")):
@@ -848,9 +853,9 @@ def _check_state(store, state: logstate.LogState, wanted: set[str] | None, fault
                 faults.append(Fault(ROW_MISMATCH, f"object {sha}", f"a live clip or quarantined item names it but it "
                                     f"{state_text}", HINT_CLIP))
         for sha, deleted_at in sorted(rows.items()):
-            if deleted_at is not None and sha not in live and sha not in state.expired_objects:
-                faults.append(Fault(ROW_MISMATCH, f"object {sha}", "is marked deleted but no expire event names it",
-                                    HINT_CLIP))
+            if deleted_at is not None and sha not in live and deleted_at not in state.expired_objects.get(sha, ()):
+                faults.append(Fault(ROW_MISMATCH, f"object {sha}", "is marked deleted but no expire event of that "
+                                    "time names it", HINT_CLIP))
             elif deleted_at is None and sha in state.expired_objects and sha not in live:
                 faults.append(Fault(ROW_MISMATCH, f"object {sha}", "an expire event deleted it but its row says it "
                                     "is kept", HINT_EXPIRE))

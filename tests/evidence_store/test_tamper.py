@@ -40,6 +40,8 @@ NOT_CHECKED = {
     ("texts", "erased_at"): "checked only as 'erased before two years'; moving it on a kept text changes nothing",
     ("event_texts", "text_id"): "the linked text must hash to the leaf's salted digest: a wrong link is named, "
                                 "unless both texts are erased, when nothing is left to show",
+    ("clips", "ended_at"): "never read (written at ingest only); the signed manifest holds the value",
+    ("clips", "homes"): "never read (written at ingest only); the signed manifest holds the value",
     ("segments", "plaintext_bytes"): "checked against the signed manifest when its clip is live; display only",
     ("segments", "plaintext_sha256"): "checked against the signed manifest when its clip is live",
     ("segments", "duration_ms"): "display only (show); the signed manifest has the true value",
@@ -220,6 +222,7 @@ def test_tamper_every_column_named_by_verify_and_expire_keeps_protected(template
     does not matter; expire deletes nothing held or not yet due."""
     root, now, items, objects = template
     silent: dict[tuple[str, str], list[int]] = {}
+    crashed: list = []
     edited = set()
     for n, (table, column, rowid) in enumerate(_cells(template)):
         target = tmp_path / f"s{n}"
@@ -227,12 +230,16 @@ def test_tamper_every_column_named_by_verify_and_expire_keeps_protected(template
         if not _edit(target, table, column, rowid):
             continue
         edited.add((table, column))
-        faults, _ = _check_after(target, now, objects)
+        try:
+            faults, _ = _check_after(target, now, objects)
+        except Exception as exc:  # noqa: BLE001 - collected: every cell is reported at once
+            crashed.append((table, column, rowid, repr(exc)[:200]))
+            continue
         if not faults:
             silent.setdefault((table, column), []).append(rowid)
         shutil.rmtree(target)
     unnamed = {k: rows for k, rows in silent.items() if k not in NOT_CHECKED}
-    assert unnamed == {}, f"edits verify did not name (table, column) -> rowids: {unnamed}"
+    assert crashed == [] and unnamed == {}, f"crashed: {crashed}\nedits verify did not name: {unnamed}"
     assert len(edited) > 60  # every table's columns were reached
 
 
