@@ -852,6 +852,20 @@ def _check_state(store, state: logstate.LogState, wanted: set[str] | None, fault
                 state_text = "has no objects row" if sha not in rows else "is marked deleted"
                 faults.append(Fault(ROW_MISMATCH, f"object {sha}", f"a live clip or quarantined item names it but it "
                                     f"{state_text}", HINT_CLIP))
+        named = set(state.expired_objects).union(*(f.object_hashes() for f in [*state.clips.values(),
+                                                                                 *state.quarantine.values()]))
+        for sha in sorted(rows.keys() - named, key=str):
+            # A row keeps a file from being treated as an interrupted ingest's leftover, which
+            # expiry deletes after the retention: one no event names would keep it for ever.
+            faults.append(Fault(ROW_MISMATCH, f"object {sha}", "has an objects row but no event names it", HINT_CLIP))
+        for (idx,) in conn.execute("SELECT DISTINCT idx FROM event_texts WHERE idx >= ? OR idx < 0", (state.size,)):
+            faults.append(Fault(TEXT_ALTERED, f"log index {idx}", "personal texts are linked to a log entry that "
+                                "does not exist", HINT_LOG))
+        for (text_id,) in conn.execute("SELECT text_id FROM texts WHERE text_id NOT IN (SELECT text_id FROM event_texts)"):
+            faults.append(Fault(TEXT_ALTERED, f"text {text_id}", "a personal text no log entry names", HINT_LOG))
+        for sha in sorted(state.expired_objects.keys() - rows.keys()):
+            faults.append(Fault(ROW_MISMATCH, f"object {sha}", "an expire event deleted it but its objects row (the "
+                                "tombstone that lets an interrupted expiry finish) is gone", HINT_CLIP))
         for sha, deleted_at in sorted(rows.items()):
             if deleted_at is not None and sha not in live and deleted_at not in state.expired_objects.get(sha, ()):
                 faults.append(Fault(ROW_MISMATCH, f"object {sha}", "is marked deleted but no expire event of that "
