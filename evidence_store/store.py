@@ -8,6 +8,7 @@ Layout::
     log.key          the log's note signer key (0640): signs checkpoints, enrollments, receipts
     log.vkey         its verifier key (publish it out of band)
     recipients       the age recipient(s) cameras encrypt to
+    log.checkpoint   the latest signed checkpoint, outside the database (never moves back)
     identity.age     the age identity, encrypted to a passphrase (age -p); may be moved elsewhere
     tmp/             temporary files of object writes (same file system: rename is atomic)
 
@@ -16,7 +17,10 @@ Permissions (the documented deployment): an admin creates the folder with
 the officers run as different users who are members of ``bodycam-store``. Every one of them
 appends events and signs checkpoints, so ``log.key`` is group-readable (0640) and the database
 group-writable (0660, and so its -wal/-shm); folders are 2770 (group inherited), objects 0440.
-Other users get nothing: the group is the boundary. The identity is encrypted to a passphrase, so
+Other users get nothing: the group is the boundary. ``recipients``, ``log.vkey`` and ``store.json``
+are the administrator's alone (owned by the folder's owner, writable by nobody else; checked at
+use) and their hashes are logged (``config`` events): a group member must not be able to redirect
+the cameras' encryption or the retention policy. The identity is encrypted to a passphrase, so
 0640 gives the group ciphertext only (and it may live elsewhere, see ``--identity``).
 
 The dock calls enroll/assign/revoke/record_docking/put_object/ingest/quarantine/sign_receipt/clock_note and
@@ -444,8 +448,6 @@ class Store:
             if current[name] != files.get(name):
                 raise IntegrityError(f"{name} differs from the copy recorded in the log (log index {index}); "
                                      "refusing to use it", HINT_CONFIG, where=name)
-
-    _check_config = check_config
 
     def record_config(self) -> bool:
         """The administrator's command after changing recipients, log.vkey or store.json: log
@@ -949,7 +951,7 @@ class Store:
                 return result
         with self._command() as tx:
             state = self._proven_state()
-            self._check_config(state)
+            self.check_config(state)
             decisions = self._decide_from(state, tx.now)
             faults = self._index_faults(state)
             if late_only:

@@ -23,6 +23,10 @@ Steps (numbered as in the code):
     rebuilt from hold and release events against the holds table; an expire event for every
     expired row. An altered ``started_at`` or a deleted hold row would otherwise change what
     expiry deletes without a trace;
+ 7d. every other index column against the state derived from the leaves (logstate): clips, segments,
+    quarantine, holds, devices, objects (deleted exactly when an expire event says), personal
+    texts (retention date, links); 3b. the checkpoint file outside the database; 9. the config
+    files against the latest config event;
  8. (notes, not faults) object files no index row names, and temp files: an interrupted ingest
     leaves them, which is no tampering (the camera keeps the clip until it has a receipt).
 """
