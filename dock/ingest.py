@@ -281,6 +281,9 @@ class Ingester:
         except OSError as exc:
             dk.report.errors.append(f"cannot write the enrollment onto the camera: {exc.strerror or exc}")
             log.error("camera %s: %s", dk.device_id, dk.report.errors[-1])
+        except EvidenceError as exc:  # recipients or verifier key differ from the logged ones
+            dk.report.errors.append(f"enrollment not written: {exc}")
+            log.error("camera %s: %s", dk.device_id, dk.report.errors[-1])
         # The previous docking dates the "recorded before the last docking" flag, and the store
         # counts a clip's deadline from no earlier than it (retention.earliest_start): so it is
         # recorded only when every clip begun before it is in the store. A docking that left
