@@ -75,12 +75,12 @@ def template(tmp_path_factory):
     outbox = base / "outbox"
 
     def clip(**kw):
-        c = make_clip(outbox, cam, store.recipients, started_at=clock() - timedelta(hours=1), **kw)
+        c = make_clip(outbox, cam, store.recipients, started_at=clock.now() - timedelta(hours=1), **kw)
         put_and_ingest(store, c)
         return c
 
     def quarantine(reason):
-        c = make_clip(base / "q", cam, store.recipients, started_at=clock() - timedelta(hours=1), advance=False)
+        c = make_clip(base / "q", cam, store.recipients, started_at=clock.now() - timedelta(hours=1), advance=False)
         refs = {n: store.put_object(io.BytesIO(d), len(d)) for n, d in c.segments.items()}
         return store.quarantine(reason=reason, device_id=cam.device_id, clip_id=c.clip_id,
                                 manifest_bytes=c.manifest_bytes, journal_bytes=c.journal_bytes, objects=refs)
@@ -105,7 +105,7 @@ def template(tmp_path_factory):
              "released": released.clip_id, "due": due.clip_id, "q_due": q_due, "expired": expired.clip_id}
     objects = {name: _objects(store, item) for name, item in items.items()}
     store.close()
-    return base / "store", clock.now, items, objects
+    return base / "store", clock.now(), items, objects
 
 
 def _objects(store, item: str) -> set[str]:
@@ -126,7 +126,7 @@ def copy(template, tmp_path):
 
 
 def _open(root: Path, now: datetime) -> Store:
-    return Store.open(root, clock=lambda: now, actor="expiry")
+    return Store.open(root, clock=FakeClock(now), actor="expiry")
 
 
 def _check_after(root: Path, now: datetime, objects: dict) -> tuple[list, list[str]]:
@@ -304,7 +304,7 @@ def test_tamper_issue_cases_expire_names_fault_exits_3_keeps_item(copy, sql, cap
     root, now, items, objects = copy
     with sqlite3.connect(root / "evidence.db", isolation_level=None) as c:
         c.execute(sql, items)
-    monkeypatch.setattr("evidence_store.store._utcnow", lambda: now + timedelta(minutes=1))
+    monkeypatch.setattr("evidence_store.store.SystemClock", lambda: FakeClock(now + timedelta(minutes=1)))
     code = main(["--store", str(root), "expire"])
     out = capsys.readouterr().out
     with _open(root, now) as store:
