@@ -941,11 +941,8 @@ class Store:
                 when = now or self.now()
                 state = self._proven_state()
                 faults = self._index_faults(state)
-                result = ExpiryResult(when, [d if d.action != retention.DELETE or d.item_id not in faults
-                                             else retention.Decision(d.item_id, retention.KEEP,
-                                                                     "not deleted: its index rows disagree with the log",
-                                                                     d.deadline, d.late, d.quarantined)
-                                             for d in self._decide_from(state, when)], dry_run=True)
+                result = ExpiryResult(when, [_refused(d) if d.action == retention.DELETE and d.item_id in faults
+                                             else d for d in self._decide_from(state, when)], dry_run=True)
                 result.faults = [f"{'quarantine' if item in state.quarantine else 'clip'} {item}: {text}"
                                  for item, texts in sorted(faults.items()) for text in texts]
                 return result
@@ -960,9 +957,7 @@ class Store:
             # been edited to make it look due, or the log may be what was damaged. Both need a human.
             refused = [d for d in decisions if d.action == retention.DELETE and d.item_id in faults]
             due = [d for d in decisions if d.action == retention.DELETE and d.item_id not in faults]
-            decisions = [d if d not in refused else retention.Decision(
-                d.item_id, retention.KEEP, "not deleted: its index rows disagree with the log", d.deadline, d.late,
-                d.quarantined) for d in decisions]
+            decisions = [_refused(d) if d in refused else d for d in decisions]
             objects_of = {d.item_id: (state.quarantine[d.item_id] if d.quarantined else state.clips[d.item_id])
                           .object_hashes() for d in due}
             doomed: set[str] = set().union(*objects_of.values())
@@ -1257,6 +1252,12 @@ _CLIP_SELECT = ("SELECT clip_id, device_id, sequence, officer, trigger, started_
                 "ingested_at, flags, state, justification, late, expired_at FROM clips")
 _QUARANTINE_SELECT = ("SELECT qid, clip_id, device_id, manifest_sha256, journal_sha256, reason, at, started_at, "
                       "state, late, expired_at FROM quarantine")
+
+
+def _refused(decision: retention.Decision) -> retention.Decision:
+    """A deletion expiry does not carry out: the item's index rows disagree with the log."""
+    return retention.Decision(decision.item_id, retention.KEEP, "not deleted: its index rows disagree with the log",
+                              decision.deadline, decision.late, decision.quarantined)
 
 
 def _require_reason(reason: str | None) -> str:

@@ -371,7 +371,8 @@ def _scan_range(conn, lo: int, hi: int) -> _Range:
         while pending is not None and pending[0] == idx:
             _, fieldname, salt, text, t_field, digest, t_clip, t_until, erased_at = pending
             linked.append(fieldname)
-            if text is not None and (salt is None or body.get(fieldname) != sha(salt + text.encode("utf-8")).hexdigest()):
+            if text is not None and (salt is None
+                                     or body.get(fieldname) != sha(salt + text.encode("utf-8")).hexdigest()):
                 out.faults.append(Fault(TEXT_ALTERED, f"log index {idx}",
                                         f"the {fieldname} text in the index does not match the salted hash in the log",
                                         HINT_LOG))
@@ -817,7 +818,8 @@ def _check_state(store, state: logstate.LogState, wanted: set[str] | None, fault
         names = [n for n, a, b in (("case_text", case_text, links.get("case")),
                                    ("reason_text", reason_text, links.get("reason")),
                                    ("actor_text", actor_text, links.get("actor")),
-                                   ("created_at", created_at, hold.time), ("after_view", after_view, int(hold.after_view)))
+                                   ("created_at", created_at, hold.time),
+                                   ("after_view", after_view, int(hold.after_view)))
                  if a != b]
         differ(f"clip {hold.clip_id} (hold row {hold_id}, log index {event_index})", names)
     # Devices: key, profile, revocation, officer and chain position decide what ingest accepts.
@@ -865,7 +867,8 @@ def _check_state(store, state: logstate.LogState, wanted: set[str] | None, fault
         for (idx,) in conn.execute("SELECT DISTINCT idx FROM event_texts WHERE idx >= ? OR idx < 0", (state.size,)):
             faults.append(Fault(TEXT_ALTERED, f"log index {idx}", "personal texts are linked to a log entry that "
                                 "does not exist", HINT_LOG))
-        for (text_id,) in conn.execute("SELECT text_id FROM texts WHERE text_id NOT IN (SELECT text_id FROM event_texts)"):
+        for (text_id,) in conn.execute(
+                "SELECT text_id FROM texts WHERE text_id NOT IN (SELECT text_id FROM event_texts)"):
             faults.append(Fault(TEXT_ALTERED, f"text {text_id}", "a personal text no log entry names", HINT_LOG))
         for sha in sorted(state.expired_objects.keys() - rows.keys()):
             faults.append(Fault(ROW_MISMATCH, f"object {sha}", "an expire event deleted it but its objects row (the "
