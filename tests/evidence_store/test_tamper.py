@@ -407,3 +407,57 @@ def test_tamper_recipients_group_writable_refused(copy):
     with _open(root, now) as store:
         with pytest.raises(EvidenceError, match="writable by others than the store's administrator"):
             store.enrollment_note("cam-07")
+
+
+# -- SIGKILL at every write of an expiry run ----------------------------------------------------
+
+
+def _expire_killed_at(root: Path, now: datetime, kill_at: int) -> int:
+    """Run expire in a forked child that SIGKILLs itself at its ``kill_at``-th file-system write
+    (fsync, rename or unlink: each durable step of the run). Returns the child's exit code."""
+    import multiprocessing
+    import os
+    import signal
+
+    def child():
+        calls = [0]
+
+        def hook(real):
+            def wrapped(*args, **kwargs):
+                calls[0] += 1
+                if calls[0] == kill_at:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return real(*args, **kwargs)
+            return wrapped
+
+        os.fsync, os.replace, os.unlink = hook(os.fsync), hook(os.replace), hook(os.unlink)
+        with _open(root, now) as store:
+            store.expire()
+        os._exit(0)
+
+    proc = multiprocessing.get_context("fork").Process(target=child)
+    proc.start()
+    proc.join(120)
+    return proc.exitcode
+
+
+def test_tamper_expire_sigkill_at_every_write_loses_nothing_doubles_nothing(template, tmp_path):
+    root, now, items, objects = template
+    kill_at, finished = 1, False
+    while not finished:
+        assert kill_at < 200, "the expiry run never finished"
+        target = tmp_path / f"k{kill_at}"
+        shutil.copytree(root, target, symlinks=True)
+        finished = _expire_killed_at(target, now, kill_at) == 0
+        with _open(target, now) as store:
+            store.expire()  # the next hourly run finishes what the killed one began
+            assert verify_store(store) == []
+            for name in PROTECTED:
+                assert all(store.objects.exists(h) for h in objects[name]), (kill_at, name)
+            for name in ("released", "due", "q_due"):
+                assert not any(store.objects.exists(h) for h in objects[name]), (kill_at, name)
+                expires = [e for e in store.events(clip_id=items[name]) if e["kind"] == "expire"]
+                assert len(expires) == 1, (kill_at, name, len(expires))
+        shutil.rmtree(target)
+        kill_at += 1
+    assert kill_at > 8  # objects of three items, the checkpoint file: many writes were interrupted
