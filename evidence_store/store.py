@@ -257,7 +257,7 @@ class Store:
              origin: str | None = None, clock: Clock | None = None,
              actor: str | None = None, retention_days: int = 14) -> "Store":
         """Create a store in ``root`` (missing or empty): identity (age scrypt file), log key,
-        database with an empty signed checkpoint. Returns the open store. Raises UsageError if
+        database with a signed checkpoint over its config event. Returns the open store. Raises UsageError if
         ``root`` holds anything, or the passphrase is empty."""
         root = Path(root)
         if not passphrase:
