@@ -324,6 +324,9 @@ class Ingester:
         except OSError as exc:
             dk.report.errors.append(f"cannot write the enrollment onto the camera: {exc.strerror or exc}")
             log.error("camera %s: %s", dk.device_id, dk.report.errors[-1])
+        except EvidenceError as exc:  # recipients or verifier key differ from the logged ones
+            dk.report.errors.append(f"enrollment not written: {exc}")
+            log.error("camera %s: %s", dk.device_id, dk.report.errors[-1])
         # The previous docking dates the "recorded before the last docking" flag, and the store
         # counts a clip's deadline from no earlier than it (retention.earliest_start): so it is
         # recorded only when every clip begun before it is in the store. A docking that left
@@ -344,6 +347,8 @@ class Ingester:
         except (EvidenceError, OSError) as exc:
             log.error("camera %s: expiry after docking failed (the hourly timer will retry): %s", report.device_id, exc)
             return
+        for fault in result.faults:
+            log.error("camera %s: expiry kept an item whose index disagrees with the log: %s", report.device_id, fault)
         mine = {c.clip_id for c in report.clips}
         for decision in result.deleted:
             # The run may also catch another camera's late arrival docked at the same moment.

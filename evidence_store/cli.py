@@ -20,6 +20,7 @@
     bodycam-evidence --store DIR log [--clip CLIP] [--json]
     bodycam-evidence --store DIR checkpoint
     bodycam-evidence --store DIR consistency OLD [NEW]
+    bodycam-evidence --store DIR record-config
     bodycam-evidence --store DIR report [--month YYYY-MM]
 
 Environment: ``BODYCAM_STORE`` for --store; ``BODYCAM_PASSPHRASE_FILE`` for --passphrase-file
@@ -142,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("old", metavar="OLD", type=_tree_size, help="the older tree size (an earlier checkpoint's)")
     c.add_argument("new", metavar="NEW", type=_tree_size, nargs="?",
                    help="a newer checkpointed size (default: the latest checkpoint)")
+    cmd("record-config", "the administrator: log the hashes of recipients, log.vkey and store.json")
     c = cmd("report", "monthly figures for oversight")
     c.add_argument("--month", metavar="YYYY-MM")
     c.add_argument("--json", action="store_true")
@@ -493,6 +495,11 @@ def cmd_expire(args) -> int:
         if result.removed_tmp:
             summary += f", {result.removed_tmp} stale temporary file(s) removed"
     out(summary + (f" (as of {args.now})" if args.now else ""))
+    for fault in result.faults:  # the named items were kept: a human must look at them
+        out(f"FAULT {fault}")
+    if result.faults:
+        out(f"{len(result.faults)} fault(s): what they name was not deleted; run 'bodycam-evidence verify'")
+        return EXIT_INTEGRITY
     return EXIT_OK
 
 
@@ -542,6 +549,16 @@ def cmd_consistency(args) -> int:
     return EXIT_OK
 
 
+def cmd_record_config(args) -> int:
+    with open_store(args) as store:
+        recorded = store.record_config()
+        files = store.config_hashes()
+    for name, sha in files.items():
+        out(f"{name}  {sha}")
+    out("recorded in the log" if recorded else "unchanged: the log already records these")
+    return EXIT_OK
+
+
 def cmd_report(args) -> int:
     from evidence_store.report import format_report, monthly_report
 
@@ -559,6 +576,8 @@ COMMANDS = {
     "hold": cmd_hold, "release": cmd_release, "justify": cmd_justify, "view": cmd_view, "export": cmd_export,
     "verify-export": cmd_verify_export, "expire": cmd_expire, "log": cmd_log, "checkpoint": cmd_checkpoint,
     "report": cmd_report, "consistency": cmd_consistency,
+    "record-config": cmd_record_config,
+    "report": cmd_report,
 }
 
 

@@ -48,8 +48,11 @@ EXPIRE = "expire"
 REDACT = "redact"
 DELETE_REQUEST = "delete-request"
 DELETE_APPROVE = "delete-approve"
+#: The SHA-256 of each file that decides where video is encrypted to or what is trusted
+#: (recipients, log.vkey, store.json): logged at init and whenever the administrator changes one.
+CONFIG = "config"
 KINDS = (ENROLL, ASSIGN, REVOKE, INGEST, GAP, QUARANTINE, VIEW, EXPORT, HOLD, RELEASE, JUSTIFY, EXPIRE,
-         REDACT, DELETE_REQUEST, DELETE_APPROVE)
+         REDACT, DELETE_REQUEST, DELETE_APPROVE, CONFIG)
 #: Accesses: the log of who saw plaintext. Their personal texts are kept two years.
 ACCESS_KINDS = (VIEW, EXPORT, REDACT)
 #: Kinds whose officer-given reason is required (the law: every access with a reason). Machine-made

@@ -8,6 +8,7 @@ Layout::
     log.key          the log's note signer key (0640): signs checkpoints, enrollments, receipts
     log.vkey         its verifier key (publish it out of band)
     recipients       the age recipient(s) cameras encrypt to
+    log.checkpoint   the latest signed checkpoint, outside the database (never moves back)
     identity.age     the age identity, encrypted to a passphrase (age -p); may be moved elsewhere
     tmp/             temporary files of object writes (same file system: rename is atomic)
 
@@ -16,7 +17,10 @@ Permissions (the documented deployment): an admin creates the folder with
 the officers run as different users who are members of ``bodycam-store``. Every one of them
 appends events and signs checkpoints, so ``log.key`` is group-readable (0640) and the database
 group-writable (0660, and so its -wal/-shm); folders are 2770 (group inherited), objects 0440.
-Other users get nothing: the group is the boundary. The identity is encrypted to a passphrase, so
+Other users get nothing: the group is the boundary. ``recipients``, ``log.vkey`` and ``store.json``
+are the administrator's alone (owned by the folder's owner, writable by nobody else; checked at
+use) and their hashes are logged (``config`` events): a group member must not be able to redirect
+the cameras' encryption or the retention policy. The identity is encrypted to a passphrase, so
 0640 gives the group ciphertext only (and it may live elsewhere, see ``--identity``).
 
 The dock calls enroll/assign/revoke/record_docking/put_object/ingest/quarantine/sign_receipt/clock_note and
@@ -27,6 +31,7 @@ commits, so the index, the log and the checkpoint never disagree.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -34,13 +39,15 @@ import os
 import pwd
 import socket
 import sqlite3
+import stat
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from evidence_store import db, retention
+from evidence_store import checkpoint as cpmod
+from evidence_store import db, logstate, merkle, retention
 from evidence_store import events as ev
 from evidence_store.clip.age import Identity, Passphrase, decrypt_identity, encrypt_identity
 from evidence_store.clip.clock import Clock, SystemClock
@@ -64,6 +71,16 @@ LOG_KEY_FILE = "log.key"
 VKEY_FILE = "log.vkey"
 RECIPIENTS_FILE = "recipients"
 IDENTITY_FILE = "identity.age"
+#: The latest signed checkpoint, outside the database: deleting checkpoint rows or rewriting the
+#: log and its stored hashes in evidence.db does not move this file back (only forward, atomically).
+CHECKPOINT_FILE = "log.checkpoint"
+CHECKPOINT_MAX_BYTES = 64 * 1024
+#: Files that decide where video is encrypted to and what is trusted. Only the store's
+#: administrator (the folder's owner, or root) may change them: checked at use, and each one's
+#: SHA-256 is in the latest config event of the log.
+CONFIG_FILES = (STORE_FILE, VKEY_FILE, RECIPIENTS_FILE)
+HINT_CONFIG = ("hint: the store's administrator checks the file, then runs "
+               "'bodycam-evidence record-config' to log it")
 #: See the module docstring: group members write the store, nobody else reads it.
 STORE_UMASK = 0o007
 KEY_MODE = 0o640
@@ -164,6 +181,9 @@ class ExpiryResult:
     #: Unreferenced objects older than the retention (expire event each) and stale temp files.
     orphans: list[str] = field(default_factory=list)
     removed_tmp: int = 0
+    #: Index rows that disagree with the log (each names the clip, quarantined item or object and
+    #: the difference): what they concern was not deleted.
+    faults: list[str] = field(default_factory=list)
 
     @property
     def deleted(self) -> list[retention.Decision]:
@@ -248,7 +268,7 @@ class Store:
              origin: str | None = None, clock: Clock | None = None,
              actor: str | None = None, retention_days: int = 14) -> "Store":
         """Create a store in ``root`` (missing or empty): identity (age scrypt file), log key,
-        database with an empty signed checkpoint. Returns the open store. Raises UsageError if
+        database with a signed checkpoint over its config event. Returns the open store. Raises UsageError if
         ``root`` holds anything, or the passphrase is empty."""
         root = Path(root)
         if not passphrase:
@@ -274,12 +294,16 @@ class Store:
             now = (clock or SystemClock()).now()
             config = {"format": STORE_FORMAT, "origin": origin, "created_at": format_time(now),
                       "retention_days": retention_days, "run_interval_minutes": 60}
+            config_bytes = json.dumps(config, indent=2).encode() + b"\n"
             conn = db.connect(root / db.DB_FILE, create=True)
             store = cls(root, config, conn, clock=clock, actor=actor)
+            files = {STORE_FILE: _sha(config_bytes), VKEY_FILE: _sha((root / VKEY_FILE).read_bytes()),
+                     RECIPIENTS_FILE: _sha((root / RECIPIENTS_FILE).read_bytes())}
             with store._command() as tx:
-                tx.log.sign_checkpoint(format_time(now))
+                tx.append(ev.Event(ev.CONFIG, tx.time, "store", personal={"actor": store.actor},
+                                   data={"files": files}))
             # store.json last: its presence says "this is a complete store".
-            atomic_write(root / STORE_FILE, json.dumps(config, indent=2).encode() + b"\n", mode=0o644)
+            atomic_write(root / STORE_FILE, config_bytes, mode=0o644)
             fsync_dir(root)
         log.info("created evidence store %s (log %s)", root, origin)
         return store
@@ -346,8 +370,110 @@ class Store:
         with db.transaction(self.conn):
             tx = _Tx(self, self._log(writable=True), self.now())
             yield tx
-            if tx.appended:
-                tx.log.sign_checkpoint(format_time(tx.now))
+            note = tx.log.sign_checkpoint(format_time(tx.now)) if tx.appended else None
+        if note is not None:
+            self._publish_checkpoint(note)
+
+    # -- the checkpoint file -----------------------------------------------------------------
+
+    def checkpoint_file(self) -> bytes | None:
+        """The signed note in CHECKPOINT_FILE, or None if there is none (a store from before it)."""
+        try:
+            with open(self.root / CHECKPOINT_FILE, "rb") as f:
+                return f.read(CHECKPOINT_MAX_BYTES + 1)[:CHECKPOINT_MAX_BYTES + 1]
+        except FileNotFoundError:
+            return None
+
+    def _publish_checkpoint(self, note: bytes) -> None:
+        """Replace CHECKPOINT_FILE with ``note`` (just committed) unless it holds a checkpoint as
+        large or larger: two commands finishing in the other order must not move it back. The
+        folder's lock orders the read-compare-rename of concurrent writers. A failure is logged,
+        not raised: the command itself has committed, and verify compares what the file holds."""
+        new = cpmod.open_checkpoint(note, self.verifier, self.origin)
+        try:
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                old = self.checkpoint_file()
+                if old is not None:
+                    try:
+                        if cpmod.open_checkpoint(old, self.verifier, self.origin).size >= new.size:
+                            return
+                    except EvidenceError:
+                        log.warning("%s does not verify; replacing it with the checkpoint of size %d",
+                                    CHECKPOINT_FILE, new.size)
+                with _store_umask():
+                    atomic_write(self.root / CHECKPOINT_FILE, note, mode=0o640)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            log.warning("cannot write %s: %s", self.root / CHECKPOINT_FILE, exc)
+
+    # -- the administrator's files -----------------------------------------------------------
+
+    def _check_admin_file(self, name: str) -> bytes:
+        """The bytes of config file ``name`` after checking that only the store's administrator
+        can have written it: a regular file owned by the folder's owner (or root), writable by
+        nobody else. A group member can replace a file in the group-writable folder, but not with
+        one owned by the folder's owner."""
+        path = self.root / name
+        try:
+            st = os.lstat(path)
+            admin = os.stat(self.root).st_uid
+            if not stat.S_ISREG(st.st_mode):
+                raise IntegrityError(f"{path} is not a regular file", HINT_CONFIG, where=name)
+            if st.st_uid not in (0, admin):
+                raise IntegrityError(f"{path} is owned by uid {st.st_uid}, not by the store's administrator "
+                                     f"(uid {admin}, the folder's owner)", HINT_CONFIG, where=name)
+            if st.st_mode & 0o022:
+                raise IntegrityError(f"{path} is writable by others than the store's administrator "
+                                     f"(mode {stat.S_IMODE(st.st_mode):04o})", HINT_CONFIG, where=name)
+            return path.read_bytes()
+        except OSError as exc:
+            raise IntegrityError(f"cannot read {path}: {exc.strerror}", HINT_CONFIG, where=name) from None
+
+    def config_hashes(self) -> dict[str, str]:
+        """SHA-256 of each config file, after _check_admin_file. Raises IntegrityError."""
+        return {name: _sha(self._check_admin_file(name)) for name in CONFIG_FILES}
+
+    def logged_config(self) -> tuple[int, dict[str, str]] | None:
+        """(log index, files) of the latest config event, or None."""
+        row = self.conn.execute("SELECT idx, leaf FROM events WHERE kind = ? ORDER BY idx DESC LIMIT 1",
+                                (ev.CONFIG,)).fetchone()
+        if row is None:
+            return None
+        state = logstate.derive([(row[0], json.loads(bytes(row[1])))], lambda i: "")
+        return None if state.config is None else (row[0], state.config)
+
+    def check_config(self, state: logstate.LogState | None = None) -> None:
+        """Refuse (IntegrityError, one line) config files that differ from the ones the log recorded,
+        or that others than the administrator could have written."""
+        logged = (None if state.config is None else (state.config_index, state.config)) if state \
+            else self.logged_config()
+        current = self.config_hashes()
+        if logged is None:
+            raise IntegrityError("the log records no hashes of recipients, log.vkey and store.json "
+                                 "(a store from before config events)", HINT_CONFIG, where="config")
+        index, files = logged
+        for name in CONFIG_FILES:
+            if current[name] != files.get(name):
+                raise IntegrityError(f"{name} differs from the copy recorded in the log (log index {index}); "
+                                     "refusing to use it", HINT_CONFIG, where=name)
+
+    def record_config(self) -> bool:
+        """The administrator's command after changing recipients, log.vkey or store.json: log
+        their hashes (config event). Returns False if the log already has exactly these."""
+        admin = os.stat(self.root).st_uid
+        if os.geteuid() not in (0, admin):
+            raise UsageError("only the store's administrator (the folder's owner) may record its configuration")
+        current = self.config_hashes()
+        with self._command() as tx:
+            logged = self.logged_config()
+            if logged is not None and logged[1] == current:
+                return False
+            tx.append(ev.Event(ev.CONFIG, tx.time, "store", personal={"actor": self.actor},
+                               data={"files": current}))
+        return True
 
     # -- devices (the dock) ------------------------------------------------------------------
 
@@ -362,9 +488,13 @@ class Store:
     def _device_info(self, row) -> DeviceInfo:
         (device_id, public_key, profile, officer, revoked, revoked_reason, enrolled_at,
          last_docking, last_sequence, last_manifest) = row
-        return DeviceInfo(device_id, public_key, officer, bool(revoked), revoked_reason,
-                          parse_time(enrolled_at), parse_time(last_docking) if last_docking else None,
-                          last_sequence, last_manifest, Profile(**json.loads(profile)))
+        try:
+            return DeviceInfo(device_id, public_key, officer, bool(revoked), revoked_reason,
+                              parse_time(enrolled_at), parse_time(last_docking) if last_docking else None,
+                              last_sequence, last_manifest, Profile(**json.loads(profile)))
+        except (TypeError, ValueError):
+            raise IntegrityError(f"device {device_id}: its index row is damaged (profile or times)",
+                                 "hint: run 'bodycam-evidence verify'", where=f"device {device_id}") from None
 
     def enroll(self, device_id: str, public_key: str, *, profile: Profile = NRW) -> bytes:
         """Register a camera's key (enroll event) and return its signed enrollment note.
@@ -415,7 +545,10 @@ class Store:
                                personal={"actor": self.actor, "reason": reason}))
 
     def enrollment_note(self, device_id: str) -> bytes:
-        """The current signed enrollment (recipients, profile, officer, verifier key)."""
+        """The current signed enrollment (recipients, profile, officer, verifier key). Raises
+        IntegrityError if recipients or the verifier key are not the ones the log recorded: a
+        replaced recipients file would make the camera encrypt to an insider's key."""
+        self.check_config()
         info = self._require_device(device_id)
         return Enrollment(device_id, info.public_key, self.recipients, info.profile, info.officer,
                           self.verifier_key, format_time(self.now())).sign(self.signer)
@@ -478,6 +611,7 @@ class Store:
             if device is None or device.revoked:
                 state = "revoked" if device else "not enrolled"
                 raise IntegrityError(f"{where}: device {manifest.device_id} is {state}", where=where)
+            self._check_device_row(device, where)
             parse_manifest(manifest_bytes, DevicePublicKey.parse(device.public_key))  # defence in depth
             names = [s.name for s in manifest.segments]
             if sorted(segments) != sorted(names):
@@ -545,6 +679,22 @@ class Store:
                  manifest.sequence, " late" if late else "")
         return IngestResult(manifest.clip_id, mhash, already=False, event_index=appended.index, gaps=gaps, late=late)
 
+    def _check_device_row(self, device: DeviceInfo, where: str) -> None:
+        """The device row's key, revocation and chain position, against its events in the log:
+        an edited row must not let a revoked camera, another key or a replayed sequence in."""
+        bodies = [(idx, json.loads(bytes(leaf))) for idx, leaf in self.conn.execute(
+            "SELECT idx, leaf FROM events WHERE subject = ? ORDER BY idx", (f"device:{device.device_id}",))]
+        row = self.conn.execute(
+            "SELECT e.idx, e.leaf FROM events e JOIN clips c ON c.clip_id = e.clip_id WHERE c.device_id = ? "
+            "AND e.kind = ? ORDER BY c.sequence DESC LIMIT 1", (device.device_id, ev.INGEST)).fetchone()
+        if row is not None:
+            bodies.append((row[0], json.loads(bytes(row[1]))))
+        facts = logstate.derive(sorted(bodies, key=lambda b: b[0]), lambda i: "").devices.get(device.device_id)
+        if facts is None or (facts.public_key, facts.revoked, facts.last_sequence, facts.last_manifest) != (
+                device.public_key, device.revoked, device.last_sequence, device.last_manifest_sha256):
+            raise IntegrityError(f"{where}: the index row of device {device.device_id} differs from its events "
+                                 "in the log", "hint: run 'bodycam-evidence verify'", where=where)
+
     def _check_chain(self, device: DeviceInfo, manifest: Manifest, mhash: str, where: str) -> list[int]:
         """The per-device chain rule of the contract; returns the missing sequence numbers."""
         last = device.last_sequence
@@ -598,7 +748,7 @@ class Store:
                 tx.index_object(ref, "quarantine")
             tx.append(ev.Event(
                 ev.QUARANTINE, tx.time, qid, device=device_id, personal={"actor": self.actor},
-                data={"quarantine": qid, "claimed_clip": clip_id, "cause": reason,
+                data={"quarantine": qid, "claimed_clip": clip_id, "cause": reason, "started_at": format_time(start),
                       "manifest": mref.sha256 if mref else None, "journal": jref.sha256 if jref else None,
                       "objects": [{"name": n, "sha256": r.sha256, "bytes": r.size} for n, r in sorted(objects.items())]}))
         log.warning("quarantined %s (clip %s, device %s): %s", qid, clip_id, device_id, reason)
@@ -832,13 +982,27 @@ class Store:
         if dry_run:
             with db.snapshot(self.conn):
                 when = now or self.now()
-                return ExpiryResult(when, self._decide(when), dry_run=True)
+                state = self._proven_state()
+                faults = self._index_faults(state)
+                result = ExpiryResult(when, [_refused(d) if d.action == retention.DELETE and d.item_id in faults
+                                             else d for d in self._decide_from(state, when)], dry_run=True)
+                result.faults = [f"{'quarantine' if item in state.quarantine else 'clip'} {item}: {text}"
+                                 for item, texts in sorted(faults.items()) for text in texts]
+                return result
         with self._command() as tx:
-            decisions = self._decide(tx.now)
+            state = self._proven_state()
+            self.check_config(state)
+            decisions = self._decide_from(state, tx.now)
+            faults = self._index_faults(state)
             if late_only:
                 decisions = [d for d in decisions if d.late or d.action != retention.DELETE]
-            due = [d for d in decisions if d.action == retention.DELETE]
-            objects_of = self._items_objects(due)
+            # An item whose index rows disagree with the log is never deleted: the rows may have
+            # been edited to make it look due, or the log may be what was damaged. Both need a human.
+            refused = [d for d in decisions if d.action == retention.DELETE and d.item_id in faults]
+            due = [d for d in decisions if d.action == retention.DELETE and d.item_id not in faults]
+            decisions = [_refused(d) if d in refused else d for d in decisions]
+            objects_of = {d.item_id: (state.quarantine[d.item_id] if d.quarantined else state.clips[d.item_id])
+                          .object_hashes() for d in due}
             doomed: set[str] = set().union(*objects_of.values())
             self.conn.executemany("UPDATE quarantine SET state = ?, expired_at = ? WHERE qid = ?",
                                   [(EXPIRED, tx.time, d.item_id) for d in due if d.quarantined])
@@ -847,26 +1011,35 @@ class Store:
             tx.append_many([ev.Event(ev.EXPIRE, tx.time, d.item_id, clip=None if d.quarantined else d.item_id,
                                      personal={"actor": self.actor},
                                      data={"cause": d.reason, "deadline": format_time(d.deadline),
-                                           "late": d.late, "objects": sorted(objects_of[d.item_id])})
+                                           "late": d.late, "objects": sorted(objects_of[d.item_id])}
+                                     | ({"quarantine": d.item_id} if d.quarantined else {}))
                             for d in due])
             # Only objects no live clip or quarantine item still names (the same bytes may be both a
-            # clip's segment and a quarantined copy's).
-            live = self._live_objects(doomed)
+            # clip's segment and a quarantined copy's), by the log and by the index alike.
+            due_ids = {d.item_id for d in due}
+            live_by_log = set().union(*(f.object_hashes() for f in [*state.clips.values(), *state.quarantine.values()]
+                                        if f.expired_index is None and (f.clip_id if isinstance(f, logstate.ClipFacts)
+                                                                        else f.qid) not in due_ids))
+            live = self._live_objects(doomed) | live_by_log
             gone = sorted(doomed - live)
             self.conn.executemany("UPDATE objects SET deleted_at = ? WHERE sha256 = ?", [(tx.time, h) for h in gone])
-            held = [r[0] for r in self.conn.execute("SELECT DISTINCT clip_id FROM holds WHERE released_at IS NULL")]
-            erased = tx.log.erase_texts(tx.time, held)
+            held = {r[0] for r in self.conn.execute("SELECT DISTINCT clip_id FROM holds WHERE released_at IS NULL")}
+            erased = tx.log.erase_texts(tx.time, sorted(held | set(state.active_holds())))
             # The officer's name on an expired clip's row is a personal text like those in the log:
             # it goes when they go (two years after the ingest), not never.
             self.conn.execute("UPDATE clips SET officer = NULL WHERE state = ? AND officer IS NOT NULL "
                               "AND ingested_at <= ?", (EXPIRED, format_time(tx.now - TEXT_RETENTION)))
             result = ExpiryResult(tx.now, decisions, erased_texts=erased)
+            result.faults = [f"{'quarantine' if item in state.quarantine else 'clip'} {item}: {text}"
+                             for item, texts in sorted(faults.items()) for text in texts]
+        may_delete = (set(state.expired_objects) | set(gone)) - live_by_log
         if not late_only:  # the hourly run; the dock's quick post-docking run skips the folder scans
-            result.orphans = self._expire_orphans()
+            result.orphans = self._expire_orphans(protect=live_by_log)
+            may_delete |= set(result.orphans)
             result.removed_tmp = self._remove_stale_tmp()
         # After the commit: a crash here leaves files of expired clips, which sweep() removes on the
         # next run; the other order could leave a stored clip without its objects.
-        result.deleted_objects = self.sweep()
+        result.deleted_objects = self.sweep(may_delete, result.faults)
         return result
 
     def orphans(self, now: datetime | None = None) -> list[tuple[str, float]]:
@@ -877,14 +1050,15 @@ class Store:
         return [(name, self.objects.age_seconds(name, stamp)) for name in self.objects.names()
                 if name not in known]
 
-    def _expire_orphans(self) -> list[str]:
+    def _expire_orphans(self, protect: set[str]) -> list[str]:
         """Delete unreferenced objects older than the retention: a recording that never reached the
         index still may not be kept past two weeks. Each gets an expire event (every deletion is
         logged) and a tombstone row in ``objects``, so that sweep() finishes a crashed run."""
         with self._command() as tx:
             limit = self.policy.retention.total_seconds()
+            # Never one the log names for a live clip: its objects row may have been deleted.
             doomed = sorted(name for name, age in self.orphans(tx.now)
-                            if age > limit and HEX64.match(name))  # never touch a name we did not write
+                            if age > limit and HEX64.match(name) and name not in protect)
             for sha in doomed:
                 size = self.objects.path(sha).stat().st_size
                 self.conn.execute("INSERT INTO objects (sha256, size, kind, created_at, deleted_at) "
@@ -910,40 +1084,181 @@ class Store:
             fsync_dir(self.objects.tmp)
         return count
 
-    def sweep(self) -> int:
-        """Remove object files whose index row says deleted (finishing an interrupted expiry)."""
-        rows = self.conn.execute("SELECT sha256 FROM objects WHERE deleted_at IS NOT NULL").fetchall()
-        return self.objects.delete_many(sha for (sha,) in rows)
+    def sweep(self, may_delete: set[str] | None = None, faults: list[str] | None = None) -> int:
+        """Remove object files whose index row says deleted (finishing an interrupted expiry), but
+        only those an expire event in the log names and no live clip or quarantined item does
+        (``may_delete``; derived from the proven log if not given): an edited ``deleted_at`` alone
+        deletes nothing. Refusals are added to ``faults``."""
+        if may_delete is None:
+            state = self._proven_state()
+            may_delete = set(state.expired_objects) - state.live_objects()
+        rows = [sha for (sha,) in self.conn.execute("SELECT sha256 FROM objects WHERE deleted_at IS NOT NULL")
+                if isinstance(sha, str) and HEX64.match(sha)]
+        refused = [sha for sha in rows if sha not in may_delete and self.objects.exists(sha)]
+        if faults is not None:
+            faults.extend(f"object {sha}: not deleted: the index marks it deleted but the log does not "
+                          "expire it, or a live clip names it" for sha in refused)
+        return self.objects.delete_many(sha for sha in rows if sha in may_delete)
 
-    def _decide(self, now: datetime) -> list[retention.Decision]:
-        items = [retention.Item(cid, parse_time(s), parse_time(a))
-                 for cid, s, a in self.conn.execute(
-                     "SELECT clip_id, started_at, ingested_at FROM clips WHERE state = ? ORDER BY started_at", (STORED,))]
-        items += [retention.Item(q, parse_time(s), parse_time(a), quarantined=True)
-                  for q, s, a in self.conn.execute(
-                      "SELECT qid, started_at, at FROM quarantine WHERE state = ? ORDER BY started_at", (QUARANTINED,))]
-        holds = [retention.Hold(c, k) for c, k in self.conn.execute(
-            "SELECT clip_id, kind FROM holds WHERE released_at IS NULL")]
+    # -- what the log proves ------------------------------------------------------------------
+
+    def _proven_state(self) -> logstate.LogState:
+        """The state the signed log says the store is in: every leaf re-hashed, the tree recomputed
+        and compared with the latest signed checkpoint of the database and of the checkpoint file.
+
+        Raises IntegrityError (one line naming the fault) if an entry is missing, unparsable or
+        not covered by a signed checkpoint, or the entries do not match a signed root: then
+        nothing the log says can be acted on.
+        """
+        leaf_hashes: list[bytes] = []
+        bodies: list[tuple[int, dict]] = []
+        hint = "hint: run 'bodycam-evidence verify' for the whole extent of the damage"
+        for idx, leaf in self.conn.execute("SELECT idx, leaf FROM events ORDER BY idx"):
+            if idx != len(leaf_hashes):
+                raise IntegrityError(f"the log is damaged: entry {len(leaf_hashes)} is missing", hint,
+                                     where=f"log index {len(leaf_hashes)}")
+            leaf = bytes(leaf)
+            leaf_hashes.append(merkle.leaf_hash(leaf))
+            try:
+                body = json.loads(leaf)
+            except ValueError:
+                body = None
+            if not isinstance(body, dict) or body.get("index") != idx:
+                raise IntegrityError(f"the log is damaged: entry {idx} is not a valid event", hint,
+                                     where=f"log index {idx}")
+            if body.get("kind") in logstate.STATE_KINDS or body.get("clip") is None:
+                bodies.append((idx, body))
+        size = len(leaf_hashes)
+        _, recomputed = merkle.stored_hashes_for_appends(0, leaf_hashes)
+        read = lambda indexes: [recomputed[i] for i in indexes]  # noqa: E731 - from the leaves, not the stored copies
+        signed = 0
+        for what, note in (("the database's latest checkpoint", self.log.latest_checkpoint()),
+                           (f"{CHECKPOINT_FILE}", self.checkpoint_file())):
+            if note is None:
+                continue
+            try:
+                cp = cpmod.open_checkpoint(note, self.verifier, self.origin)
+            except EvidenceError as exc:
+                raise IntegrityError(f"{what} does not verify: {exc}", hint, where=what) from None
+            if cp.size > size:
+                raise IntegrityError(f"the log has {size} entries but {what} was signed over {cp.size}: "
+                                     "entries or checkpoints were removed", hint, where=what)
+            if merkle.tree_hash(cp.size, read) != cp.root:
+                raise IntegrityError(f"the log's entries do not match {what} (size {cp.size}): the log was "
+                                     "rewritten", hint, where=what)
+            signed = max(signed, cp.size)
+        if signed < size:
+            raise IntegrityError(f"log entries {signed}..{size - 1} are not covered by a signed checkpoint", hint,
+                                 where=f"log index {signed}")
+        return logstate.derive(bodies, lambda i: leaf_hashes[i].hex(), size)
+
+    def _quarantine_start(self, facts: logstate.QuarantineFacts) -> datetime:
+        """When a quarantined item's retention clock starts: logged in its event; for events written
+        before that, the start its manifest object claims (content-addressed, so derivable), never
+        later than its arrival; else its arrival."""
+        at = parse_time(facts.at or "")
+        if facts.started_at:
+            return min(parse_time(facts.started_at), at)
+        if facts.manifest and HEX64.match(facts.manifest) and self.objects.exists(facts.manifest):
+            try:
+                return min(parse_time(parse_manifest(self.objects.read(facts.manifest), None).started_at), at)
+            except (EvidenceError, ValueError):
+                pass
+        return at
+
+    def _decide_from(self, state: logstate.LogState, now: datetime) -> list[retention.Decision]:
+        """Retention decisions from the log alone: starts, arrivals and holds as the events say."""
+        items = []
+        for facts in state.clips.values():
+            if facts.expired_index is None:
+                try:
+                    items.append(retention.Item(facts.clip_id, parse_time(facts.started_at or ""),
+                                                parse_time(facts.ingested_at or "")))
+                except ValueError:
+                    continue  # not an event this store wrote: _index_faults cannot agree with it either
+        for facts in state.quarantine.values():
+            if facts.expired_index is None:
+                try:
+                    items.append(retention.Item(facts.qid, self._quarantine_start(facts),
+                                                parse_time(facts.at or ""), quarantined=True))
+                except ValueError:
+                    continue
+        items.sort(key=lambda i: (i.started_at, i.item_id))
+        holds = [retention.Hold(clip, kind) for clip, kinds in state.active_holds().items() for kind in kinds]
         return retention.decide(items, holds, self.policy, now, self.policy.next_run(now))
 
-    def _items_objects(self, items: list[retention.Decision]) -> dict[str, set[str]]:
-        """Every object hash (segments, manifest, journal) of each clip or quarantine item, in a
-        handful of queries over a temporary table rather than two per item."""
-        out: dict[str, set[str]] = {d.item_id: set() for d in items}
-        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS expiry_items (item_id TEXT PRIMARY KEY)")
-        self.conn.execute("DELETE FROM expiry_items")
-        self.conn.executemany("INSERT OR IGNORE INTO expiry_items VALUES (?)", [(d.item_id,) for d in items])
-        for sql in ("SELECT clip_id, sha256 FROM segments WHERE clip_id IN (SELECT item_id FROM expiry_items)",
-                    "SELECT clip_id, manifest_sha256 FROM clips WHERE clip_id IN (SELECT item_id FROM expiry_items)",
-                    "SELECT clip_id, journal_sha256 FROM clips WHERE clip_id IN (SELECT item_id FROM expiry_items)",
-                    "SELECT qid, sha256 FROM quarantine_objects WHERE qid IN (SELECT item_id FROM expiry_items)",
-                    "SELECT qid, manifest_sha256 FROM quarantine WHERE qid IN (SELECT item_id FROM expiry_items)",
-                    "SELECT qid, journal_sha256 FROM quarantine WHERE qid IN (SELECT item_id FROM expiry_items)"):
-            for item_id, sha in self.conn.execute(sql):
-                if sha:
-                    out[item_id].add(sha)
-        self.conn.execute("DELETE FROM expiry_items")
-        return out
+    def _index_faults(self, state: logstate.LogState) -> dict[str, list[str]]:
+        """Where the index rows that expiry reads disagree with the log: item id -> differences."""
+        faults: dict[str, list[str]] = {}
+
+        def differ(item: str, names: list[str]) -> None:
+            if names:
+                faults.setdefault(item, []).append(f"the index's {', '.join(names)} differ(s) from the log")
+
+        segments: dict[str, set[str]] = {}
+        for clip_id, sha in self.conn.execute("SELECT clip_id, sha256 FROM segments"):
+            segments.setdefault(clip_id, set()).add(sha)
+        rows = {r[0]: r for r in self.conn.execute(
+            "SELECT clip_id, device_id, sequence, started_at, ingested_at, manifest_sha256, journal_sha256, state "
+            "FROM clips")}
+        for clip_id, facts in state.clips.items():
+            row = rows.get(clip_id)
+            if row is None:
+                faults.setdefault(clip_id, []).append("the log ingested it but its index row is gone")
+                continue
+            want = (clip_id, facts.device, facts.sequence, facts.started_at, facts.ingested_at, facts.manifest,
+                    facts.journal, EXPIRED if facts.expired_index is not None else STORED)
+            names = [n for n, a, b in zip(_CLIP_CHECKED, row, want) if a != b]
+            if facts.expired_index is None and segments.get(clip_id, set()) != {
+                    o.get("sha256") for o in facts.objects if isinstance(o, dict)}:
+                names.append("segments")
+            differ(clip_id, names)
+        for clip_id in rows.keys() - state.clips.keys():
+            faults.setdefault(clip_id, []).append("has an index row but no ingest event in the log")
+        kept: dict[str, set[str]] = {}
+        for qid, sha in self.conn.execute("SELECT qid, sha256 FROM quarantine_objects"):
+            kept.setdefault(qid, set()).add(sha)
+        rows = {r[0]: r for r in self.conn.execute(
+            "SELECT qid, clip_id, device_id, manifest_sha256, journal_sha256, at, started_at, state FROM quarantine")}
+        for qid, facts in state.quarantine.items():
+            row = rows.get(qid)
+            if row is None:
+                faults.setdefault(qid, []).append("the log quarantined it but its index row is gone")
+                continue
+            try:
+                start = format_time(self._quarantine_start(facts))
+            except ValueError:
+                start = None
+            want = (qid, facts.claimed_clip, facts.device, facts.manifest, facts.journal, facts.at, start,
+                    EXPIRED if facts.expired_index is not None else QUARANTINED)
+            names = [n for n, a, b in zip(_QUARANTINE_CHECKED, row, want) if a != b]
+            if facts.expired_index is None and kept.get(qid, set()) != {
+                    o.get("sha256") for o in facts.objects if isinstance(o, dict)}:
+                names.append("objects")
+            differ(qid, names)
+        for qid in rows.keys() - state.quarantine.keys():
+            faults.setdefault(qid, []).append("has an index row but no quarantine event in the log")
+        table = {r[0]: r for r in self.conn.execute(
+            "SELECT event_index, clip_id, kind, released_at, release_event FROM holds")}
+        for idx, hold in state.holds.items():
+            row = table.get(idx)
+            want = (idx, hold.clip_id, hold.kind, hold.release_time, hold.release_index)
+            if row is None:
+                faults.setdefault(hold.clip_id or "?", []).append(
+                    f"the log holds it (log index {idx}) but the holds table has no row for that hold")
+            elif tuple(row) != want:
+                faults.setdefault(hold.clip_id or "?", []).append(
+                    f"its hold row of log index {idx} differs from the hold and release events")
+        for idx in table.keys() - state.holds.keys():
+            faults.setdefault(table[idx][1], []).append(f"a hold row names log index {idx}, which is no hold event")
+        # Objects of live items must have rows that keep them: a missing row makes a file look like
+        # an interrupted ingest's leftover, a deleted_at makes sweep() a candidate.
+        kept_rows = {sha for (sha,) in self.conn.execute("SELECT sha256 FROM objects WHERE deleted_at IS NULL")}
+        for facts in [*state.clips.values(), *state.quarantine.values()]:
+            if facts.expired_index is None and not facts.object_hashes() <= kept_rows:
+                item = facts.clip_id if isinstance(facts, logstate.ClipFacts) else facts.qid
+                faults.setdefault(item, []).append("an object it names has no objects row or one marked deleted")
+        return faults
 
     def _live_objects(self, candidates: set[str]) -> set[str]:
         """Which of ``candidates`` a stored clip or a quarantined item still names. One set-based
@@ -970,10 +1285,22 @@ _LIVE_QUERIES = [
 ]
 _LIVE_SQL = "SELECT c.sha256 FROM expiry_candidates c WHERE " + " OR ".join(f"EXISTS ({q})" for q, _ in _LIVE_QUERIES)
 
+#: Columns of clips and quarantine rows that expiry compares with the log (in SELECT order).
+_CLIP_CHECKED = ("clip_id", "device_id", "sequence", "started_at", "ingested_at", "manifest_sha256",
+                 "journal_sha256", "state")
+_QUARANTINE_CHECKED = ("qid", "clip_id", "device_id", "manifest_sha256", "journal_sha256", "at", "started_at",
+                       "state")
+
 _CLIP_SELECT = ("SELECT clip_id, device_id, sequence, officer, trigger, started_at, manifest_sha256, journal_sha256, "
                 "ingested_at, flags, state, justification, late, expired_at FROM clips")
 _QUARANTINE_SELECT = ("SELECT qid, clip_id, device_id, manifest_sha256, journal_sha256, reason, at, started_at, "
                       "state, late, expired_at FROM quarantine")
+
+
+def _refused(decision: retention.Decision) -> retention.Decision:
+    """A deletion expiry does not carry out: the item's index rows disagree with the log."""
+    return retention.Decision(decision.item_id, retention.KEEP, "not deleted: its index rows disagree with the log",
+                              decision.deadline, decision.late, decision.quarantined)
 
 
 def _require_reason(reason: str | None) -> str:

@@ -23,6 +23,10 @@ Steps (numbered as in the code):
     rebuilt from hold and release events against the holds table; an expire event for every
     expired row. An altered ``started_at`` or a deleted hold row would otherwise change what
     expiry deletes without a trace;
+ 7d. every other index column against the state derived from the leaves (logstate): clips, segments,
+    quarantine, holds, devices, objects (deleted exactly when an expire event says), personal
+    texts (retention date, links); 3b. the checkpoint file outside the database; 9. the config
+    files against the latest config event;
  8. (notes, not faults) object files no index row names, and temp files: an interrupted ingest
     leaves them, which is no tampering (the camera keeps the clip until it has a receipt).
 """
@@ -45,7 +49,7 @@ from typing import Callable, Iterable
 
 from evidence_store import checkpoint as cpmod
 from evidence_store import events as ev
-from evidence_store import merkle, retention
+from evidence_store import logstate, merkle, retention
 from evidence_store.clip.devkey import DevicePublicKey
 from evidence_store.clip.ids import parse_time
 from evidence_store.clip.journal import parse_journal
@@ -89,6 +93,11 @@ INDEX_MISMATCH = "index-mismatch"
 EVENT_ROW_MISMATCH = "event-row-mismatch"
 HOLD_MISMATCH = "hold-mismatch"
 EXPIRE_MISSING = "expire-event-missing"
+TEXT_ERASED_EARLY = "text-erased-early"
+LOG_UNSIGNED = "log-unsigned"
+CHECKPOINT_MISSING = "checkpoint-missing"
+CONFIG_MISMATCH = "config-mismatch"
+ROW_MISMATCH = "row-mismatch"
 # Notes (not faults): leftovers of interrupted writes.
 ORPHAN_OBJECT = "orphan-object"
 STRAY_FILE = "stray-file"
@@ -138,6 +147,9 @@ def verify_store(store, clip_ids: Iterable[str] | None = None,
     """
     say = progress or (lambda step: None)
     faults: list[Fault] = []
+    # Before the snapshot: the file is written after its checkpoint commits, so the snapshot is
+    # never older than the file (a later read could see a checkpoint the snapshot lacks).
+    file_note = store.checkpoint_file()
     with snapshot(store.conn), _no_gc():
         wanted = None
         if clip_ids:
@@ -147,12 +159,18 @@ def verify_store(store, clip_ids: Iterable[str] | None = None,
         expected = _check_hashes(data, faults)
         say("checkpoints")
         _check_checkpoints(store, data, expected, faults)
+        _check_checkpoint_file(store, file_note, data, expected, faults)
         say("objects")
         _check_objects(store, wanted, faults)
         say("clips")
         _check_clips(store, wanted, faults)
         say("index")
         _check_index(store, data, wanted, faults)
+        say("state")
+        state = logstate.derive(sorted(data.bodies.items()), lambda i: data.leaf_hashes[i].hex(), data.size)
+        _check_state(store, state, wanted, faults)
+        if wanted is None:
+            _check_config(store, state, faults)
         if notes is not None and wanted is None:
             say("leftovers")
             _note_leftovers(store, notes)
@@ -176,7 +194,10 @@ def _no_gc():
 # -- 1. + 4. presence and events, in one streaming pass ------------------------------------------
 
 #: Event kinds whose parsed bodies step 7 needs; every other body is dropped once checked.
-_KEPT_KINDS = frozenset({"ingest", "hold", "release", "expire"})
+_KEPT_KINDS = logstate.STATE_KINDS
+# The personal-field count of the hot loop below spells out ev.PERSONAL_FIELDS (a generator per
+# entry cost a second per 100,000): keep them in step.
+assert ev.PERSONAL_FIELDS == ("actor", "officer", "reason", "case")
 _COLUMN_NAMES = ("kind", "clip", "device", "time")
 #: Below this many entries one process scans the log; above it, one worker per core, each over a
 #: contiguous range (parsing a million JSON leaves is CPU-bound and the ranges are independent
@@ -257,6 +278,28 @@ def _read_stored_hashes(conn, data: LogData, faults: list[Fault]) -> None:
         data.stored.append(h)
 
 
+def _text_retention() -> Callable[[str], str]:
+    """event time -> the retain_until its personal texts get (Store.TEXT_RETENTION later), with the
+    date arithmetic cached per day: a million texts must not each parse a time."""
+    from evidence_store.store import TEXT_RETENTION
+    from evidence_store.clip.ids import format_time, parse_time
+
+    days: dict[str, str] = {}
+
+    def until(time: str) -> str:
+        day = time[:10]
+        later = days.get(day)
+        if later is None:
+            try:
+                later = format_time(parse_time(day + "T00:00:00.000Z") + TEXT_RETENTION)[:10]
+            except ValueError:
+                later = "?"
+            days[day] = later
+        return later + time[10:]
+
+    return until
+
+
 def _fault_index(where: str) -> int:
     match = re.match(r"log index (\d+)", where)
     return int(match.group(1)) if match else -1
@@ -282,8 +325,10 @@ def _scan_range(conn, lo: int, hi: int) -> _Range:
     sha = hashlib.sha256
     event_format = ev.EVENT_FORMAT
     # Texts ordered like the events (event_texts' key starts with idx): merged as we go.
-    texts = conn.execute("SELECT et.idx, et.field, t.salt, t.text FROM event_texts et JOIN texts t USING (text_id) "
-                         "WHERE t.text IS NOT NULL AND et.idx >= ? AND et.idx < ? ORDER BY et.idx, et.field", (lo, hi))
+    texts = conn.execute("SELECT et.idx, et.field, t.salt, t.text, t.field, t.digest, t.clip_id, t.retain_until, "
+                         "t.erased_at FROM event_texts et LEFT JOIN texts t USING (text_id) "
+                         "WHERE et.idx >= ? AND et.idx < ? ORDER BY et.idx, et.field", (lo, hi))
+    retain_until = _text_retention()
     pending = next(texts, None)
     rows = conn.execute("SELECT idx, subject, leaf, kind, clip_id, device_id, time FROM events "
                         "WHERE idx >= ? AND idx < ? ORDER BY idx", (lo, hi))
@@ -324,14 +369,34 @@ def _scan_range(conn, lo: int, hi: int) -> _Range:
         # The personal texts kept in the index must still hash to the salted digests in the leaf.
         while pending is not None and pending[0] < idx:
             pending = next(texts, None)  # texts of an entry that is not in the log: step 7 finds the row
+        linked = []
         while pending is not None and pending[0] == idx:
-            _, fieldname, salt, text = pending
-            if body.get(fieldname) != sha(salt + text.encode("utf-8")).hexdigest():  # events.salted_digest
+            _, fieldname, salt, text, t_field, digest, t_clip, t_until, erased_at = pending
+            linked.append(fieldname)
+            if text is not None and (salt is None
+                                     or body.get(fieldname) != sha(salt + text.encode("utf-8")).hexdigest()):
                 out.faults.append(Fault(TEXT_ALTERED, f"log index {idx}",
                                         f"the {fieldname} text in the index does not match the salted hash in the log",
                                         HINT_LOG))
+            elif (t_field, digest, t_clip) != (fieldname, body.get(fieldname), body.get("clip")):
+                out.faults.append(Fault(TEXT_ALTERED, f"log index {idx}",
+                                        f"the {fieldname} text's row names another field, digest or clip than the log",
+                                        HINT_LOG))
+            elif not isinstance(t_until, str) or t_until < retain_until(time if isinstance(time, str) else ""):
+                # Erasure acts on retain_until: an earlier one would erase an access log early.
+                # (Same-width ISO times: the string order is the time order.)
+                out.faults.append(Fault(TEXT_ALTERED, f"log index {idx}",
+                                        f"the {fieldname} text's retention date is less than two years after "
+                                        "the event",
+                                        HINT_LOG))
+            elif text is None and (erased_at is None or erased_at < t_until):
+                out.faults.append(Fault(TEXT_ERASED_EARLY, f"log index {idx}",
+                                        f"the {fieldname} text was erased before its two years had passed", HINT_LOG))
             pending = next(texts, None)
-        if body.get("kind") in _KEPT_KINDS:
+        if len(linked) != ("actor" in body) + ("officer" in body) + ("reason" in body) + ("case" in body):
+            out.faults.append(Fault(TEXT_ALTERED, f"log index {idx}",
+                                    "the personal texts linked to this entry are not those its leaf names", HINT_LOG))
+        if body.get("kind") in _KEPT_KINDS or body.get("clip") is None:
             out.bodies[idx] = body
             if body["kind"] == "expire":
                 out.expired_subjects.add(subject)
@@ -417,6 +482,41 @@ def _check_checkpoints(store, data: LogData, expected: list[bytes], faults: list
                             "match the root recomputed from the log entries", HINT_LOG))
 
 
+def _check_checkpoint_file(store, note: bytes | None, data: LogData, expected: list[bytes],
+                           faults: list[Fault]) -> None:
+    """3b. The latest checkpoint kept outside the database (store.CHECKPOINT_FILE): the log must
+    still have its entries and root, and the database must still hold it; entries after the
+    database's latest checkpoint were signed by nobody."""
+    from evidence_store.store import CHECKPOINT_FILE
+
+    kept = {size for size, _ in store.log.checkpoints()}
+    latest = max(kept, default=0)
+    if latest < data.size:
+        faults.append(Fault(LOG_UNSIGNED, f"log index {latest}", f"log entries {latest}..{data.size - 1} are covered "
+                            "by no signed checkpoint (checkpoints deleted, or entries added)", HINT_CHECKPOINT))
+    if note is None:
+        faults.append(Fault(CHECKPOINT_MISSING, CHECKPOINT_FILE, "the store keeps no checkpoint file",
+                            "every command that writes the log writes it; if it was deleted, compare the "
+                            "database with the checkpoints published to the data-protection officer"))
+        return
+    try:
+        cp = cpmod.open_checkpoint(note, store.verifier, store.origin)
+    except EvidenceError as exc:
+        faults.append(Fault(CHECKPOINT_INVALID, CHECKPOINT_FILE, f"does not verify: {exc}", HINT_CHECKPOINT))
+        return
+    if cp.size > data.size:
+        faults.append(Fault(LOG_TRUNCATED, CHECKPOINT_FILE, f"the store signed a log of {cp.size} entries; only "
+                            f"{data.size} are left", HINT_LOG))
+        return
+    if merkle.tree_hash(cp.size, lambda indexes: [expected[i] for i in indexes]) != cp.root:
+        faults.append(Fault(LOG_REWRITTEN, CHECKPOINT_FILE, f"the log's first {cp.size} entries do not match the "
+                            "signed checkpoint kept outside the database: the log was rewritten", HINT_LOG))
+    if cp.size not in kept:
+        faults.append(Fault(CHECKPOINT_MISSING, f"checkpoint {cp.size}", f"the database no longer holds the "
+                            f"checkpoint of size {cp.size} that {CHECKPOINT_FILE} holds (checkpoints deleted)",
+                            HINT_CHECKPOINT))
+
+
 def _where(idx: int, body: dict) -> str:
     return f"log index {idx}" + (f" (clip {body['clip']})" if body.get("clip") else "")
 
@@ -458,8 +558,13 @@ def _check_objects(store, wanted: set[str] | None, faults: list[Fault]) -> None:
             faults.append(Fault(OBJECT_ALTERED, f"{owner}", f"object {sha} was altered (its bytes hash to {digest[:16]}...)",
                                 hint))
     if wanted is None:
+        from evidence_store.objects import HEX64
+
         for (sha,) in store.conn.execute("SELECT sha256 FROM objects WHERE deleted_at IS NOT NULL"):
-            if store.objects.exists(sha):
+            if not isinstance(sha, str) or not HEX64.match(sha):
+                faults.append(Fault(ROW_MISMATCH, f"object {sha!r}", "is not an object name the store writes",
+                                    HINT_CLIP))
+            elif store.objects.exists(sha):
                 faults.append(Fault(OBJECT_NOT_DELETED, f"object {sha}", "belongs to expired material but still exists",
                                     HINT_EXPIRE))
 
@@ -468,7 +573,7 @@ def _check_objects(store, wanted: set[str] | None, faults: list[Fault]) -> None:
 
 
 def _check_clips(store, wanted: set[str] | None, faults: list[Fault]) -> None:
-    keys = {d.device_id: d.public_key for d in store.devices()}
+    keys = dict(store.conn.execute("SELECT device_id, public_key FROM devices"))
     ingests = {}
     for clip_id, leaf in store.conn.execute("SELECT clip_id, leaf FROM events WHERE kind = 'ingest'"):
         try:
@@ -606,7 +711,7 @@ def _check_index(store, data: LogData, wanted: set[str] | None, faults: list[Fau
         if (row_clip, row_kind) != (clip_id, body.get("hold_kind")):
             faults.append(Fault(HOLD_MISMATCH, where, "the hold row names another clip or kind than the hold event",
                                 HINT_CLIP))
-        if release is None and released_at is not None:
+        if release is None and (released_at is not None or release_event is not None):
             faults.append(Fault(HOLD_MISMATCH, where, "the hold row is released but the log has no release event",
                                 HINT_CLIP))
         elif release is not None and (release_event != release[0] or released_at != release[1].get("time")):
@@ -616,6 +721,211 @@ def _check_index(store, data: LogData, wanted: set[str] | None, faults: list[Fau
         if (wanted is None or clip_id in wanted) and event_index not in hold_events:
             faults.append(Fault(HOLD_MISMATCH, f"clip {clip_id}",
                                 f"hold row {hold_id} has no hold event in the log (log index {event_index})", HINT_CLIP))
+
+
+# -- 7d. every index table against the state the log proves ---------------------------------------
+
+
+def _check_state(store, state: logstate.LogState, wanted: set[str] | None, faults: list[Fault]) -> None:
+    """What 7b/7c leave out: every column expiry, ingest, list or report act on, against the
+    state derived from the leaves (logstate). Each difference is a ROW_MISMATCH naming the row
+    and the columns."""
+    conn = store.conn
+
+    def differ(where: str, names: list[str], what: str = "the log") -> None:
+        if names:
+            faults.append(Fault(ROW_MISMATCH, where, f"the index's {', '.join(names)} differ(s) from {what}",
+                                HINT_CLIP))
+
+    def pick(item: str | None) -> bool:
+        return wanted is None or item in wanted
+
+    texts = _event_texts(conn)
+    # Clips: arrival, flags, expiry, justification, officer (7b checked device, sequence, trigger, start).
+    for (clip_id, officer, manifest, journal, ingested_at, flags, justification, late, expired_at, ended_at,
+         homes) in conn.execute("SELECT clip_id, officer, manifest_sha256, journal_sha256, ingested_at, flags, "
+                                "justification, late, expired_at, ended_at, homes FROM clips"):
+        facts = state.clips.get(clip_id)
+        if facts is None or not pick(clip_id):
+            continue
+        try:
+            row_flags = json.loads(flags)
+        except (TypeError, ValueError):
+            row_flags = None
+        want_just = None if facts.trigger != "emergency" else ("justified" if facts.justified else "pending")
+        logged_officer = texts.get((facts.index, "officer"))  # None: the ingest named no officer
+        names = [n for n, a, b in (
+            ("manifest_sha256", manifest, facts.manifest), ("journal_sha256", journal, facts.journal),
+            ("ingested_at", ingested_at, facts.ingested_at), ("flags", row_flags, sorted(facts.flags)),
+            ("late", late, int(facts.late)), ("justification", justification, want_just),
+            ("expired_at", expired_at, facts.expired_at),
+            # The officer's name goes from an expired row when the log's texts go.
+            ("officer", officer, officer if logged_officer is _ERASED or (
+                officer is None and facts.expired_index is not None) else logged_officer))
+            if a != b]
+        differ(f"clip {clip_id} (log index {facts.index})", names)
+    # Segment rows: exactly the objects of the ingest event.
+    segs: dict[str, dict[str, tuple]] = {}
+    for clip_id, name, size, sha, status in conn.execute("SELECT clip_id, name, bytes, sha256, status FROM segments"):
+        segs.setdefault(clip_id, {})[name] = (size, sha, status)
+    for clip_id, facts in state.clips.items():
+        if not pick(clip_id):
+            continue
+        logged = {o.get("name"): (o.get("bytes"), o.get("sha256"), o.get("state"))
+                  for o in facts.objects if isinstance(o, dict)}
+        if segs.get(clip_id, {}) != logged:
+            differ(f"clip {clip_id} (log index {facts.index})", ["segments"], "the ingest event's objects")
+    for clip_id in segs.keys() - state.clips.keys():
+        if pick(clip_id):
+            differ(f"clip {clip_id}", ["segments"], "the log (no ingest event)")
+    # Quarantined items.
+    kept: dict[str, dict[str, tuple]] = {}
+    for qid, name, sha, size in conn.execute("SELECT qid, name, sha256, size FROM quarantine_objects"):
+        kept.setdefault(qid, {})[name] = (sha, size)
+    rows = {r[0]: r for r in conn.execute("SELECT qid, clip_id, device_id, manifest_sha256, journal_sha256, reason, "
+                                          "at, started_at, state, late, expired_at FROM quarantine")}
+    for qid, facts in state.quarantine.items():
+        if not pick(qid) and not pick(facts.claimed_clip):
+            continue
+        where = f"quarantine {qid} (log index {facts.index})"
+        row = rows.get(qid)
+        if row is None:
+            faults.append(Fault(ROW_MISMATCH, where, "was quarantined but its index row is gone", HINT_CLIP))
+            continue
+        try:
+            start = store._quarantine_start(facts)
+            want_start = _fmt(start)
+            want_late = int(_parse(facts.at) > start + store.policy.retention)
+        except ValueError:
+            want_start = want_late = None
+        want = (qid, facts.claimed_clip, facts.device, facts.manifest, facts.journal, facts.cause, facts.at,
+                want_start, "expired" if facts.expired_index is not None else "quarantined", want_late,
+                facts.expired_at)
+        names = [n for n, a, b in zip(_QUARANTINE_COLUMNS, row, want) if a != b
+                 # an old event without started_at, whose manifest expiry deleted: nothing to derive from
+                 and not (n in ("started_at", "late") and facts.started_at is None and facts.expired_index is not None)]
+        logged = {o.get("name"): (o.get("sha256"), o.get("bytes")) for o in facts.objects if isinstance(o, dict)}
+        if kept.get(qid, {}) != logged:
+            names.append("objects")
+        differ(where, names)
+    for qid in (rows.keys() | kept.keys()) - state.quarantine.keys():
+        if pick(qid):
+            faults.append(Fault(ROW_MISMATCH, f"quarantine {qid}", "has index rows but no quarantine event in the log",
+                                HINT_CLIP))
+    # Holds: the texts, time and after_view of each row (7c checked clip, kind and release).
+    for hold_id, event_index, case_text, reason_text, actor_text, created_at, after_view in conn.execute(
+            "SELECT hold_id, event_index, case_text, reason_text, actor_text, created_at, after_view FROM holds"):
+        hold = state.holds.get(event_index)
+        if hold is None or not pick(hold.clip_id):
+            continue
+        links = _links(conn, event_index)
+        names = [n for n, a, b in (("case_text", case_text, links.get("case")),
+                                   ("reason_text", reason_text, links.get("reason")),
+                                   ("actor_text", actor_text, links.get("actor")),
+                                   ("created_at", created_at, hold.time),
+                                   ("after_view", after_view, int(hold.after_view)))
+                 if a != b]
+        differ(f"clip {hold.clip_id} (hold row {hold_id}, log index {event_index})", names)
+    # Devices: key, profile, revocation, officer and chain position decide what ingest accepts.
+    if wanted is None:
+        for row in conn.execute("SELECT device_id, public_key, profile, officer, revoked, revoked_reason, enrolled_at, "
+                                "last_sequence, last_manifest_sha256 FROM devices"):
+            device_id, public_key, profile, officer, revoked, revoked_reason, enrolled_at, last_seq, last_manifest = row
+            facts = state.devices.get(device_id)
+            if facts is None:
+                faults.append(Fault(ROW_MISMATCH, f"device {device_id}", "has an index row but no enroll event",
+                                    HINT_CLIP))
+                continue
+            try:
+                row_profile = json.loads(profile)
+            except (TypeError, ValueError):
+                row_profile = None
+            logged_officer = texts.get((facts.assign_index, "officer")) if facts.assign_index is not None else None
+            logged_reason = texts.get((facts.revoke_index, "reason")) if facts.revoke_index is not None else None
+            names = [n for n, a, b in (
+                ("public_key", public_key, facts.public_key), ("profile", row_profile, facts.profile),
+                ("enrolled_at", enrolled_at, facts.enrolled_at), ("revoked", revoked, int(facts.revoked)),
+                ("revoked_reason", revoked_reason, revoked_reason if logged_reason is _ERASED else logged_reason),
+                ("officer", officer, officer if logged_officer is _ERASED else logged_officer),
+                ("last_sequence", last_seq, facts.last_sequence),
+                ("last_manifest_sha256", last_manifest, facts.last_manifest)) if a != b]
+            differ(f"device {device_id} (log index {facts.index})", names)
+        for device_id in state.devices.keys() - {r[0] for r in conn.execute("SELECT device_id FROM devices")}:
+            faults.append(Fault(ROW_MISMATCH, f"device {device_id}", "was enrolled but its index row is gone",
+                                HINT_CLIP))
+        # Objects: deleted exactly when the log expired them; every live one indexed (expiry treats
+        # an unindexed file as an interrupted ingest's leftover).
+        live = state.live_objects()
+        rows = dict(conn.execute("SELECT sha256, deleted_at FROM objects"))
+        for sha in sorted(live):
+            if rows.get(sha, "missing") is not None:
+                state_text = "has no objects row" if sha not in rows else "is marked deleted"
+                faults.append(Fault(ROW_MISMATCH, f"object {sha}", f"a live clip or quarantined item names it but it "
+                                    f"{state_text}", HINT_CLIP))
+        named = set(state.expired_objects).union(*(f.object_hashes() for f in [*state.clips.values(),
+                                                                                 *state.quarantine.values()]))
+        for sha in sorted(rows.keys() - named, key=str):
+            # A row keeps a file from being treated as an interrupted ingest's leftover, which
+            # expiry deletes after the retention: one no event names would keep it for ever.
+            faults.append(Fault(ROW_MISMATCH, f"object {sha}", "has an objects row but no event names it", HINT_CLIP))
+        for (idx,) in conn.execute("SELECT DISTINCT idx FROM event_texts WHERE idx >= ? OR idx < 0", (state.size,)):
+            faults.append(Fault(TEXT_ALTERED, f"log index {idx}", "personal texts are linked to a log entry that "
+                                "does not exist", HINT_LOG))
+        for (text_id,) in conn.execute(
+                "SELECT text_id FROM texts WHERE text_id NOT IN (SELECT text_id FROM event_texts)"):
+            faults.append(Fault(TEXT_ALTERED, f"text {text_id}", "a personal text no log entry names", HINT_LOG))
+        for sha in sorted(state.expired_objects.keys() - rows.keys()):
+            faults.append(Fault(ROW_MISMATCH, f"object {sha}", "an expire event deleted it but its objects row (the "
+                                "tombstone that lets an interrupted expiry finish) is gone", HINT_CLIP))
+        for sha, deleted_at in sorted(rows.items()):
+            if deleted_at is not None and sha not in live and deleted_at not in state.expired_objects.get(sha, ()):
+                faults.append(Fault(ROW_MISMATCH, f"object {sha}", "is marked deleted but no expire event of that "
+                                    "time names it", HINT_CLIP))
+            elif deleted_at is None and sha in state.expired_objects and sha not in live:
+                faults.append(Fault(ROW_MISMATCH, f"object {sha}", "an expire event deleted it but its row says it "
+                                    "is kept", HINT_EXPIRE))
+
+
+_ERASED = object()
+_QUARANTINE_COLUMNS = ("qid", "clip_id", "device_id", "manifest_sha256", "journal_sha256", "reason", "at",
+                       "started_at", "state", "late", "expired_at")
+
+
+def _event_texts(conn) -> dict[tuple[int, str], str | object]:
+    """(event index, field) -> text (or _ERASED) for the officer and reason fields of the events
+    whose texts an index row copies (ingest, assign, revoke): few, so all are read."""
+    out: dict[tuple[int, str], str | object] = {}
+    for idx, fieldname, text in conn.execute(
+            "SELECT et.idx, et.field, t.text FROM event_texts et JOIN texts t USING (text_id) "
+            "WHERE et.field IN ('officer', 'reason') AND et.idx IN "
+            "(SELECT idx FROM events WHERE kind IN ('ingest', 'assign', 'revoke'))"):
+        out[(idx, fieldname)] = _ERASED if text is None else text
+    return out
+
+
+def _links(conn, idx: int) -> dict[str, int]:
+    return dict(conn.execute("SELECT field, text_id FROM event_texts WHERE idx = ?", (idx,)))
+
+
+def _fmt(moment) -> str:
+    from evidence_store.clip.ids import format_time
+    return format_time(moment)
+
+
+def _parse(text) -> object:
+    from evidence_store.clip.ids import parse_time
+    return parse_time(text or "")
+
+
+def _check_config(store, state: logstate.LogState, faults: list[Fault]) -> None:
+    """9. recipients, log.vkey, store.json: written only by the administrator, and the ones the
+    latest config event of the log recorded."""
+    try:
+        store.check_config(state)
+    except EvidenceError as exc:
+        faults.append(Fault(CONFIG_MISMATCH, getattr(exc, "where", None) or "config", str(exc),
+                            "the store's administrator restores the logged file, or checks the new one and runs "
+                            "'bodycam-evidence record-config'"))
 
 
 # -- 8. leftovers (notes) ------------------------------------------------------------------------

@@ -137,7 +137,14 @@ def bench_expire(tmp: Path) -> dict:
         segments.append((clip_id, "seg-00000.age", 1000, seg, 900, "0" * 64, 1000, 0, "whole"))
         objects += [(seg, 1000, "segment", format_time(now)), (man, 900, "manifest", format_time(now)),
                     (jour, 500, "journal", format_time(now))]
-    with store._command():
+    # Expiry acts on the signed log: each clip needs its ingest event, as a real ingest writes it.
+    events = [ev.Event(ev.INGEST, c[10], c[0], clip=c[0], device="cam-1", personal={"actor": "bench"},
+                       data={"sequence": c[2], "manifest": c[8], "journal": c[9], "trigger": "announced",
+                             "started_at": c[5], "flags": [],
+                             "objects": [{"name": "seg-00000.age", "sha256": s[3], "bytes": 1000, "state": "whole"}]})
+              for c, s in zip(clips, segments)]
+    with store._command() as tx:
+        tx.append_many(events)
         store.conn.executemany("INSERT INTO clips (clip_id, device_id, sequence, officer, trigger, started_at, ended_at, "
                                "homes, manifest_sha256, journal_sha256, ingested_at, flags, state, justification, late) "
                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", clips)

@@ -83,7 +83,7 @@ def test_cli_enroll_writes_enrollment_and_clock(store_root, tmp_path, capsys):
     with Store.open(store_root) as store:
         assert store.device("cam-11") is not None
         assert outbox.enrollment(store.verifier_key).device_id == "cam-11"
-        assert [e["kind"] for e in store.events()] == ["enroll"]
+        assert [e["kind"] for e in store.events()] == ["config", "enroll"]
         assert outbox.clock(store.verifier_key).device_id == "cam-11"
 
 

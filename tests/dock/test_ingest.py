@@ -299,3 +299,16 @@ def test_progress_bar_draws_on_a_terminal_and_ends_the_line():
     quiet = io.StringIO()
     ProgressBar(quiet).update(1, 2)  # not a terminal (journald, a pipe): nothing drawn
     assert quiet.getvalue() == ""
+
+
+def test_ingest_recipients_replaced_no_enrollment_written_error_named(camera, ingester, store, store_root):
+    """A member of the store's group swaps in an insider's recipient: the camera must not get it."""
+    from evidence_store.clip.age import Identity
+
+    clip = camera.clip()
+    before = camera.outbox.enrollment(store.verifier_key)
+    (store_root / "recipients").write_text(f"{Identity.generate().recipient}\n")
+    report = ingester.ingest(camera.outbox.root)
+    assert [c.clip_id for c in report.clips] == [clip.clip_id]  # the clips are stored all the same
+    assert any("recipients differs from the copy recorded in the log" in e for e in report.errors)
+    assert camera.outbox.enrollment(store.verifier_key) == before

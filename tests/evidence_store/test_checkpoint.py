@@ -358,7 +358,7 @@ def test_oracle_go_signed_note_tampered_raises_signature_error(oracle):
 
 @pytest.fixture
 def store_with_checkpoints(tmp_path):
-    """A real store whose log has a signed checkpoint at every size from 0 (init) to 8."""
+    """A real store whose log has a signed checkpoint at every size from 1 (init's config event) to 8."""
     from evidence_store.store import Store
     from tests.clipfactory import DeviceFixture
     from tests.evidence_store.conftest import PASSPHRASE, TEST_LOG_N
@@ -368,7 +368,7 @@ def store_with_checkpoints(tmp_path):
         while store.log.size() < 8:
             cam = DeviceFixture.new(f"cam-{store.log.size():02d}")
             store.enroll(cam.device_id, cam.public_key)
-        assert [size for size, _ in store.log.checkpoints()] == list(range(0, 9))
+        assert [size for size, _ in store.log.checkpoints()] == list(range(1, 9))
     return root
 
 

@@ -54,7 +54,7 @@ def test_store_enroll_same_key_twice_one_event(store):
     cam = DeviceFixture.new("cam-01")
     store.enroll(cam.device_id, cam.public_key)
     store.enroll(cam.device_id, cam.public_key)
-    assert [e["kind"] for e in store.events()] == ["enroll"]
+    assert [e["kind"] for e in store.events()] == ["config", "enroll"]
 
 
 def test_store_enroll_other_key_refused(store):
