@@ -24,9 +24,10 @@ import signal
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
+from evidence_store.clip import cmdline
 from evidence_store.clip.clock import CLOCK_CLI, SystemClock
 from evidence_store.clip.devkey import DeviceKey
 from evidence_store.clip.errors import ClipError
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 PROG = "bodycam-device"
 SIMULATE_WIDTH, SIMULATE_HEIGHT, SIMULATE_FPS, SIMULATE_BITRATE = 320, 240, 25.0, 300_000
 SIMULATE_RESERVE_MIB = 16
+MAX_SIMULATE_SECONDS = 12 * 3600  # a shift: longer is a typing error, not a test
 TICK = 0.02
 
 
@@ -200,11 +202,7 @@ def cmd_status(args) -> int:
 # --- simulate ------------------------------------------------------------------------------------
 
 def _parse_clock(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ConfigError(f"--clock: not an ISO 8601 time: {text!r}", "example: --clock 2024-05-01T10:00:00Z") from None
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+    return cmdline.parse_time_arg(text, "--clock")
 
 
 def _make_camera(spec: str, clock):
@@ -398,11 +396,11 @@ def cmd_gadget(args) -> int:
 # --- main ----------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Body-worn camera firmware.")
+    parser = cmdline.Parser(prog=PROG, description="Body-worn camera firmware.")
     parser.add_argument("--config", type=Path,
                         help="configuration file (run, gadget; default /etc/bodycam/device.toml)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=cmdline.Parser)
 
     p = sub.add_parser("init", help="first boot: create the device key and the outbox")
     p.add_argument("--outbox", required=True)
@@ -416,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="record a real clip through the real controller with mock buttons")
     p.add_argument("--outbox", required=True)
     p.add_argument("--state")
-    p.add_argument("--seconds", type=float, default=3.0,
+    p.add_argument("--seconds", type=cmdline.arg_type(cmdline.parse_number_arg, 0.0, MAX_SIMULATE_SECONDS), default=3.0,
                    help="seconds to record (default 3); at least the 1.5 s hold that stops a recording")
     p.add_argument("--emergency", action="store_true", help="emergency button instead of an announcement")
     p.add_argument("--clock", help="the camera's clock (ISO 8601), recorded as clock source 'cli'")
@@ -454,18 +452,15 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    return cmdline.run(PROG, argv, _main, errors=(DeviceError, ClipError))
+
+
+def _main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
-    try:
-        return args.func(args)
-    except (DeviceError, ClipError) as exc:
-        if args.verbose:
-            log.exception("%s failed", args.command)
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        for hint in getattr(exc, "hints", []):
-            print(hint if hint.startswith("hint:") else f"hint: {hint}", file=sys.stderr)
-        return getattr(exc, "exit_code", 1)
+    if getattr(args, "device_id", None) is not None:
+        cmdline.check_identifier("device", args.device_id, "--device-id")
+    return args.func(args)
 
 
 if __name__ == "__main__":

@@ -74,7 +74,7 @@ GADGET_TIMEOUT = 60.0  # seconds; fsck of a large partition after a long docking
 GADGET_POLL_INTERVAL = 0.25  # seconds between reads of the state file
 GADGET_MAX_FILE = 4096  # bytes; both files are one short line
 GADGET_MAX_REASON = 300  # characters of an error answer: one line for the journal and the LEDs' log
-REQUEST_ID_RE = re.compile(r"^[0-9a-f]{16}$")
+REQUEST_ID_RE = re.compile(r"^[0-9a-f]{16}\Z")
 # The helper's folder is shared by the firmware's user and the helper's group (root is in the
 # firmware's group there, so it needs no CAP_DAC_OVERRIDE to use it); nobody else may look in.
 GADGET_DIR_MODE = 0o770

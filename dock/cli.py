@@ -31,9 +31,9 @@ import os
 import signal
 import sys
 import threading
-import traceback
 from pathlib import Path
 
+from evidence_store.clip import cmdline
 from evidence_store.clip.clock import SystemClock
 from evidence_store.errors import EvidenceError
 
@@ -46,17 +46,12 @@ PROG = "bodycam-dock"
 EXIT_INCOMPLETE = 4
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # argparse's own errors get our format and exit code 2
-        raise ConfigError(message, f"hint: {PROG} --help")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="Docking station: verify and ingest body-worn camera clips.")
+    p = cmdline.Parser(prog=PROG, description="Docking station: verify and ingest body-worn camera clips.")
     p.add_argument("--store", help="evidence store folder (or BODYCAM_STORE)")
     p.add_argument("--config", help=f"dock configuration (run; default {DEFAULT_CONFIG})")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=cmdline.Parser)
     s = sub.add_parser("enroll", help="register a camera's key; write enrollment and clock onto it")
     s.add_argument("outbox")
     s.add_argument("--device-id", required=True)
@@ -96,36 +91,36 @@ def _opener(path: Path):
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``bodycam-dock``; returns the exit code (see the module docstring)."""
-    argv = sys.argv[1:] if argv is None else argv
-    verbose = "-v" in argv or "--verbose" in argv
-    _setup_logging(verbose)
-    args = None
-    try:
+    want_json = []
+
+    def body(argv: list[str]) -> int:
+        _setup_logging("-v" in argv or "--verbose" in argv)
         args = build_parser().parse_args(argv)
+        want_json.append(getattr(args, "json", False))
+        _check_arguments(args)
         return _dispatch(args)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    except (DockError, EvidenceError) as exc:
-        return _fail(args, verbose, str(exc), list(getattr(exc, "hints", [])), getattr(exc, "exit_code", 1))
-    except OSError as exc:
-        # A folder the dock cannot write (its state folder, a read-only store): say which.
-        where = f"{exc.filename}: " if exc.filename else ""
-        return _fail(args, verbose, f"{where}{exc.strerror or exc}",
-                     ["check the folder's owner and permissions, or set BODYCAM_DOCK_STATE"], 1)
+
+    def on_error(message: str, code: int) -> None:
+        # With --json also a JSON object on stdout, so a script reading stdout never gets an
+        # empty answer.
+        if any(want_json):
+            print(json.dumps({"ok": False, "error": message, "exit_code": code}, sort_keys=True))
+
+    # A folder the dock cannot write (its state folder, a read-only store): the OSError names it.
+    return cmdline.run(PROG, argv, body, errors=(DockError, EvidenceError), on_error=on_error,
+                       os_hint="check the folder's owner and permissions, or set BODYCAM_DOCK_STATE")
 
 
-def _fail(args, verbose: bool, message: str, hints: list[str], code: int) -> int:
-    """The one place an error reaches the user: one line and hints on stderr; with --json also a
-    JSON object on stdout, so a script reading stdout never gets an empty answer."""
-    if verbose:
-        traceback.print_exc()
-    print(f"{PROG}: error: {message}", file=sys.stderr)
-    for hint in hints:
-        print(hint if hint.startswith("hint:") else f"hint: {hint}", file=sys.stderr)
-    if getattr(args, "json", False):
-        print(json.dumps({"ok": False, "error": message, "exit_code": code}, sort_keys=True))
-    return code
+def _check_arguments(args) -> None:
+    """Identifiers and texts through the one checker of their kind (shared by all three CLIs)."""
+    if getattr(args, "device_id", None) is not None:
+        cmdline.check_identifier("device", args.device_id, "--device-id")
+    if getattr(args, "device", None) is not None:
+        cmdline.check_identifier("device", args.device, "DEVICE")
+    if getattr(args, "officer", None) is not None:
+        cmdline.check_identifier("officer", args.officer, "--officer")
+    if getattr(args, "reason", None) is not None:
+        cmdline.check_text(args.reason, "--reason")
 
 
 class _StderrHandler(logging.StreamHandler):

@@ -49,11 +49,12 @@ import logging
 import os
 import sqlite3
 import sys
-import traceback
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Sequence
 
+from evidence_store.clip import cmdline
+from evidence_store.clip.cmdline import Parser as _Parser
 from evidence_store.clip.ids import parse_time
 from evidence_store.errors import EvidenceError, UsageError
 
@@ -64,13 +65,6 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTEGRITY, EXIT_DECRYPT, EXIT_INTERRUPTED 
 #: ``list --expiring``: unheld clips whose deadline falls within this time.
 EXPIRING_WITHIN = timedelta(days=2)
 SCRYPT_ENV = "BODYCAM_SCRYPT_LOG_N"
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises UsageError instead of exiting, so main() prints one line."""
-
-    def error(self, message: str):
-        raise UsageError(message, f"hint: '{self.prog} --help' lists the options")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,16 +189,7 @@ def identity_file(args) -> str | None:
 
 def parse_when(text: str, what: str, *, end_of_day: bool = False) -> datetime:
     """YYYY-MM-DD (UTC midnight; with ``end_of_day`` the next midnight) or an ISO time with zone."""
-    try:
-        if len(text) == 10:
-            day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=timezone.utc)
-            return day + timedelta(days=1) if end_of_day else day
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(f"{what}: not a date or ISO time: {text!r}") from None
-    if moment.tzinfo is None:
-        raise UsageError(f"{what}: give a time zone (e.g. 2026-11-25T10:00:00Z)")
-    return moment.astimezone(timezone.utc)
+    return cmdline.parse_date_arg(text, what, end_of_day=end_of_day)
 
 
 def open_store(args):
@@ -706,42 +691,44 @@ COMMANDS.update({"redact": cmd_redact, "delete": cmd_delete, "approve": cmd_appr
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return its exit code (see the table in the module docstring)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    return cmdline.run(PROG, argv, _main, errors=(EvidenceError,))
+
+
+def _main(argv: list[str]) -> int:
     verbose = "-v" in argv or "--verbose" in argv
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    args = build_parser().parse_args(argv)
+    _check_arguments(args)
     try:
-        args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
-    except EvidenceError as exc:
-        if verbose:
-            traceback.print_exc(file=sys.stderr)
-        sys.stderr.write(f"{PROG}: error: {exc}\n")
-        for hint in exc.hints:
-            sys.stderr.write(hint if hint.startswith("hint:") else f"hint: {hint}")
-            sys.stderr.write("\n")
-        return exc.exit_code
-    except KeyboardInterrupt:
-        sys.stderr.write(f"{PROG}: interrupted\n")
-        return EXIT_INTERRUPTED
-    except SystemExit as exc:  # --help
-        return exc.code if isinstance(exc.code, int) else EXIT_OK
-    except OSError as exc:
-        if verbose:
-            traceback.print_exc(file=sys.stderr)
-        sys.stderr.write(f"{PROG}: error: {exc}\n")
-        return EXIT_ERROR
     except sqlite3.Error as exc:
         # Reads outside a transaction (writes are wrapped by db.transaction): still one line.
         from evidence_store.db import database_error
 
-        if verbose:
-            traceback.print_exc(file=sys.stderr)
-        error = database_error(exc)
-        sys.stderr.write(f"{PROG}: error: {error}\n")
-        for hint in error.hints:
-            sys.stderr.write(f"{hint}\n")
-        return error.exit_code
+        raise database_error(exc) from exc
+
+
+#: Which argument holds which kind of identifier, for every command that has one.
+_IDENTIFIER_ARGS = (("clip", "clip", "CLIP"), ("device", "device", "--device"), ("officer", "officer", "--officer"))
+_TEXT_ARGS = (("reason", "--reason"), ("case", "--case"))
+
+
+def _check_arguments(args) -> None:
+    """Every identifier, text and date argument through the one checker of its kind."""
+    for attr, kind, option in _IDENTIFIER_ARGS:
+        if getattr(args, attr, None) is not None:
+            cmdline.check_identifier(kind, getattr(args, attr), option)
+    for clip in getattr(args, "clips", None) or []:
+        cmdline.check_identifier("clip", clip, "CLIP")
+    for attr, option in _TEXT_ARGS:
+        if getattr(args, attr, None):
+            cmdline.check_text(getattr(args, attr), option)
+    for attr in ("since", "until", "now"):
+        if getattr(args, attr, None) is not None:
+            parse_when(getattr(args, attr), f"--{attr}")
+    if getattr(args, "month", None) is not None:
+        cmdline.parse_month_arg(args.month, "--month")
 
 
 if __name__ == "__main__":

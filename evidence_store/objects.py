@@ -37,7 +37,7 @@ COPY_BLOCK = 1 << 20
 OBJECT_MODE = 0o440
 #: Folders of the store: group-writable, setgid so that new files keep the store's group.
 SHARED_DIR_MODE = 0o2770
-HEX64 = re.compile(r"^[0-9a-f]{64}$")
+HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
 
 
 @dataclass(frozen=True)

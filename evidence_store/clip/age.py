@@ -34,7 +34,9 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from evidence_store.clip import _bech32
-from evidence_store.clip.errors import CutError, DecryptError, FormatError
+from evidence_store.clip.errors import (
+    CutError, DecryptError, FormatError, HeaderError, HeaderMacError, PayloadError,
+)
 
 MAGIC = b"age-encryption.org/v1"
 STANZA_PREFIX = b"-> "
@@ -63,13 +65,13 @@ def _b64(data: bytes) -> str:
 def _unb64(text: str, what: str) -> bytes:
     # age uses unpadded standard base64 and rejects non-canonical encodings.
     if "=" in text or "\n" in text or "\r" in text:
-        raise FormatError(f"age header: {what} is not unpadded base64")
+        raise HeaderError(f"age header: {what} is not unpadded base64")
     try:
         data = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
     except ValueError:
-        raise FormatError(f"age header: {what} is not valid base64") from None
+        raise HeaderError(f"age header: {what} is not valid base64") from None
     if _b64(data) != text:
-        raise FormatError(f"age header: {what} is not canonical base64")
+        raise HeaderError(f"age header: {what} is not canonical base64")
     return data
 
 
@@ -138,13 +140,18 @@ class Identity:
             if stanza.type != X25519_STANZA:
                 continue
             if len(stanza.args) != 1:
-                raise FormatError("age header: X25519 stanza needs exactly one argument")
+                raise HeaderError("age header: X25519 stanza needs exactly one argument")
             share = _unb64(stanza.args[0], "X25519 share")
             if len(share) != 32 or len(stanza.body) != FILE_KEY_SIZE + TAG_SIZE:
-                raise FormatError("age header: malformed X25519 stanza")
-            shared = key.exchange(X25519PublicKey.from_public_bytes(share))
+                raise HeaderError("age header: malformed X25519 stanza")
+            try:
+                # cryptography refuses an all-zero shared secret itself (RFC 7748 section 6.1)
+                shared = key.exchange(X25519PublicKey.from_public_bytes(share))
+            except ValueError:
+                shared = bytes(32)
             if shared == bytes(32):
-                raise FormatError("age header: X25519 share is a low-order point")
+                # As age does: a low-order share is a malformed header, not "no match".
+                raise HeaderError("age header: X25519 share is a low-order point")
             wrap_key = _hkdf(shared, share + own, X25519_LABEL)
             try:
                 return ChaCha20Poly1305(wrap_key).decrypt(bytes(12), stanza.body, None)
@@ -176,15 +183,15 @@ class Passphrase:
         if not scrypt:
             return None
         if len(stanzas) != 1:
-            raise FormatError("age header: an scrypt stanza must be the only one")
+            raise HeaderError("age header: an scrypt stanza must be the only one")
         (stanza,) = scrypt
         if len(stanza.args) != 2 or not stanza.args[1].isdigit() or stanza.args[1].startswith("0"):
-            raise FormatError("age header: malformed scrypt stanza")
+            raise HeaderError("age header: malformed scrypt stanza")
         salt, log_n = _unb64(stanza.args[0], "scrypt salt"), int(stanza.args[1])
         if len(salt) != 16 or len(stanza.body) != FILE_KEY_SIZE + TAG_SIZE:
-            raise FormatError("age header: malformed scrypt stanza")
+            raise HeaderError("age header: malformed scrypt stanza")
         if log_n > MAX_SCRYPT_LOG_N:
-            raise FormatError(f"age header: scrypt work factor 2^{log_n} is too large")
+            raise HeaderError(f"age header: scrypt work factor 2^{stanza.args[1][:6]} is too large")
         try:
             return ChaCha20Poly1305(self._derive(salt, log_n)).decrypt(bytes(12), stanza.body, None)
         except InvalidTag:
@@ -233,8 +240,8 @@ def _read_line(src: BinaryIO, consumed: int) -> bytes:
     line = src.readline(MAX_HEADER - consumed + 1)
     if not line.endswith(b"\n"):
         if len(line) > MAX_HEADER - consumed:
-            raise FormatError("age header: too large")
-        raise FormatError("age header: unexpected end of file")
+            raise HeaderError("age header: too large")
+        raise HeaderError("age header: unexpected end of file")
     return line
 
 
@@ -248,7 +255,7 @@ def parse_header(src: BinaryIO) -> Header:
     first = src.readline(len(MAGIC) + 1)
     raw += first
     if first != MAGIC + b"\n":
-        raise FormatError("not an age file (no age-encryption.org/v1 header)")
+        raise HeaderError("not an age file (no age-encryption.org/v1 header)")
     stanzas: list[Stanza] = []
     line = _read_line(src, len(raw))
     raw += line
@@ -256,16 +263,16 @@ def parse_header(src: BinaryIO) -> Header:
         try:
             words = line[len(STANZA_PREFIX) : -1].decode("ascii").split(" ")
         except UnicodeDecodeError:
-            raise FormatError("age header: stanza line is not ASCII") from None
+            raise HeaderError("age header: stanza line is not ASCII") from None
         if not all(_is_arg(w) for w in words):
-            raise FormatError("age header: malformed stanza line")
+            raise HeaderError("age header: malformed stanza line")
         body_text = ""
         while True:
             body_line = _read_line(src, len(raw))
             raw += body_line
             text = body_line[:-1].decode("ascii", errors="replace")
             if len(text) > COLUMNS:
-                raise FormatError("age header: stanza body line longer than 64 columns")
+                raise HeaderError("age header: stanza body line longer than 64 columns")
             body_text += text
             if len(text) < COLUMNS:
                 break
@@ -273,12 +280,12 @@ def parse_header(src: BinaryIO) -> Header:
         line = _read_line(src, len(raw))
         raw += line
     if not line.startswith(MAC_PREFIX + b" "):
-        raise FormatError("age header: expected a stanza or the MAC line")
+        raise HeaderError("age header: expected a stanza or the MAC line")
     if not stanzas:
-        raise FormatError("age header: no recipient stanzas")
+        raise HeaderError("age header: no recipient stanzas")
     mac = _unb64(line[len(MAC_PREFIX) + 1 : -1].decode("ascii", errors="replace"), "header MAC")
     if len(mac) != 32:
-        raise FormatError("age header: MAC has the wrong length")
+        raise HeaderError("age header: MAC has the wrong length")
     return Header(stanzas, mac, bytes(raw))
 
 
@@ -289,7 +296,7 @@ def unwrap_file_key(header: Header, identities: Sequence[Identity | Passphrase])
         if file_key is None:
             continue
         if not hmac.compare_digest(_header_mac(file_key, header.mac_input), header.mac):
-            raise DecryptError("age header: MAC does not verify (the header was altered)")
+            raise HeaderMacError("age header: MAC does not verify (the header was altered)")
         return file_key
     kinds = sorted({s.type for s in header.stanzas})
     raise DecryptError(
@@ -509,51 +516,56 @@ def read_chunks(
             )
 
     if len(nonce) != NONCE_SIZE:
+        if salvage is None:
+            # As age does: the nonce is read with the header, so a file that stops inside it
+            # has a header fault. Salvage (a camera cut) reports it as a cut with nothing readable.
+            raise HeaderError("age header: the file ends inside the payload nonce")
         cut("file ends inside the payload nonce")
         return
     report.ciphertext_offset += NONCE_SIZE
     aead = ChaCha20Poly1305(_hkdf(file_key, nonce, b"payload"))
+
+    def open_chunk(sealed: bytes, counter: int, final: bool) -> bytes | None:
+        try:
+            return aead.decrypt(counter.to_bytes(11, "big") + (b"\x01" if final else b"\x00"), sealed, None)
+        except InvalidTag:
+            return None
+
+    def failed(counter: int, why: str) -> PayloadError:
+        return PayloadError(f"age payload: chunk {counter} at byte {report.ciphertext_offset} {why}")
+
     counter = 0
     sealed = src.read(SEALED_CHUNK_SIZE)
     while True:
-        following = src.read(SEALED_CHUNK_SIZE) if len(sealed) == SEALED_CHUNK_SIZE else b""
-        last = not following
-        if len(sealed) <= TAG_SIZE and not (counter == 0 and len(sealed) == TAG_SIZE):
-            cut(f"chunk {counter} is incomplete ({len(sealed)} bytes)" if sealed
-                else f"no final chunk after chunk {counter - 1}" if counter else "no chunk after the payload nonce")
-            return
-        prefix = counter.to_bytes(11, "big")
-        try:
-            plain = aead.decrypt(prefix + (b"\x01" if last else b"\x00"), sealed, None)
-        except InvalidTag:
-            if last:
-                # Either the final chunk was altered, or the file stops after a complete
-                # non-final chunk (a crash) or inside a chunk (power loss mid-write).
-                try:
-                    plain = aead.decrypt(prefix + b"\x00", sealed, None)
-                except InvalidTag:
-                    if len(sealed) < SEALED_CHUNK_SIZE:
-                        cut(f"chunk {counter} is incomplete or damaged")
-                        return
-                    raise DecryptError(
-                        f"chunk {counter} at byte {report.ciphertext_offset} fails authentication"
-                    ) from None
-                report.plaintext_bytes += len(plain)
-                report.complete_chunks += 1
-                report.ciphertext_offset += len(sealed)
-                yield plain
-                cut(f"no final chunk after chunk {counter}")
+        if len(sealed) == SEALED_CHUNK_SIZE:
+            # A full chunk: non-final, or the final one of a payload that fills its last chunk.
+            following = src.read(SEALED_CHUNK_SIZE)
+            plain, final = open_chunk(sealed, counter, False), False
+            if plain is None:
+                plain, final = open_chunk(sealed, counter, True), True
+            if plain is None:
+                raise failed(counter, "fails authentication")
+        else:
+            # A short chunk can only be the final one: it is never tried (nor released) as a
+            # non-final chunk, whatever it authenticates as.
+            following = b""
+            if not sealed:
+                cut(f"no final chunk after chunk {counter - 1}" if counter else "no chunk after the payload nonce")
                 return
-            raise DecryptError(
-                f"chunk {counter} at byte {report.ciphertext_offset} fails authentication"
-            ) from None
-        if last and not plain and counter > 0:
-            raise DecryptError("age payload: empty final chunk after data")
+            plain, final = open_chunk(sealed, counter, True), True
+            if plain is None:
+                cut(f"chunk {counter} is incomplete or damaged ({len(sealed)} bytes)")
+                return
+            if not plain and counter > 0:
+                raise failed(counter, "is an empty final chunk after data (age never writes one)")
         report.plaintext_bytes += len(plain)
         report.complete_chunks += 1
         report.ciphertext_offset += len(sealed)
         yield plain
-        if last:
+        if final:
+            if following or src.read(1):
+                raise PayloadError(f"age payload: data after the final chunk (chunk {counter} ends "
+                                   f"at byte {report.ciphertext_offset})")
             return
         sealed = following
         counter += 1

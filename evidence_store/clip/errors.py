@@ -19,7 +19,20 @@ class DecryptError(ClipError):
     exit_code = 4
 
 
-class CutError(DecryptError):
+class HeaderError(FormatError):
+    """An age header that does not follow the format (the reference ``age`` refuses it too)."""
+
+
+class HeaderMacError(DecryptError):
+    """The file key was found but the age header's MAC does not verify: the header was altered."""
+
+
+class PayloadError(DecryptError):
+    """The age payload fails: a chunk does not authenticate, is out of place, or data follows
+    the final chunk. Plaintext before the failing chunk may already have been released."""
+
+
+class CutError(PayloadError):
     """The segment ends before its final chunk: use salvage to read what is complete."""
 
     def __init__(self, message: str, *hints: str, plaintext_bytes: int = 0, offset: int = 0):

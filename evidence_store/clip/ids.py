@@ -9,9 +9,9 @@ from datetime import datetime, timezone
 
 from evidence_store.clip.errors import FormatError
 
-CLIP_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-SEGMENT_RE = re.compile(r"^seg-[0-9]{5}\.age$")
+CLIP_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\Z")
+DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+SEGMENT_RE = re.compile(r"^seg-[0-9]{5}\.age\Z")
 
 
 def new_clip_id(now: datetime) -> str:
