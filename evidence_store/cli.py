@@ -193,9 +193,12 @@ def parse_when(text: str, what: str, *, end_of_day: bool = False) -> datetime:
 
 
 def open_store(args):
+    from evidence_store.plaintext import sweep
     from evidence_store.store import Store
 
-    return Store.open(store_dir(args))
+    store = Store.open(store_dir(args))
+    sweep(store.root)  # decrypted video a killed export left behind (its process is gone)
+    return store
 
 
 def out(text: str = "") -> None:

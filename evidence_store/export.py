@@ -36,6 +36,7 @@ from typing import Sequence
 
 from evidence_store import checkpoint as cpmod
 from evidence_store import events as ev
+from evidence_store import plaintext
 from evidence_store.clip.age import Identity
 from evidence_store.clip.devkey import DevicePublicKey
 from evidence_store.clip.errors import FormatError
@@ -126,15 +127,18 @@ def export_clip(store, clip_id: str, out: str | os.PathLike, *, reason: str,
     # The package is built in a private folder beside ``out`` and renamed into place at the end,
     # so that a failure (a damaged object, a full disk, Ctrl-C) never leaves decrypted video
     # behind in a half-made package: plaintext exists only in a complete, sealed export.
+    # A killed export cannot clean up: its work folder is private and registered, and the next
+    # store command (or export here) removes it once its process is gone (evidence_store/plaintext.py).
     out.parent.mkdir(parents=True, exist_ok=True)
-    work = out.parent / f".{out.name}.export-{os.getpid()}-{os.urandom(4).hex()}"
-    work.mkdir(mode=0o700)
+    plaintext.sweep(store.root, out.parent)
+    work = plaintext.make_workdir(out.parent, "export", store.root)
     try:
         result = _build(store, clip_id, info, work, begin, identities)
         os.replace(work, out)  # onto a missing or empty folder: atomic
     except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
+        plaintext.remove_workdir(work, store.root)
         raise
+    plaintext.remove_workdir(work, store.root)  # only its registration is left: the folder is `out` now
     fsync_dir(out.parent)
     result.out = out
     log.info("exported clip %s to %s (events %d, %d)", clip_id, out, result.begin_event, result.sealed_event)
@@ -147,19 +151,20 @@ def _build(store, clip_id: str, info, out: Path, begin, identities: Sequence[Ide
     if info.quarantine_reason is not None:
         return _build_quarantine(store, clip_id, info, out, begin, identities)
     ts_files = []
-    for segment in store.segments(clip_id):
-        path = out / "segments" / (segment["name"].removesuffix(".age") + ".ts")
-        path.parent.mkdir(exist_ok=True)
-        tmp = path.with_name("." + path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            for chunk in segment_plaintext(store, segment, identities):
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        ts_files.append(path)
-    # 3. MP4 by remuxing (no re-encoding: the pictures stay the camera's).
-    remux_to_mp4(ts_files, out / MP4)
+    with plaintext.private_umask():  # decrypted video: 0600 files, 0700 folders
+        for segment in store.segments(clip_id):
+            path = out / "segments" / (segment["name"].removesuffix(".age") + ".ts")
+            path.parent.mkdir(exist_ok=True)
+            tmp = path.with_name("." + path.name + ".tmp")
+            with open(tmp, "wb") as f:
+                for chunk in segment_plaintext(store, segment, identities):
+                    f.write(chunk)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+            ts_files.append(path)
+        # 3. MP4 by remuxing (no re-encoding: the pictures stay the camera's).
+        remux_to_mp4(ts_files, out / MP4)
     # 4. Signed camera files, keys, events with proofs against one checkpoint.
     _write(out / "manifest", store.objects.read(info.manifest_sha256))
     _write(out / "journal", store.objects.read(info.journal_sha256))
@@ -328,11 +333,32 @@ def add_streams_like(output, ts_files: Sequence[Path], *, sound: bool = True) ->
     return {}
 
 
-def remux_to_mp4(ts_files: Sequence[Path], mp4: Path) -> int:
-    """Copy the H.264 and AAC packets of the TS files into one MP4 without decoding. Returns
-    the number of video packets."""
+def _has_picture(path: Path) -> bool:
+    """Whether the TS file opens and has a video stream. A recording killed in its first instant
+    leaves an empty or nearly empty segment, on which PyAV raises EOFError."""
     import av
 
+    if path.stat().st_size == 0:
+        return False
+    try:
+        with av.open(str(path), format="mpegts") as container:
+            return bool(container.streams.video)
+    except av.FFmpegError as exc:
+        log.warning("segment %s holds no readable MPEG-TS (%s): not in the MP4", path.name, exc)
+        return False
+
+
+def remux_to_mp4(ts_files: Sequence[Path], mp4: Path) -> int:
+    """Copy the H.264 and AAC packets of the TS files into one MP4 without decoding. Returns
+    the number of video packets.
+
+    Segments without a readable picture add nothing; with none at all no MP4 is written and 0 is
+    returned: the decrypted .ts segments are the record, the MP4 only a copy of them."""
+    import av
+
+    ts_files = [p for p in ts_files if _has_picture(p)]
+    if not ts_files:
+        return 0
     output = av.open(str(mp4), mode="w", format="mp4")
     packets = 0
     try:

@@ -13,6 +13,7 @@ import hashlib
 import io
 import logging
 import math
+import os
 import shlex
 import shutil
 import subprocess
@@ -220,10 +221,14 @@ def write_contact_sheet(chunks: Iterator[bytes], path: Path, started_at, title: 
                 thumbs = thumbs[::2]
                 step *= 2
         container.close()
+    except av.EOFError:
+        pass  # the stream ends early (an empty or cut clip): the stills found so far, if any
     except av.FFmpegError as exc:
         raise EvidenceError(f"cannot decode the clip's video ({exc})") from None
     if not thumbs:
-        raise EvidenceError("the clip holds no decodable video frame")
+        raise EvidenceError("the clip holds no decodable video frame",
+                            "hint: a recording stopped in its first instant holds none; "
+                            "'export' still gives its signed files")
     if len(thumbs) > frames:
         thumbs = [thumbs[round(i * (len(thumbs) - 1) / (frames - 1))] for i in range(frames)]
     rows = (len(thumbs) + SHEET_COLUMNS - 1) // SHEET_COLUMNS
@@ -244,5 +249,16 @@ def write_contact_sheet(chunks: Iterator[bytes], path: Path, started_at, title: 
         stamp = format_time(started_at + timedelta(seconds=t))[11:23]
         draw.text((x + 4, y + THUMB_HEIGHT + strip + 2), f"+{t:6.1f}s  {stamp}Z", fill="white")
     path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path, format="PNG")
+    # Stills of a recording are personal data: readable by their user alone (0600), written to a
+    # private temporary name and renamed, so no other user ever sees a partial or open file.
+    tmp = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o600)
+            sheet.save(f, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return len(thumbs)

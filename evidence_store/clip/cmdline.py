@@ -30,7 +30,7 @@ _IDENTIFIERS = {
     "device": (re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z"), "letters, digits, . _ -; at most 64"),
     "officer": (re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}\Z"), "letters, digits, . _ @ -; at most 64"),
     "clip": (re.compile(r"(?:[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}|q-[0-9a-f]{24})\Z"),
-             "a clip id (UUIDv7, lower case) or a quarantine id q-..."),
+             "a UUIDv7 in lower case, or q- and 24 hex digits for quarantine"),
 }
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 

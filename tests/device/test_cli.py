@@ -4,6 +4,7 @@ writes a real clip that the standard ``age`` tool decrypts and ffprobe plays."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import pytest
@@ -150,10 +151,11 @@ def test_cli_init_rerun_after_key_saved_reuses_unpublished_key(tmp_path):
     assert DeviceKey.load(state).public == left.public
 
 
-@pytest.mark.parametrize("seconds", ["nan", "inf", "-inf", "0"])
+@pytest.mark.parametrize("seconds", ["nan", "inf", "-inf", "0", "1e308", "43201"])
 def test_cli_simulate_seconds_not_finite_positive_exit_2(tmp_path, capsys, seconds):
     cam = make_camera(tmp_path)
     assert main(["simulate", "--outbox", str(cam.outbox), f"--seconds={seconds}", "--emergency"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("bodycam-device: error: --seconds must be a finite number above zero")
+    assert re.match(r"bodycam-device: error: (argument )?--seconds(:| must be a finite number above zero)", err)
+    assert len(err.splitlines()) <= 2
     assert clip_dirs(cam.outbox) == []

@@ -120,8 +120,11 @@ def test_cli_show_json_adds_segments_and_events(cli_store, capsys):
 
 def test_cli_show_unknown_clip_one_line(cli_store, capsys):
     root, _, _ = cli_store
+    unknown = "01a22f0e-68f1-7831-9f5c-000000000000"
+    code, _, err = run(capsys, "--store", root, "show", unknown)
+    assert code == 2 and err.startswith(f"bodycam-evidence: error: unknown clip {unknown}")
     code, _, err = run(capsys, "--store", root, "show", "nope")
-    assert code == 2 and err.startswith("bodycam-evidence: error: unknown clip nope")
+    assert code == 2 and err.startswith("bodycam-evidence: error: CLIP: not a clip id")
 
 
 def test_cli_hold_release_justify_logged(cli_store, capsys):
