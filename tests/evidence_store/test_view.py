@@ -50,6 +50,7 @@ def test_view_contact_sheet_png_with_frames(store, add_clip, tmp_path):
     sheet = tmp_path / "sheet.png"
     result = view_clip(store, clip.clip_id, reason="review", identities=store.identities(PASSPHRASE), contact_sheet=sheet)
     assert result.frames >= 4
+    assert sheet.stat().st_mode & 0o777 == 0o600  # stills of a recording: for their user alone
     with Image.open(sheet) as image:
         assert image.format == "PNG" and image.width == 4 * 240
     (event,) = [e for e in store.events(clip_id=clip.clip_id) if e["kind"] == "view"]
