@@ -24,7 +24,7 @@ from pathlib import Path
 from evidence_store.clip.clock import CLOCK_UNSYNCHRONISED
 from evidence_store.clip.devkey import DeviceKey
 from evidence_store.clip.errors import ClipError
-from evidence_store.clip.fsutil import read_regular
+from evidence_store.clip.fsutil import atomic_write, read_regular
 from evidence_store.clip.ids import SEGMENT_RE, format_time, parse_time
 from evidence_store.clip.journal import (
     CUT,
@@ -180,7 +180,11 @@ def recover(outbox_dir: str | os.PathLike, state_dir: str | os.PathLike, key: De
         try:
             data = read_regular(clip_dir / JOURNAL_FILE, MAX_JOURNAL_BYTES)
         except FileNotFoundError:
+            # Killed before its first journal line (the first instant of a recording): an empty
+            # journal says so, signed by nothing because it claims nothing. The store keeps every
+            # clip with its journal, so without one this genuine clip would be quarantined.
             data = b""
+            atomic_write(clip_dir / JOURNAL_FILE, data)
             notes.append("no journal: nothing was committed")
         try:
             journal = parse_journal(data, key.public, clip_id)
