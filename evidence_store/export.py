@@ -39,7 +39,6 @@ from evidence_store import events as ev
 from evidence_store import plaintext
 from evidence_store.clip.age import Identity
 from evidence_store.clip.devkey import DevicePublicKey
-from evidence_store.clip.errors import FormatError
 from evidence_store.clip.fsutil import atomic_write, fsync_dir
 from evidence_store.clip.journal import parse_journal
 from evidence_store.clip.manifest import parse_manifest
@@ -374,6 +373,24 @@ def remux_to_mp4(ts_files: Sequence[Path], mp4: Path) -> int:
 
 # -- offline check ------------------------------------------------------------------------------
 
+#: What reading a file of the package may raise. The package is untrusted input: any of these
+#: becomes a fault in the list (exit 3), never a traceback. ValueError covers text that is not
+#: UTF-8 and numbers too long to convert; RecursionError deep nesting.
+UNTRUSTED_FAULTS = (OSError, EvidenceError, ValueError, RecursionError)
+
+
+def _why(exc: BaseException) -> str:
+    """One line for a fault: our errors say it themselves; Python's are named by their kind."""
+    if isinstance(exc, EvidenceError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    if isinstance(exc, UnicodeDecodeError):
+        return "is not UTF-8 text"
+    if isinstance(exc, RecursionError):
+        return "nests too deeply"
+    return "holds a malformed value (a number too long, or not the expected form)"
+
 
 def check_mp4_streams(mp4: Path, sound: bool) -> str | None:
     """None if the MP4 has one H.264 stream and, exactly when the manifest says the clip has
@@ -433,8 +450,8 @@ def verify_export(folder: str | os.PathLike, vkey: str | None = None) -> list[Fa
         verifier = NoteVerifier.from_vkey(vkey or shipped)
         if vkey and vkey.strip() != shipped:
             fault("key-mismatch", "store.vkey", "is not the verifier key you gave")
-    except (OSError, EvidenceError) as exc:
-        fault("key-invalid", "store.vkey", str(exc))
+    except UNTRUSTED_FAULTS as exc:
+        fault("key-invalid", "store.vkey", _why(exc))
         return faults
     # 2. The signed file list.
     sums = (root / SUMS).read_bytes()
@@ -442,8 +459,8 @@ def verify_export(folder: str | os.PathLike, vkey: str | None = None) -> list[Fa
         text = open_note((root / SUMS_NOTE).read_bytes(), verifier)
         if text.encode() != sums:
             fault("list-mismatch", SUMS, f"differs from the signed {SUMS_NOTE}")
-    except (OSError, EvidenceError) as exc:
-        fault("list-signature", SUMS_NOTE, f"does not verify: {exc}")
+    except UNTRUSTED_FAULTS as exc:
+        fault("list-signature", SUMS_NOTE, f"does not verify: {_why(exc)}")
     # 3. Every listed file, and nothing unlisted.
     listed = {}
     for line in sums.decode("utf-8", "replace").splitlines():
@@ -463,8 +480,8 @@ def verify_export(folder: str | os.PathLike, vkey: str | None = None) -> list[Fa
         device_key = DevicePublicKey.parse((root / "device.pub").read_text().strip())
         manifest = parse_manifest((root / "manifest").read_bytes(), device_key)
         parse_journal((root / "journal").read_bytes(), device_key, manifest.clip_id)
-    except (OSError, EvidenceError) as exc:
-        fault("camera-signature", "manifest/journal", str(exc))
+    except UNTRUSTED_FAULTS as exc:
+        fault("camera-signature", "manifest/journal", _why(exc))
     if manifest is not None:
         for seg in manifest.segments:
             name = f"segments/{seg.name.removesuffix('.age')}.ts"
@@ -497,8 +514,8 @@ def verify_export(folder: str | os.PathLike, vkey: str | None = None) -> list[Fa
             if cpmod.parse_tlog_proof(proof_text).checkpoint != checkpoint:
                 fault("proof-checkpoint", where, "proves against another checkpoint than the package's")
             body = ev.parse_leaf(leaf, where)
-        except (OSError, EvidenceError) as exc:
-            fault("proof-invalid", where, str(exc))
+        except UNTRUSTED_FAULTS as exc:
+            fault("proof-invalid", where, _why(exc))
             continue
         if body["index"] != index:
             fault("event-index", where, f"says it is entry {body['index']}")
@@ -526,6 +543,6 @@ def verify_export(folder: str | os.PathLike, vkey: str | None = None) -> list[Fa
             fault("export-event", EXPORT_EVENT, f"does not name this package's {SUMS_NOTE}")
         if manifest is not None and body.get("clip") != manifest.clip_id:
             fault("export-event", EXPORT_EVENT, "is about another clip")
-    except (OSError, EvidenceError, FormatError) as exc:
-        fault("export-event", EXPORT_EVENT, str(exc))
+    except UNTRUSTED_FAULTS as exc:
+        fault("export-event", EXPORT_EVENT, _why(exc))
     return faults
