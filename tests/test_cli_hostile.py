@@ -182,3 +182,18 @@ def test_cli_hostile_device_id_with_newline_does_not_enrol_second_device(world, 
         assert [d for d in store.conn.execute("SELECT device_id FROM devices")] == [("cam-07",)]
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("check,good,bad", [
+    ("check_device_id", "cam-07", "cam-07\n"),
+    ("check_device_id", "cam-07", "../x"),
+    ("check_clip_id", "01a22f0e-68f1-7831-9f5c-90c61c665be3", "01a22f0e-68f1-7831-9f5c-90c61c665be3\n"),
+])
+def test_ids_format_checks_match_whole_text_only(check, good, bad):
+    # "$" also matches before a final line break: the format checks anchor with \Z.
+    from evidence_store.clip import ids
+    from evidence_store.clip.errors import FormatError
+
+    assert getattr(ids, check)(good) == good
+    with pytest.raises(FormatError):
+        getattr(ids, check)(bad)
