@@ -17,7 +17,7 @@ from typing import Callable, NoReturn, Sequence
 
 from evidence_store.errors import UsageError
 
-EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_ERROR, EXIT_INTERRUPTED = 1, 130
 
 #: Dates and times a command accepts. Body-worn cameras did not exist before 2000; the upper
 #: bound leaves centuries of headroom for retention arithmetic (deadline = start + years)
@@ -113,16 +113,15 @@ def parse_number_arg(text: str, option: str, low: float, high: float) -> float:
     return value
 
 
-def arg_type(check: Callable[..., object], *extra, **options) -> Callable[[str], object]:
-    """An argparse ``type=`` running ``check(text, option, ...)``; its message becomes argparse's."""
+def arg_type(check: Callable[..., object], *extra) -> Callable[[str], object]:
+    """An argparse ``type=`` running ``check(text, option, *extra)``; argparse names the option."""
 
     def convert(text: str):
         try:
-            return check(text, convert.option, *extra, **options)
+            return check(text, "", *extra)
         except UsageError as exc:
-            raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[-1]) from None
+            raise argparse.ArgumentTypeError(str(exc).removeprefix(": ")) from None
 
-    convert.option = "value"  # type: ignore[attr-defined]
     convert.__name__ = check.__name__
     return convert
 
