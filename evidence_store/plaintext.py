@@ -82,8 +82,12 @@ def make_workdir(parent: Path, purpose: str, store_root: Path) -> Path:
     make_shared_dir(registry)
     # Registered first: a kill between the two leaves only a registration, which the sweep drops.
     atomic_write(registry / name, str(path).encode(), mode=0o640)  # the group's sweep reads it
-    path.mkdir(mode=0o700)
-    os.chmod(path, 0o700)  # whatever the umask was
+    try:
+        path.mkdir(mode=0o700)
+        os.chmod(path, 0o700)  # whatever the umask was
+    except OSError:
+        (registry / name).unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -98,7 +102,7 @@ def remove_workdir(path: Path, store_root: Path) -> None:
 
 def _remove_dead(path: Path) -> bool:
     """Remove ``path`` if it is one of our work folders (not a link) whose owner is gone."""
-    if _NAME.match(path.name) is None or owner_alive(path.name):
+    if _NAME.match(path.name) is None or owner_alive(path.name) or not os.path.lexists(path):
         return False
     if path.is_symlink() or path.is_file():
         path.unlink(missing_ok=True)
