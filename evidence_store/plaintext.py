@@ -104,10 +104,13 @@ def _remove_dead(path: Path) -> bool:
     """Remove ``path`` if it is one of our work folders (not a link) whose owner is gone."""
     if _NAME.match(path.name) is None or owner_alive(path.name) or not os.path.lexists(path):
         return False
-    if path.is_symlink() or path.is_file():
-        path.unlink(missing_ok=True)
-    else:
-        shutil.rmtree(path, ignore_errors=True)
+    try:
+        if path.is_symlink() or path.is_file():
+            path.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+    except OSError:
+        pass  # another user's, or a read-only folder: it stays for a command that may remove it
     return not os.path.lexists(path)
 
 
@@ -135,7 +138,10 @@ def sweep(store_root: Path, *folders: Path) -> int:
             removed += _remove_dead(target)
             if os.path.lexists(target):
                 continue
-        entry.unlink(missing_ok=True)
+        try:
+            entry.unlink(missing_ok=True)
+        except OSError:
+            pass  # a read-only store: the command itself must still run
     for folder in folders:
         try:
             candidates = [p for p in folder.iterdir() if p.name.startswith(PREFIX)]
