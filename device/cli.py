@@ -460,6 +460,8 @@ def _main(argv: list[str]) -> int:
     _setup_logging(args.verbose)
     if getattr(args, "device_id", None) is not None:
         cmdline.check_identifier("device", args.device_id, "--device-id")
+    if getattr(args, "clock", None) is not None:
+        _parse_clock(args.clock)  # before anything is loaded or recorded
     return args.func(args)
 
 
