@@ -51,9 +51,13 @@ def segment_plaintext(store, segment: dict, identities: Sequence[Identity]) -> I
     want = segment["plaintext_bytes"]
     digest = hashlib.sha256()
     sent = 0
+    # Cut before anything was committed (a recording killed at its first instant, perhaps before
+    # its age header reached the disk): the camera signed zero plaintext bytes, so there is
+    # nothing to decrypt, only the signed hash of nothing to compare below.
+    nothing_committed = bool(segment["cut"]) and want == 0
     with store.objects.open(segment["sha256"]) as src:
         salvage = Salvage() if segment["cut"] else None
-        for chunk in read_chunks(src, identities, salvage=salvage):
+        for chunk in [] if nothing_committed else read_chunks(src, identities, salvage=salvage):
             if sent + len(chunk) > want:
                 chunk = chunk[: want - sent]
             if chunk:

@@ -2,7 +2,8 @@
 
 Through the three real command lines: ``bodycam-device simulate`` is SIGKILLed as soon as it
 says it records (an empty clip: the segment holds only its age header) or once its segment
-holds its first sealed chunk (a nearly empty one), ``recover`` seals it, the dock ingests it,
+holds its first sealed chunk (a nearly empty one), or its segment is left without even its
+age header (power lost before the page cache reached the card); ``recover`` seals it, the dock ingests it,
 and ``bodycam-evidence`` lists, shows, exports (without an MP4 when there is no video) and
 verifies the package; ``view --contact-sheet`` refuses an empty clip with one line.
 """
@@ -53,9 +54,10 @@ def _record_and_kill(outbox: Path, state: Path, *, after_first_chunk: bool) -> N
         proc.stdout.close()
 
 
-@pytest.mark.parametrize("after_first_chunk", [False, True], ids=["empty", "nearly-empty"])
+@pytest.mark.parametrize("after_first_chunk,header_lost", [(False, False), (True, False), (False, True)],
+                         ids=["empty", "nearly-empty", "header-lost"])
 def test_first_instant_killed_recording_stored_listed_exported_verified(tmp_path, capsys, monkeypatch,
-                                                                        after_first_chunk):
+                                                                        after_first_chunk, header_lost):
     monkeypatch.setenv("BODYCAM_SCRYPT_LOG_N", "10")
     passfile = tmp_path / "pass"
     passfile.write_text("secret\n")
@@ -67,6 +69,12 @@ def test_first_instant_killed_recording_stored_listed_exported_verified(tmp_path
     assert _run(capsys, dock_main, "--store", store, "enroll", outbox, "--device-id", "cam-01")[0] == 0
 
     _record_and_kill(outbox, state, after_first_chunk=after_first_chunk)
+    if header_lost:
+        # Power lost before the page cache reached the card: the segment file exists, empty, and
+        # no journal line (each is written only after the bytes it vouches for were synced).
+        (segment,) = (outbox / "clips").glob("*/seg-00000.age")
+        segment.write_bytes(b"")
+        (segment.parent / "journal").unlink(missing_ok=True)
     code, out, err = _run(capsys, device_main, "recover", "--outbox", outbox, "--state", state)
     assert code == 0 and "sealed " in out, err
     code, out, err = _run(capsys, dock_main, "--store", store, "ingest", outbox, "--json")
