@@ -201,8 +201,14 @@ def cmd_status(args) -> int:
 
 # --- simulate ------------------------------------------------------------------------------------
 
+#: ``simulate --clock`` plays a camera whose clock is wrong, even absurdly (year 1): the camera's
+#: own plausibility rules must cope with that. Refused is only what leaves no room for datetime
+#: arithmetic (a year before 1 or after 9998 does not fit Python's datetime).
+SIMULATE_CLOCK_YEARS = (1, 9998)
+
+
 def _parse_clock(text: str) -> datetime:
-    return cmdline.parse_time_arg(text, "--clock")
+    return cmdline.parse_time_arg(text, "--clock", SIMULATE_CLOCK_YEARS)
 
 
 def _make_camera(spec: str, clock):

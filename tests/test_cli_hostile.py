@@ -38,6 +38,9 @@ HOSTILE = {
              "2026-11-30\n", "2026-11-30Z", "../x", "2026-11-30T10:00:00"],
     "time": ["9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z", HUGE, "2026-11-30T10:00:00Z\n", "2026-11-30Z",
              "2026-11-30T10:00:00"],
+    # simulate --clock plays a wrong camera clock, year 1 included: only what datetime cannot hold
+    "clock": ["9999-12-31T23:59:59Z", "0000-01-01T00:00:00Z", HUGE, "2026-11-30T10:00:00Z\n", "2026-11-30Z",
+              "2026-11-30T10:00:00"],
     "month": ["9999-12", "0001-01", HUGE, "2026-11\n", "2026-13", "../x"],
     "text": ["a\nb", "a\rb", "x" * 1001],
     "number": ["1e999", HUGE, "-1", "nan", "inf", "3\n"],
@@ -118,7 +121,7 @@ CASES = [
     ("device", ["init", "--outbox", "{new}-outbox", "--device-id", "@", "--state", "{new}-state"], "device"),
     ("device", ["init", "--outbox", "@", "--device-id", "cam-09"], "path"),
     ("device", ["--config", "@", "run"], "path"),
-    ("device", ["simulate", "--outbox", "{outbox}", "--state", "{state}", "--clock", "@"], "time"),
+    ("device", ["simulate", "--outbox", "{outbox}", "--state", "{state}", "--clock", "@"], "clock"),
     ("device", ["simulate", "--outbox", "{outbox}", "--state", "{state}", "--seconds", "@"], "number"),
     ("device", ["recover", "--outbox", "@"], "path"),
     ("device", ["status", "--outbox", "@"], "path"),

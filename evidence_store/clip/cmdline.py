@@ -57,14 +57,16 @@ def check_text(text: str, option: str) -> str:
     return text
 
 
-def _in_range(moment: datetime, text: str, option: str) -> datetime:
-    if not FIRST_YEAR <= moment.year <= LAST_YEAR:
-        raise UsageError(f"{option}: {_shown(text)} is outside the years {FIRST_YEAR} to {LAST_YEAR}")
+def _in_range(moment: datetime, text: str, option: str,
+              years: tuple[int, int] = (FIRST_YEAR, LAST_YEAR)) -> datetime:
+    if not years[0] <= moment.year <= years[1]:
+        raise UsageError(f"{option}: {_shown(text)} is outside the years {years[0]} to {years[1]}")
     return moment
 
 
-def parse_time_arg(text: str, option: str) -> datetime:
-    """An ISO 8601 time with a zone (``2026-11-25T10:00:00Z``, ``...+01:00``), as aware UTC."""
+def parse_time_arg(text: str, option: str, years: tuple[int, int] = (FIRST_YEAR, LAST_YEAR)) -> datetime:
+    """An ISO 8601 time with a zone (``2026-11-25T10:00:00Z``, ``...+01:00``), as aware UTC,
+    within ``years`` (both included)."""
     try:
         if not re.match(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}", text):
             raise ValueError
@@ -74,8 +76,8 @@ def parse_time_arg(text: str, option: str) -> datetime:
                          "hint: for example 2026-11-25T10:00:00Z") from None
     if moment.tzinfo is None:
         raise UsageError(f"{option}: give a time zone: {_shown(text)}", "hint: for example 2026-11-25T10:00:00Z")
-    _in_range(moment, text, option)
-    return _in_range(moment.astimezone(timezone.utc), text, option)
+    _in_range(moment, text, option, years)
+    return _in_range(moment.astimezone(timezone.utc), text, option, years)
 
 
 def parse_date_arg(text: str, option: str, *, end_of_day: bool = False) -> datetime:
