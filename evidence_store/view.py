@@ -206,10 +206,10 @@ def write_contact_sheet(chunks: Iterator[bytes], path: Path, started_at, title: 
     loudness: list[tuple[float, float]] = []  # (time, peak dBFS) of each sound frame
     try:
         container = av.open(IterReader(chunks), format="mpegts")
-        stream = container.streams.video[0]
+        video = container.streams.video[:1]  # none in a clip stopped before its first picture
         sound = container.streams.audio[:1]
         step, next_at = 0.5, 0.0
-        for frame in container.decode(stream, *sound):
+        for frame in container.decode(*video, *sound) if video else ():
             if isinstance(frame, av.AudioFrame):
                 peak = float(np.abs(frame.to_ndarray()).max(initial=0.0))
                 loudness.append((float(frame.time or 0.0), 20 * math.log10(max(peak, 1e-5))))
