@@ -44,7 +44,8 @@ def check_identifier(kind: str, text: str, option: str) -> str:
     """Return ``text`` if it is exactly a ``kind`` identifier; UsageError otherwise."""
     pattern, allowed = _IDENTIFIERS[kind]
     if not isinstance(text, str) or not pattern.match(text):
-        raise UsageError(f"{option}: not a {kind} id ({allowed}): {_shown(str(text))}")
+        # "unknown": no such identifier can exist, so none is known under it either.
+        raise UsageError(f"{option}: unknown {kind} {_shown(str(text))}: not a {kind} id ({allowed})")
     return text
 
 

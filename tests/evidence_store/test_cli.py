@@ -124,7 +124,7 @@ def test_cli_show_unknown_clip_one_line(cli_store, capsys):
     code, _, err = run(capsys, "--store", root, "show", unknown)
     assert code == 2 and err.startswith(f"bodycam-evidence: error: unknown clip {unknown}")
     code, _, err = run(capsys, "--store", root, "show", "nope")
-    assert code == 2 and err.startswith("bodycam-evidence: error: CLIP: not a clip id")
+    assert code == 2 and err.startswith("bodycam-evidence: error: CLIP: unknown clip 'nope': not a clip id")
 
 
 def test_cli_hold_release_justify_logged(cli_store, capsys):
