@@ -29,7 +29,6 @@ import hashlib
 import logging
 import os
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
