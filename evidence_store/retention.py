@@ -116,8 +116,7 @@ def earliest_start(claimed: datetime, previous_docking: datetime | None, arrived
     only when every clip on the camera was stored or quarantined and none was left unsealed (the
     camera seals its recording when docked): so it was recorded after the previous docking,
     whatever its camera's clock claims. Earlier than that is impossible; the earliest possible
-    start is the docking (the store passes the later of the previous docking and the enrollment,
-    the camera's first docking). A docking time after the arrival is no bound (it can only be wrong).
+    start is the docking. A docking time after the arrival is no bound (it can only be wrong).
     """
     if previous_docking is not None and claimed < previous_docking <= arrived:
         return previous_docking

@@ -631,10 +631,7 @@ class Store:
             # The deadline counts from the start, but never from later than now (retention.basis)
             # and never from a start the chain proves impossible (retention.earliest_start): the
             # corrected start is what the index and the leaf hold, the claim stays in the leaf.
-            # The enrollment is the first docking: a camera records only once enrolled (its
-            # recipients come from the enrollment), so a clip from before it is a wrong clock too.
-            bound = max(t for t in (device.enrolled_at, device.last_docking) if t is not None)
-            started = retention.earliest_start(claimed, bound, tx.now)
+            started = retention.earliest_start(claimed, device.last_docking, tx.now)
             late = tx.now > retention.deadline(retention.basis(started, tx.now), self.policy)
             all_flags = sorted(set(flags) | ({"late"} if late else set())
                                | ({retention.FLAG_START_CORRECTED} if started != claimed else set()))
