@@ -31,7 +31,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from evidence_store import checkpoint as cpmod
 from evidence_store import events as ev
@@ -440,6 +440,46 @@ def check_mp4_streams(mp4: Path, sound: bool) -> str | None:
 
 
 
+def check_signed_files(root: Path, vkey: str | None, fault: Callable[[str, str, str], None],
+                       trailer: Sequence[str]) -> tuple[NoteVerifier, dict[str, str]] | None:
+    """The first steps of checking any package (court export, case export, release): the store
+    key, the file list signed by it, every listed file against its SHA-256, nothing unlisted but
+    the ``trailer`` (the list itself and the event that names its hash). Faults go to ``fault``;
+    returns the verifier and the listed names with their digests, or None when there is no key
+    to check with."""
+    # 1. The store key.
+    try:
+        shipped = (root / "store.vkey").read_text().strip()
+        verifier = NoteVerifier.from_vkey(vkey or shipped)
+        if vkey and vkey.strip() != shipped:
+            fault("key-mismatch", "store.vkey", "is not the verifier key you gave")
+    except UNTRUSTED_FAULTS as exc:
+        fault("key-invalid", "store.vkey", _why(exc))
+        return None
+    # 2. The signed file list.
+    sums = (root / SUMS).read_bytes()
+    try:
+        text = open_note((root / SUMS_NOTE).read_bytes(), verifier)
+        if text.encode() != sums:
+            fault("list-mismatch", SUMS, f"differs from the signed {SUMS_NOTE}")
+    except UNTRUSTED_FAULTS as exc:
+        fault("list-signature", SUMS_NOTE, f"does not verify: {_why(exc)}")
+    # 3. Every listed file, and nothing unlisted.
+    listed: dict[str, str] = {}
+    for line in sums.decode("utf-8", "replace").splitlines():
+        digest, _, name = line.partition("  ")
+        listed[name] = digest
+        path = root / name
+        if ".." in Path(name).parts or not path.is_file():
+            fault("file-missing", name, "is listed but missing")
+        elif _file_sha256(path) != digest:
+            fault("file-altered", name, "does not match its SHA-256 in the signed list")
+    present = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+    for extra in sorted(present - set(listed) - set(trailer)):
+        fault("file-unlisted", extra, "is not in the signed file list")
+    return verifier, listed
+
+
 def verify_export(folder: str | os.PathLike, vkey: str | None = None) -> list[Fault]:
     """Check a package offline; return every fault (empty list: sound).
 
@@ -454,36 +494,10 @@ def verify_export(folder: str | os.PathLike, vkey: str | None = None) -> list[Fa
 
     if not (root / SUMS).is_file():
         raise UsageError(f"{root} is not an export package (no {SUMS})")
-    # 1. The store key.
-    try:
-        shipped = (root / "store.vkey").read_text().strip()
-        verifier = NoteVerifier.from_vkey(vkey or shipped)
-        if vkey and vkey.strip() != shipped:
-            fault("key-mismatch", "store.vkey", "is not the verifier key you gave")
-    except UNTRUSTED_FAULTS as exc:
-        fault("key-invalid", "store.vkey", _why(exc))
+    checked = check_signed_files(root, vkey, fault, TRAILER)
+    if checked is None:
         return faults
-    # 2. The signed file list.
-    sums = (root / SUMS).read_bytes()
-    try:
-        text = open_note((root / SUMS_NOTE).read_bytes(), verifier)
-        if text.encode() != sums:
-            fault("list-mismatch", SUMS, f"differs from the signed {SUMS_NOTE}")
-    except UNTRUSTED_FAULTS as exc:
-        fault("list-signature", SUMS_NOTE, f"does not verify: {_why(exc)}")
-    # 3. Every listed file, and nothing unlisted.
-    listed = {}
-    for line in sums.decode("utf-8", "replace").splitlines():
-        digest, _, name = line.partition("  ")
-        listed[name] = digest
-        path = root / name
-        if ".." in Path(name).parts or not path.is_file():
-            fault("file-missing", name, "is listed but missing")
-        elif _file_sha256(path) != digest:
-            fault("file-altered", name, "does not match its SHA-256 in the signed list")
-    present = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
-    for extra in sorted(present - set(listed) - set(TRAILER)):
-        fault("file-unlisted", extra, "is not in the signed file list")
+    verifier, listed = checked
     # 4. Camera-signed manifest and journal, and the video against them.
     manifest = None
     try:

@@ -44,7 +44,8 @@ from evidence_store.clip.fsutil import atomic_write, fsync_dir
 from evidence_store.clip.manifest import parse_manifest
 from evidence_store.clip.note import NoteVerifier, open_note, sign_note
 from evidence_store.errors import EvidenceError, UsageError
-from evidence_store.export import HINT_PACKAGE, SUMS, SUMS_NOTE, _file_sha256, begin_time
+from evidence_store.export import (HINT_PACKAGE, SUMS, SUMS_NOTE, UNTRUSTED_FAULTS, _file_sha256, _why, begin_time,
+                                   check_signed_files)
 from evidence_store.verify import Fault
 
 log = logging.getLogger(__name__)
@@ -345,32 +346,10 @@ def verify_release(folder: str | os.PathLike, vkey: str | None = None) -> list[F
 
     if not (root / SUMS).is_file() or not (root / RECORD).is_file():
         raise UsageError(f"{root} is not a release package (no {SUMS} or {RECORD})")
-    try:
-        shipped = (root / "store.vkey").read_text().strip()
-        verifier = NoteVerifier.from_vkey(vkey or shipped)
-        if vkey and vkey.strip() != shipped:
-            fault("key-mismatch", "store.vkey", "is not the verifier key you gave")
-    except (OSError, EvidenceError) as exc:
-        fault("key-invalid", "store.vkey", str(exc))
+    checked = check_signed_files(root, vkey, fault, TRAILER)
+    if checked is None:
         return faults
-    sums = (root / SUMS).read_bytes()
-    try:
-        if open_note((root / SUMS_NOTE).read_bytes(), verifier).encode() != sums:
-            fault("list-mismatch", SUMS, f"differs from the signed {SUMS_NOTE}")
-    except (OSError, EvidenceError) as exc:
-        fault("list-signature", SUMS_NOTE, f"does not verify: {exc}")
-    listed = {}
-    for line in sums.decode("utf-8", "replace").splitlines():
-        digest, _, name = line.partition("  ")
-        listed[name] = digest
-        path = root / name
-        if ".." in Path(name).parts or not path.is_file():
-            fault("file-missing", name, "is listed but missing")
-        elif _file_sha256(path) != digest:
-            fault("file-altered", name, "does not match its SHA-256 in the signed list")
-    present = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
-    for extra in sorted(present - set(listed) - set(TRAILER)):
-        fault("file-unlisted", extra, "is not in the signed file list")
+    verifier, listed = checked
     for needed in (VIDEO, RECORD, "manifest", "checkpoint"):
         if needed not in listed:
             fault("file-missing", needed, "is not in the package")
@@ -378,8 +357,14 @@ def verify_release(folder: str | os.PathLike, vkey: str | None = None) -> list[F
         record = json.loads((root / RECORD).read_bytes()[: 64 << 20])
         if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
             raise ValueError(f"not a {RECORD_FORMAT} record")
-    except (OSError, ValueError) as exc:
-        fault("record-invalid", RECORD, str(exc))
+        # The parts read below must have their shape, or a forged record would end in a traceback.
+        source = record.get("source")
+        if (not isinstance(record.get("output"), dict) or not isinstance(record.get("edits"), (dict, type(None)))
+                or not isinstance(source, dict) or not isinstance(source.get("segments"), list)
+                or not all(isinstance(seg, dict) for seg in source["segments"])):
+            raise ValueError("its output, edits or source segments are not of the record's form")
+    except UNTRUSTED_FAULTS as exc:
+        fault("record-invalid", RECORD, _why(exc))
         return faults
     # The source the record names is what the camera signed.
     try:
@@ -392,8 +377,8 @@ def verify_release(folder: str | os.PathLike, vkey: str | None = None) -> list[F
             fault("record-source", RECORD, "names other source segments than the camera signed")
         if manifest.clip_id != record.get("clip"):
             fault("record-source", RECORD, "is about another clip than the manifest")
-    except (OSError, EvidenceError, AttributeError) as exc:
-        fault("camera-signature", "manifest", str(exc))
+    except (*UNTRUSTED_FAULTS, AttributeError) as exc:
+        fault("camera-signature", "manifest", _why(exc))
     if (root / VIDEO).is_file() and record.get("output", {}).get("sha256") != _file_sha256(root / VIDEO):
         fault("record-output", VIDEO, "is not the output the record names")
     edits = record.get("edits")
@@ -413,8 +398,8 @@ def verify_release(folder: str | os.PathLike, vkey: str | None = None) -> list[F
             fault("event-mismatch", f"events/{begin}", "is not the redact event of this clip")
         if body.get("edits") != (edits or {}).get("sha256"):
             fault("event-mismatch", f"events/{begin}", "names other edits than the record")
-    except (OSError, EvidenceError, FormatError, TypeError) as exc:
-        fault("proof-invalid", f"events/{begin}", str(exc))
+    except (*UNTRUSTED_FAULTS, TypeError) as exc:
+        fault("proof-invalid", f"events/{begin}", _why(exc))
     try:
         leaf = (root / RELEASE_EVENT).read_bytes()
         cpmod.verify_tlog_proof((root / RELEASE_PROOF).read_bytes(), leaf, verifier)

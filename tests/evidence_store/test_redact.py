@@ -244,6 +244,28 @@ def test_redact_altered_video_found_by_verify_export(world, plain_run, tmp_path,
     assert "redacted.mp4" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("record", [
+    b'{"format": "bodycam-redaction/v1", "output": [], "source": {"segments": []}}',
+    b'{"format": "bodycam-redaction/v1", "output": {}, "edits": "x", "source": {"segments": [1]}}',
+    b"[" * 100000 + b"]" * 100000,
+    b"\xff\xfe not json",
+])
+def test_redact_forged_record_is_a_fault_not_a_traceback(plain_run, tmp_path, capsys, record):
+    # A package made by someone else (with their own key) is still checked, fault by fault.
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(plain_run, copy)
+    real = json.loads((copy / "redaction.json").read_bytes())
+    if record.startswith(b'{"format"'):
+        record = record.replace(b"bodycam-redaction/v1", real["format"].encode())
+    (copy / "redaction.json").write_bytes(record)
+    capsys.readouterr()
+    assert main(["verify-export", str(copy)]) == 3
+    got = capsys.readouterr()
+    assert "redaction.json" in got.out and "Traceback" not in got.err
+
+
 def test_redact_clip_without_sound_gives_video_only(world, capsys):
     out = world["tmp"] / "silent"
     assert main(["--store", str(world["root"]), "redact", world["silent"].clip_id, "--reason", "press",
