@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +27,11 @@ from evidence_store.clip.manifest import parse_manifest
 from evidence_store.clip.devkey import DevicePublicKey
 from evidence_store.clip.note import NoteVerifier, open_note, sign_note
 from evidence_store.errors import EvidenceError, UsageError
-from evidence_store.export import HINT_PACKAGE, SUMS, SUMS_NOTE, _file_sha256, export_clip
+from evidence_store.export import (HINT_PACKAGE, SUMS, SUMS_NOTE, UNTRUSTED_FAULTS, _file_sha256, _why,
+                                   export_clip)
 from evidence_store.verify import Fault
+
+_FOLDER = re.compile(r"clips/[0-9]{2,}-[0-9A-Za-z-]{1,64}")
 
 INDEX = "index.json"
 INDEX_FORMAT = "bodycam-case-export/v1"
@@ -91,9 +95,16 @@ def verify_case_export(folder: str | os.PathLike, vkey: str | None, verify_expor
         index = json.loads((root / INDEX).read_bytes()[:MAX_INDEX])
         if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT or not isinstance(index.get("clips"), list):
             raise ValueError(f"not a {INDEX_FORMAT} index")
-    except (OSError, ValueError) as exc:
-        return [Fault("index-invalid", INDEX, str(exc), HINT_PACKAGE)]
+    except UNTRUSTED_FAULTS as exc:
+        return [Fault("index-invalid", INDEX, _why(exc), HINT_PACKAGE)]
     entries = [e for e in index["clips"] if isinstance(e, dict)]
+    # A forged index must not point the check outside the package (an absolute path, "..").
+    for entry in entries:
+        folder = str(entry.get("folder"))
+        if not _FOLDER.fullmatch(folder):
+            fault("index-invalid", INDEX, f"names a folder outside clips/: {folder!r}")
+            entry["folder"] = None
+    entries = [e for e in entries if e["folder"] is not None]
     # The signature over README and index: with the key given, else the one the clip folders ship.
     key = vkey
     if key is None and entries:
@@ -113,8 +124,8 @@ def verify_case_export(folder: str | os.PathLike, vkey: str | None, verify_expor
         for name in ("README.txt", INDEX):
             if name not in listed or not (root / name).is_file() or _file_sha256(root / name) != listed[name]:
                 fault("file-altered", name, "is missing or does not match the signed list")
-    except (OSError, EvidenceError) as exc:
-        fault("list-signature", SUMS_NOTE, f"does not verify: {exc}")
+    except UNTRUSTED_FAULTS as exc:
+        fault("list-signature", SUMS_NOTE, f"does not verify: {_why(exc)}")
     present = sorted(f"clips/{p.name}" for p in (root / "clips").iterdir()) if (root / "clips").is_dir() else []
     named = [str(e.get("folder")) for e in entries]
     for extra in sorted(set(present) - set(named)):
@@ -136,6 +147,6 @@ def verify_case_export(folder: str | os.PathLike, vkey: str | None, verify_expor
             device = DevicePublicKey.parse((sub / "device.pub").read_text().strip())
             if parse_manifest((sub / "manifest").read_bytes(), device).clip_id != entry.get("clip"):
                 fault("index-clip", name, "holds another clip than the index names")
-        except (OSError, EvidenceError):
+        except UNTRUSTED_FAULTS:
             pass  # verify_export reported it
     return faults

@@ -83,3 +83,21 @@ def test_case_export_unknown_case_one_line_nothing_logged(case, capsys):
     code = main(["--store", str(root), "export", "--case", "StA-404", "--out", str(tmp / "x"), "--reason", "p"])
     assert code == 2 and "no clip is held under case" in capsys.readouterr().err
     assert not (tmp / "x").exists()
+
+
+@pytest.mark.parametrize("forge", ["absolute", "deep", "garbage"])
+def test_case_export_forged_index_is_a_fault_never_read_outside(case, capsys, forge):
+    root, clips, tmp = case
+    out = tmp / "case"
+    assert main(["--store", str(root), "export", "--case", "StA-1", "--out", str(out), "--reason", "prosecutor"]) == 0
+    index_path = out / "index.json"
+    if forge == "garbage":
+        index_path.write_bytes(b"[" * 200000)
+    else:
+        index = json.loads(index_path.read_text())
+        index["clips"][0]["folder"] = str(tmp) if forge == "absolute" else "clips/../../x"
+        index_path.write_text(json.dumps(index))
+    capsys.readouterr()
+    assert main(["verify-export", str(out)]) == 3
+    got = capsys.readouterr()
+    assert "index.json" in got.out and "Traceback" not in got.err
