@@ -6,6 +6,7 @@ from datetime import datetime
 
 from device.errors import RecorderError
 from device.recorder_api import Trigger
+from evidence_store.clip.sdnotify import SdNotifier
 
 
 class FakeRecorder:
@@ -101,10 +102,11 @@ class FakeGadget:
         self.attached_serial = None
 
 
-class FakeNotifier:
-    """An SdNotifier stand-in that keeps what it was told."""
+class FakeNotifier(SdNotifier):
+    """The real SdNotifier's messages, kept instead of sent to a socket."""
 
     def __init__(self, watchdog_every: float | None = 1.0):
+        super().__init__(None, environ={})
         self.sent: list[str] = []
         self._every = watchdog_every
 
@@ -114,18 +116,6 @@ class FakeNotifier:
     def notify(self, *fields: str) -> bool:
         self.sent.extend(fields)
         return True
-
-    def ready(self) -> bool:
-        return self.notify("READY=1")
-
-    def watchdog(self) -> bool:
-        return self.notify("WATCHDOG=1")
-
-    def stopping(self) -> bool:
-        return self.notify("STOPPING=1")
-
-    def status(self, text: str) -> bool:
-        return self.notify(f"STATUS={text}")
 
 
 class FakeEvent:
