@@ -30,8 +30,11 @@ $(STAMP): setup.cfg pyproject.toml
 	$(DETECTOR_WEIGHTS)
 	touch $(STAMP)
 
+# Lint and types first: a finding stops the run before the long test suite (configured in pyproject.toml).
 test: $(STAMP)
 	$(SYSTEM_PACKAGES) test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m pytest -q
 
 demo: $(DEMO_STAMP)
