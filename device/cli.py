@@ -27,15 +27,14 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from device.clock import DockClock, SetClock
+from device.errors import ConfigError, DeviceError
+from device.state import StateDir, check_state_outside_outbox, default_state_dir
 from evidence_store.clip import cmdline
 from evidence_store.clip.clock import CLOCK_CLI, SystemClock
 from evidence_store.clip.devkey import DeviceKey
 from evidence_store.clip.errors import ClipError
 from evidence_store.clip.outbox import CLIPS_DIR, RECEIPTS_DIR, DeviceRecord, Enrollment, Outbox
-
-from device.clock import DockClock, SetClock
-from device.errors import ConfigError, DeviceError
-from device.state import StateDir, check_state_outside_outbox, default_state_dir
 
 log = logging.getLogger(__name__)
 

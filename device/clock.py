@@ -19,14 +19,14 @@ more than ``BACKWARD_TOLERANCE``; the camera then keeps its own clock.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from evidence_store.clip.clock import CLOCK_CLI, CLOCK_DOCK, CLOCK_NTP, Clock, aware_utc, check_source
 
 #: When this firmware was built: no genuine dock's clock is behind the software it runs.
-FIRMWARE_BUILT = datetime(2026, 11, 1, tzinfo=timezone.utc)
+FIRMWARE_BUILT = datetime(2026, 11, 1, tzinfo=UTC)
 #: Far beyond any camera's service life; later means a broken clock, not the future.
-LATEST_PLAUSIBLE = datetime(2100, 1, 1, tzinfo=timezone.utc)
+LATEST_PLAUSIBLE = datetime(2100, 1, 1, tzinfo=UTC)
 #: How far a dock's time may lie behind the camera's own last known time: the drift of a Pi's
 #: crystal over a two-week deployment (seconds) and of two docks' NTP clocks, with room to spare.
 BACKWARD_TOLERANCE = timedelta(minutes=10)

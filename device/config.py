@@ -65,9 +65,10 @@ import dataclasses
 import logging
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import Any, Union
 
 from device.errors import ConfigError
 from evidence_store.clip.profile import Profile

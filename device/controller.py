@@ -46,12 +46,11 @@ import dataclasses
 import enum
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Callable, Protocol
-
-from evidence_store.clip.clock import Clock
+from typing import Protocol
 
 from device import hardware as hw
 from device.config import ControlsConfig
@@ -68,6 +67,7 @@ from device.recorder_api import (
     Recorder,
     Trigger,
 )
+from evidence_store.clip.clock import Clock
 from evidence_store.clip.sdnotify import SdNotifier
 
 log = logging.getLogger(__name__)

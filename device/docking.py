@@ -40,16 +40,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
+from device.clock import DockClock, check_dock_time
+from device.errors import DeviceError, HardwareError, NotEnrolledError
+from device.state import StateDir
 from evidence_store.clip.clock import CLOCK_DOCK, CLOCK_NTP, CLOCK_RTC, Clock
 from evidence_store.clip.errors import ClipError
 from evidence_store.clip.fsutil import atomic_write, read_regular
 from evidence_store.clip.ids import DEVICE_ID_RE, format_time
 from evidence_store.clip.manifest import MANIFEST_FILE, MAX_MANIFEST_BYTES, manifest_hash
 from evidence_store.clip.outbox import CLOCK_FILE, ENROLLMENT_FILE, RECEIPTS_DIR, Enrollment, Outbox
-
-from device.clock import DockClock, check_dock_time
-from device.errors import DeviceError, HardwareError, NotEnrolledError
-from device.state import StateDir
 
 log = logging.getLogger(__name__)
 

@@ -32,10 +32,9 @@ from typing import Union
 from gpiozero import LED, Buzzer, DigitalInputDevice
 from gpiozero.exc import GPIOZeroError
 
-from evidence_store.clip.clock import Clock
-
 from device.config import PinsConfig
 from device.errors import HardwareError
+from evidence_store.clip.clock import Clock
 
 log = logging.getLogger(__name__)
 

@@ -48,20 +48,10 @@ import math
 import os
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
-
-from evidence_store.clip.age import AgeWriter
-from evidence_store.clip.devkey import DeviceKey
-from evidence_store.clip.clock import Clock
-from evidence_store.clip.errors import ClipError
-from evidence_store.clip.fsutil import append_durable, fsync_dir
-from evidence_store.clip.ids import format_time, new_clip_id
-from evidence_store.clip.journal import GENESIS, JOURNAL_FILE, JournalEntry, line_hash, sign_entry
-from evidence_store.clip.manifest import ANNOUNCED, Manifest, SegmentRecord
-from evidence_store.clip.outbox import Enrollment, Outbox
 
 from device.camera.base import NULL_PACKET, TS_PACKET_SIZE, Camera, TsUnit
 from device.clock import DockClock
@@ -82,6 +72,15 @@ from device.recorder_api import (
 )
 from device.sealing import firmware_version, seal
 from device.state import RecordingMarker, StateDir, boot_id
+from evidence_store.clip.age import AgeWriter
+from evidence_store.clip.clock import Clock
+from evidence_store.clip.devkey import DeviceKey
+from evidence_store.clip.errors import ClipError
+from evidence_store.clip.fsutil import append_durable, fsync_dir
+from evidence_store.clip.ids import format_time, new_clip_id
+from evidence_store.clip.journal import GENESIS, JOURNAL_FILE, JournalEntry, line_hash, sign_entry
+from evidence_store.clip.manifest import ANNOUNCED, Manifest, SegmentRecord
+from evidence_store.clip.outbox import Enrollment, Outbox
 
 log = logging.getLogger(__name__)
 

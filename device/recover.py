@@ -19,8 +19,14 @@ import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 
+from device.docking import load_enrollment
+from device.errors import DeviceError
+from device.recorder_api import TRIGGER_ANNOUNCED, Trigger
+from device.sealing import firmware_version, reconcile_chain, seal
+from device.state import ChainHead, RecordingMarker, StateDir, boot_id
 from evidence_store.clip.clock import CLOCK_UNSYNCHRONISED
 from evidence_store.clip.devkey import DeviceKey
 from evidence_store.clip.errors import ClipError
@@ -37,12 +43,6 @@ from evidence_store.clip.journal import (
 )
 from evidence_store.clip.manifest import EMERGENCY, Manifest, SegmentRecord
 from evidence_store.clip.outbox import Outbox
-
-from device.docking import load_enrollment
-from device.errors import DeviceError
-from device.recorder_api import TRIGGER_ANNOUNCED, Trigger
-from device.sealing import firmware_version, reconcile_chain, seal
-from device.state import ChainHead, RecordingMarker, StateDir, boot_id
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +80,10 @@ def _file_digest(path: Path) -> tuple[int, str]:
 
 def _clip_time(clip_id: str) -> str:
     """The creation time a UUIDv7 carries (its first 48 bits are Unix milliseconds)."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     ms = int(clip_id.replace("-", "")[:12], 16)
-    return format_time(datetime.fromtimestamp(ms / 1000, tz=timezone.utc))
+    return format_time(datetime.fromtimestamp(ms / 1000, tz=UTC))
 
 
 def _duration_ms(entries: list[JournalEntry]) -> int:

@@ -11,10 +11,11 @@ manifest is never touched again.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
 
+from device.state import ChainHead, StateDir
 from evidence_store.clip.devkey import DeviceKey, DevicePublicKey
 from evidence_store.clip.errors import ClipError
 from evidence_store.clip.fsutil import atomic_write, read_regular
@@ -27,8 +28,6 @@ from evidence_store.clip.manifest import (
     sign_manifest,
 )
 from evidence_store.clip.outbox import Outbox
-
-from device.state import ChainHead, StateDir
 
 log = logging.getLogger(__name__)
 

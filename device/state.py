@@ -24,11 +24,10 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from datetime import datetime
 from pathlib import Path
 
+from device.errors import DeviceError
 from evidence_store.clip.errors import ClipError
 from evidence_store.clip.fsutil import atomic_write, fsync_dir, read_regular
 from evidence_store.clip.ids import format_time, parse_time
-
-from device.errors import DeviceError
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +168,7 @@ class StateDir:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
 
-    def ensure(self) -> "StateDir":
+    def ensure(self) -> StateDir:
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
         return self
 

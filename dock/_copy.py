@@ -14,8 +14,8 @@ import io
 import os
 import queue
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 from evidence_store.clip.journal import JournalEntry, SegmentCheck, check_segment
 
@@ -31,7 +31,7 @@ class _Aborted(Exception):
 class _QueueReader(io.RawIOBase):
     """The consumer side: ``read(n)`` returns bytes that the tee pushed, in order."""
 
-    def __init__(self, q: "queue.Queue"):
+    def __init__(self, q: queue.Queue):
         self._q = q
         self._buf = memoryview(b"")
         self.finished = False
@@ -73,7 +73,7 @@ class TeeReader(io.RawIOBase):
     """The producer side, handed to ``store.put_object``: reads the camera file's fd and pushes
     every block to the checker. ``on_bytes`` reports progress."""
 
-    def __init__(self, fd: int, q: "queue.Queue", on_bytes: Callable[[int], None] | None = None):
+    def __init__(self, fd: int, q: queue.Queue, on_bytes: Callable[[int], None] | None = None):
         self._fd = fd
         self._q = q
         self._on_bytes = on_bytes

@@ -10,13 +10,12 @@ import logging
 import os
 from pathlib import Path
 
+from dock.errors import DockError
+from dock.scan import read_device
 from evidence_store.clip.clock import Clock
 from evidence_store.clip.devkey import DevicePublicKey
 from evidence_store.clip.ids import format_time
 from evidence_store.clip.outbox import Outbox
-
-from dock.errors import DockError
-from dock.scan import read_device
 
 log = logging.getLogger(__name__)
 

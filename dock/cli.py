@@ -33,13 +33,12 @@ import sys
 import threading
 from pathlib import Path
 
+from dock._progress import ProgressBar
+from dock.config import DEFAULT_CONFIG, default_state_dir, load_config
+from dock.errors import ConfigError, DockError
 from evidence_store.clip import cmdline
 from evidence_store.clip.clock import SystemClock
 from evidence_store.errors import EvidenceError
-
-from dock._progress import ProgressBar
-from dock.errors import ConfigError, DockError
-from dock.config import DEFAULT_CONFIG, default_state_dir, load_config
 
 log = logging.getLogger(__name__)
 PROG = "bodycam-dock"

@@ -12,16 +12,16 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
-from evidence_store.clip.sdnotify import SdNotifier
 from dock.config import DockConfig
 from dock.ingest import Ingester
 from dock.lock import DeviceLocks
 from dock.mount import Mounter, RealMounter
 from dock.udev import ADD, DockingHandler, PyudevEventSource, UdevEvent
 from dock.watch import FolderWatcher
+from evidence_store.clip.sdnotify import SdNotifier
 
 log = logging.getLogger(__name__)
 

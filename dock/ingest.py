@@ -35,11 +35,15 @@ import json
 import logging
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Callable
 
+from dock._copy import copy_and_check
+from dock.errors import DockError, NotEnrolledError
+from dock.lock import DeviceLocks
+from dock.scan import Candidate, outbox_present, read_device_hint, scan_outbox
 from evidence_store.clip.clock import Clock, SystemClock
 from evidence_store.clip.devkey import DevicePublicKey
 from evidence_store.clip.fsutil import UnsafeFileError, atomic_write, fsync_dir, open_regular, read_regular
@@ -48,11 +52,6 @@ from evidence_store.clip.journal import CUT, JOURNAL_FILE, MAX_JOURNAL_BYTES, TA
 from evidence_store.clip.manifest import MANIFEST_FILE, Manifest, SegmentRecord, manifest_hash, parse_manifest
 from evidence_store.clip.outbox import QUARANTINED, STORED, DeviceRecord, Outbox, Receipt
 from evidence_store.errors import EvidenceError, IntegrityError
-
-from dock._copy import copy_and_check
-from dock.errors import DockError, NotEnrolledError
-from dock.lock import DeviceLocks
-from dock.scan import Candidate, outbox_present, read_device_hint, scan_outbox
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +145,7 @@ class IngestReport:
 class _Unplugged(Exception):
     """The outbox vanished: stop this docking. ``result`` is the clip being worked on, if known."""
 
-    def __init__(self, message: str, result: "ClipResult | None" = None):
+    def __init__(self, message: str, result: ClipResult | None = None):
         super().__init__(message)
         self.result = result
 
@@ -673,7 +672,7 @@ class Ingester:
                     res.extra_files.append(name)
         self._receipt_and_clear(dk, cand, res, status, entries)
 
-    def _keep_entry(self, dk: _Docking, entry: "_Entry"):
+    def _keep_entry(self, dk: _Docking, entry: _Entry):
         """Store one inventoried camera file; the bytes stored must be the bytes hashed."""
         try:
             fd = open_regular(entry.path, max_bytes=QUARANTINE_MAX_FILE)
@@ -688,7 +687,7 @@ class Ingester:
             raise _Skip(f"{entry.shown}: changed during ingest")
         return ref
 
-    def _inventory(self, dk: _Docking, cand: Candidate) -> list["_Entry"]:
+    def _inventory(self, dk: _Docking, cand: Candidate) -> list[_Entry]:
         """Every entry of the clip folder (sub-folders too, bounded), each regular file with the
         SHA-256 of its bytes. Raises _Skip when the folder cannot be proven (too deep, too many
         entries, a monster file, a file changing while read): it then stays on the camera."""
@@ -723,7 +722,7 @@ class Ingester:
         walk(cand.path, "", 0)
         return out
 
-    def _hash(self, dk: _Docking, entry: "_Entry") -> str:
+    def _hash(self, dk: _Docking, entry: _Entry) -> str:
         known = dk.seen.get(entry.ident)
         if known is not None:
             return known
@@ -743,7 +742,7 @@ class Ingester:
         dk.seen[entry.ident] = digest.hexdigest()
         return dk.seen[entry.ident]
 
-    def _receipt_and_clear(self, dk: _Docking, cand: Candidate, res: ClipResult, status: str, entries: list["_Entry"]) -> None:
+    def _receipt_and_clear(self, dk: _Docking, cand: Candidate, res: ClipResult, status: str, entries: list[_Entry]) -> None:
         # The receipt makes the camera delete the folder too (at undocking): so first make sure
         # that every entry is still the one proven held. A file that changed since is left, with
         # the whole clip, for the next docking, which keeps its new bytes before clearing.
@@ -763,7 +762,7 @@ class Ingester:
         res.cleared = True
         self._fault("clip-deleted", res.clip_id)
 
-    def _delete(self, dk: _Docking, cand: Candidate, entries: list["_Entry"]) -> None:
+    def _delete(self, dk: _Docking, cand: Candidate, entries: list[_Entry]) -> None:
         """Delete exactly the inventoried entries, each only if it is still the file that was
         proven held; the manifest last (a cut-off clearing leaves a sealed folder whose receipt
         lets the next docking finish), the folder itself only when nothing else appeared."""
@@ -787,7 +786,7 @@ class Ingester:
         fsync_dir(cand.path.parent)
 
     @staticmethod
-    def _remove(entry: "_Entry") -> None:
+    def _remove(entry: _Entry) -> None:
         try:
             st = os.lstat(entry.path)
         except FileNotFoundError:

@@ -14,8 +14,8 @@ import fcntl
 import logging
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from evidence_store.clip.ids import check_device_id
 

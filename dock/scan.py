@@ -15,13 +15,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dock.errors import DockError
 from evidence_store.clip.errors import FormatError
 from evidence_store.clip.fsutil import UnsafeFileError, read_regular
 from evidence_store.clip.manifest import MANIFEST_FILE, MAX_MANIFEST_BYTES, Manifest, parse_manifest
 from evidence_store.clip.outbox import CLIPS_DIR, DEVICE_FILE, DeviceRecord, Outbox
 from evidence_store.errors import EvidenceError
-
-from dock.errors import DockError
 
 log = logging.getLogger(__name__)
 

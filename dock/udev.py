@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
-
-from evidence_store.clip.errors import FormatError
-from evidence_store.clip.ids import check_device_id
-from evidence_store.errors import EvidenceError
 
 from dock.errors import DockError
 from dock.mount import Mounter
+from evidence_store.clip.errors import FormatError
+from evidence_store.clip.ids import check_device_id
+from evidence_store.errors import EvidenceError
 
 log = logging.getLogger(__name__)
 

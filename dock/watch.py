@@ -13,14 +13,13 @@ import logging
 import os
 import queue
 import threading
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
+from dock.errors import DockError
 from evidence_store.clip.manifest import MANIFEST_FILE
 from evidence_store.clip.outbox import CLIPS_DIR
 from evidence_store.errors import EvidenceError
-
-from dock.errors import DockError
 
 log = logging.getLogger(__name__)
 

@@ -13,18 +13,17 @@ recording order, and every clip folder as a court export.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
+from evidence_store.clip.devkey import DevicePublicKey
 from evidence_store.clip.fsutil import atomic_write, fsync_dir
 from evidence_store.clip.manifest import parse_manifest
-from evidence_store.clip.devkey import DevicePublicKey
 from evidence_store.clip.note import NoteVerifier, open_note, sign_note
 from evidence_store.errors import EvidenceError, UsageError
 from evidence_store.export import (HINT_PACKAGE, SUMS, SUMS_NOTE, UNTRUSTED_FAULTS, _file_sha256, _why,

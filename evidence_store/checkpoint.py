@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from evidence_store import merkle
 from evidence_store.clip.errors import FormatError

@@ -49,9 +49,9 @@ import logging
 import os
 import sqlite3
 import sys
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Sequence
 
 from evidence_store.clip import cmdline
 from evidence_store.clip.cmdline import Parser as _Parser

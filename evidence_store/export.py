@@ -29,9 +29,9 @@ import hashlib
 import logging
 import os
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 from evidence_store import checkpoint as cpmod
 from evidence_store import events as ev

@@ -11,8 +11,8 @@ Pure: no SQL, no files; the caller reads the leaves (and proves them against a s
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 #: Event kinds this module reads; the others (view, export, gap, justify, ...) change no state
 #: that expiry or ingest act on.

@@ -20,7 +20,7 @@ the same order; it may raise whatever the storage raises for a missing index.
 from __future__ import annotations
 
 import hashlib
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from evidence_store.errors import IntegrityError
 

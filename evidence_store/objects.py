@@ -22,9 +22,10 @@ import hashlib
 import logging
 import os
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator, Protocol
+from typing import BinaryIO, Protocol
 
 from evidence_store.clip.fsutil import fsync_dir
 from evidence_store.errors import EvidenceError, IntegrityError

@@ -48,11 +48,12 @@ import io
 import logging
 import re
 import tempfile
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import BinaryIO, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import BinaryIO
 
 from evidence_store.errors import EvidenceError, IntegrityError, UsageError
 from evidence_store.objects import COPY_BLOCK, HEX64, ObjectRef, ObjectTooLarge, check_sha256
@@ -237,7 +238,7 @@ class S3Objects:
         self.multipart_threshold = multipart_threshold
         self.part_size = part_size
         self.spool_dir = spool_dir
-        self._now = clock or (lambda: datetime.now(timezone.utc))
+        self._now = clock or (lambda: datetime.now(UTC))
         if check:
             self.check_bucket()
 
@@ -294,7 +295,7 @@ class S3Objects:
         if retain_until.microsecond:
             retain_until = retain_until.replace(microsecond=0) + timedelta(seconds=1)
         floor = (now + MIN_RETENTION).replace(microsecond=0) + timedelta(seconds=1)
-        return max(retain_until.astimezone(timezone.utc), floor)
+        return max(retain_until.astimezone(UTC), floor)
 
     def _lock_args(self, retain_until: datetime | None, legal_hold: bool) -> dict:
         args = {}

@@ -22,9 +22,9 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from evidence_store.clip.fsutil import atomic_write
 from evidence_store.objects import make_shared_dir

@@ -31,9 +31,9 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 from evidence_store import checkpoint as cpmod
 from evidence_store import events as ev

@@ -25,9 +25,9 @@ Nothing here reads a clock, a file or a database: tests drive it with any ``now`
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Iterable
 
 from evidence_store.clip.ids import format_time
 from evidence_store.errors import UsageError

@@ -17,10 +17,10 @@ import os
 import shlex
 import shutil
 import subprocess
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from evidence_store import events as ev
 from evidence_store.clip.age import Identity, Salvage, read_chunks

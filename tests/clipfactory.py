@@ -18,7 +18,7 @@ import hashlib
 import io
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import av
@@ -28,8 +28,15 @@ from evidence_store.clip.age import AgeWriter
 from evidence_store.clip.devkey import DeviceKey
 from evidence_store.clip.ids import format_time, new_clip_id
 from evidence_store.clip.journal import GENESIS, JOURNAL_FILE, JournalEntry, line_hash, sign_entry
-from evidence_store.clip.manifest import (ANNOUNCED, EMERGENCY, MANIFEST_FILE, Manifest, SegmentRecord,
-                                          manifest_hash, sign_manifest)
+from evidence_store.clip.manifest import (
+    ANNOUNCED,
+    EMERGENCY,
+    MANIFEST_FILE,
+    Manifest,
+    SegmentRecord,
+    manifest_hash,
+    sign_manifest,
+)
 
 WIDTH, HEIGHT, FPS = 320, 240, 10
 #: Write the plaintext in pieces this large, one journal line after each (the camera does one a second).
@@ -71,7 +78,7 @@ class DeviceFixture:
     last_manifest: str | None = None
 
     @classmethod
-    def new(cls, device_id: str = "cam-07") -> "DeviceFixture":
+    def new(cls, device_id: str = "cam-07") -> DeviceFixture:
         return cls(device_id, DeviceKey.generate())
 
     @property
@@ -105,7 +112,7 @@ def make_clip(outbox: str | os.PathLike, device: DeviceFixture, recipients: list
     ``advance`` is False. ``cut_last`` ends the last segment without age's final chunk, as after
     a power loss (journal not final, manifest says cut).
     """
-    started_at = started_at or datetime.now(timezone.utc) - timedelta(minutes=5)
+    started_at = started_at or datetime.now(UTC) - timedelta(minutes=5)
     clip_id = clip_id or new_clip_id(started_at)
     sequence = device.next_sequence if sequence is None else sequence
     previous = device.last_manifest if previous_manifest is ... else previous_manifest

@@ -5,7 +5,7 @@ docs/ARCHITECTURE.md: inject the clock, never patch ``datetime``; a fake clock i
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from evidence_store.clip.clock import CLOCK_UNSYNCHRONISED, aware_utc, check_source
 
@@ -17,7 +17,7 @@ class FakeClock:
 
     def __init__(self, start: datetime | None = None, *, monotonic_start: float = 1000.0,
                  clock_source: str = CLOCK_UNSYNCHRONISED):
-        self._wall = aware_utc(start, "FakeClock start") if start is not None else datetime.now(timezone.utc)
+        self._wall = aware_utc(start, "FakeClock start") if start is not None else datetime.now(UTC)
         self._mono = float(monotonic_start)
         self.clock_source = check_source(clock_source)
 

@@ -24,8 +24,8 @@ from __future__ import annotations
 import logging
 import threading
 
-from device.camera.base import AUDIO_BITRATE, AUDIO_RATE, Camera, Sink
 from device.camera._tsmux import TsMuxer
+from device.camera.base import AUDIO_BITRATE, AUDIO_RATE, Camera, Sink
 from device.errors import HardwareError
 
 log = logging.getLogger(__name__)

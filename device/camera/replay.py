@@ -16,8 +16,8 @@ import logging
 import threading
 from pathlib import Path
 
-from device.camera.base import AUDIO_RATE, Camera, Sink
 from device.camera._tsmux import TsMuxer
+from device.camera.base import AUDIO_RATE, Camera, Sink
 from device.errors import HardwareError
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ class ReplayCamera(Camera):
         self.sound_error: str | None = None
 
     @classmethod
-    def from_file(cls, clock, path: Path, *, realtime: bool = True) -> "ReplayCamera":
+    def from_file(cls, clock, path: Path, *, realtime: bool = True) -> ReplayCamera:
         units, width, height, fps = read_access_units(Path(path))
         return cls(clock, units, width=width, height=height, fps=fps, realtime=realtime,
                    sound=read_sound(Path(path)))

@@ -19,10 +19,10 @@ import logging
 import threading
 from fractions import Fraction
 
-from device.camera.base import Camera, Sink
 from device.camera._h264 import open_x264
 from device.camera._sound import ClickTrack, marker_frame
 from device.camera._tsmux import TsMuxer
+from device.camera.base import Camera, Sink
 from device.errors import HardwareError
 
 log = logging.getLogger(__name__)

@@ -16,10 +16,10 @@ from __future__ import annotations
 import logging
 import threading
 
-from device.camera.base import Camera, Sink
 from device.camera._h264 import open_x264
 from device.camera._sound import AvMicrophone
 from device.camera._tsmux import TsMuxer
+from device.camera.base import Camera, Sink
 from device.errors import HardwareError
 
 log = logging.getLogger(__name__)

@@ -23,8 +23,9 @@ import os
 import queue
 import threading
 import weakref
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO, Iterator, Sequence
+from typing import BinaryIO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -35,7 +36,12 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from evidence_store.clip import _bech32
 from evidence_store.clip.errors import (
-    CutError, DecryptError, FormatError, HeaderError, HeaderMacError, PayloadError,
+    CutError,
+    DecryptError,
+    FormatError,
+    HeaderError,
+    HeaderMacError,
+    PayloadError,
 )
 
 MAGIC = b"age-encryption.org/v1"
@@ -89,7 +95,7 @@ class Recipient:
     public_key: bytes
 
     @classmethod
-    def parse(cls, text: str) -> "Recipient":
+    def parse(cls, text: str) -> Recipient:
         hrp, data = _bech32.decode(text.strip())
         if hrp != RECIPIENT_HRP or len(data) != 32 or text.strip() != text.strip().lower():
             raise FormatError(f"not an age X25519 recipient: {text.strip()[:20]}...")
@@ -98,7 +104,7 @@ class Recipient:
     def __str__(self) -> str:
         return _bech32.encode(RECIPIENT_HRP, self.public_key)
 
-    def wrap(self, file_key: bytes) -> "Stanza":
+    def wrap(self, file_key: bytes) -> Stanza:
         ephemeral = X25519PrivateKey.generate()
         share = ephemeral.public_key().public_bytes_raw()
         shared = ephemeral.exchange(X25519PublicKey.from_public_bytes(self.public_key))
@@ -114,11 +120,11 @@ class Identity:
     secret: bytes = field(repr=False)
 
     @classmethod
-    def generate(cls) -> "Identity":
+    def generate(cls) -> Identity:
         return cls(X25519PrivateKey.generate().private_bytes_raw())
 
     @classmethod
-    def parse(cls, text: str) -> "Identity":
+    def parse(cls, text: str) -> Identity:
         text = text.strip()
         hrp, data = _bech32.decode(text)
         if hrp != IDENTITY_HRP.lower() or len(data) != 32 or text != text.upper():
@@ -133,7 +139,7 @@ class Identity:
         key = X25519PrivateKey.from_private_bytes(self.secret)
         return Recipient(key.public_key().public_bytes_raw())
 
-    def unwrap(self, stanzas: Sequence["Stanza"]) -> bytes | None:
+    def unwrap(self, stanzas: Sequence[Stanza]) -> bytes | None:
         own = self.recipient.public_key
         key = X25519PrivateKey.from_private_bytes(self.secret)
         for stanza in stanzas:
@@ -167,7 +173,7 @@ class Passphrase:
     passphrase: bytes = field(repr=False)
     log_n: int = 18  # age's own default work factor
 
-    def wrap(self, file_key: bytes) -> "Stanza":
+    def wrap(self, file_key: bytes) -> Stanza:
         salt = os.urandom(16)
         key = self._derive(salt, self.log_n)
         body = ChaCha20Poly1305(key).encrypt(bytes(12), file_key, None)
@@ -178,7 +184,7 @@ class Passphrase:
             self.passphrase
         )
 
-    def unwrap(self, stanzas: Sequence["Stanza"]) -> bytes | None:
+    def unwrap(self, stanzas: Sequence[Stanza]) -> bytes | None:
         scrypt = [s for s in stanzas if s.type == SCRYPT_STANZA]
         if not scrypt:
             return None

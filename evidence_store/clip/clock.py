@@ -9,7 +9,7 @@ tests inject a fake (tests/clock.py), never patch ``datetime``.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -48,7 +48,7 @@ def aware_utc(value: datetime, what: str) -> datetime:
     """``value`` in UTC; ValueError for a naive datetime (whose zone nobody knows)."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{what} must be timezone-aware, got naive {value.isoformat()}")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 def system_clock_source(timesync_flag: Path = TIMESYNC_FLAG) -> str:
@@ -66,4 +66,4 @@ class SystemClock:
         return time.monotonic()
 
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)

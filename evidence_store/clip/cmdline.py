@@ -12,8 +12,9 @@ import argparse
 import re
 import sys
 import traceback
-from datetime import datetime, timedelta, timezone
-from typing import Callable, NoReturn, Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import NoReturn
 
 from evidence_store.errors import UsageError
 
@@ -78,7 +79,7 @@ def parse_time_arg(text: str, option: str, years: tuple[int, int] = (FIRST_YEAR,
     if moment.tzinfo is None:
         raise UsageError(f"{option}: give a time zone: {_shown(text)}", "hint: for example 2026-11-25T10:00:00Z")
     _in_range(moment, text, option, years)
-    return _in_range(moment.astimezone(timezone.utc), text, option, years)
+    return _in_range(moment.astimezone(UTC), text, option, years)
 
 
 def parse_date_arg(text: str, option: str, *, end_of_day: bool = False) -> datetime:
@@ -88,7 +89,7 @@ def parse_date_arg(text: str, option: str, *, end_of_day: bool = False) -> datet
     try:
         if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
             raise ValueError
-        day = _in_range(datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=timezone.utc), text, option)
+        day = _in_range(datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC), text, option)
     except ValueError:
         raise UsageError(f"{option}: not a date (YYYY-MM-DD) or ISO time: {_shown(text)}") from None
     return day + timedelta(days=1) if end_of_day else day
@@ -99,7 +100,7 @@ def parse_month_arg(text: str, option: str) -> tuple[datetime, datetime]:
     try:
         if not re.fullmatch(r"[0-9]{4}-[0-9]{2}", text):
             raise ValueError
-        start = _in_range(datetime.strptime(text, "%Y-%m").replace(tzinfo=timezone.utc), text, option)
+        start = _in_range(datetime.strptime(text, "%Y-%m").replace(tzinfo=UTC), text, option)
     except ValueError:
         raise UsageError(f"{option}: not a month (YYYY-MM): {_shown(text)}") from None
     end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)

@@ -47,7 +47,7 @@ class DevicePublicKey:
     raw: bytes
 
     @classmethod
-    def parse(cls, text: str) -> "DevicePublicKey":
+    def parse(cls, text: str) -> DevicePublicKey:
         raw = unb64(text, "device public key")
         if len(raw) != 32:
             raise FormatError("device public key: must be 32 bytes")
@@ -73,7 +73,7 @@ class DeviceKey:
     seed: bytes = field(repr=False)
 
     @classmethod
-    def generate(cls) -> "DeviceKey":
+    def generate(cls) -> DeviceKey:
         return cls(Ed25519PrivateKey.generate().private_bytes_raw())
 
     @property
@@ -93,7 +93,7 @@ class DeviceKey:
         return path
 
     @classmethod
-    def load(cls, state_dir: str | os.PathLike) -> "DeviceKey":
+    def load(cls, state_dir: str | os.PathLike) -> DeviceKey:
         path = Path(state_dir) / PRIVATE_KEY_FILE
         try:
             text = path.read_text()

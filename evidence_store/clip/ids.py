@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from evidence_store.clip.errors import FormatError
 
@@ -44,7 +44,7 @@ def format_time(moment: datetime) -> str:
     """UTC, millisecond precision, 'Z': 2026-11-25T10:00:00.123Z."""
     if moment.tzinfo is None:
         raise ValueError("naive datetime: the camera and store only use aware UTC times")
-    moment = moment.astimezone(timezone.utc)
+    moment = moment.astimezone(UTC)
     # Four-digit year always: strftime writes year 1 as "1", which parse_time (rightly) refuses,
     # and a camera whose clock said year 1 could then never seal its clip.
     return f"{moment.year:04d}" + moment.strftime("-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

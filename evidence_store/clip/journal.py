@@ -14,8 +14,9 @@ dropped or reordered unnoticed. A torn last line (power lost mid-append) is repo
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import BinaryIO, Iterable
+from typing import BinaryIO
 
 from evidence_store.clip import canonical
 from evidence_store.clip.devkey import JOURNAL_CONTEXT, DeviceKey, DevicePublicKey, b64, unb64

@@ -73,7 +73,7 @@ class Manifest:
             del body["sound"]  # v1 had no such field: its signed body must stay as it was
         return body
 
-    def validate(self) -> "Manifest":
+    def validate(self) -> Manifest:
         """Raise FormatError naming the first field that is out of range or of the wrong type."""
         _check_types(self)
         check_clip_id(self.clip_id)
@@ -151,7 +151,7 @@ def _check_fields(record: Any, types: dict, what: str) -> None:
             raise FormatError(f"{what}: field {name} has the wrong type or a negative value")
 
 
-def _check_types(manifest: "Manifest") -> None:
+def _check_types(manifest: Manifest) -> None:
     _check_fields(manifest, _MANIFEST_TYPES, "manifest")
     for name in ("bookmarks", "notes", "segments"):
         if not isinstance(getattr(manifest, name), list):

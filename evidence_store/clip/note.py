@@ -106,7 +106,7 @@ class NoteVerifier:
         self.key_hash = key_id(name, self._raw)
 
     @classmethod
-    def from_vkey(cls, text: str) -> "NoteVerifier":
+    def from_vkey(cls, text: str) -> NoteVerifier:
         """Parse a verifier key ``<name>+<hex id>+<base64>``.
 
         Raises FormatError if the text is malformed, the algorithm is not Ed25519, or the key
@@ -153,14 +153,14 @@ class NoteSigner:
         self.key_hash = self._verifier.key_hash
 
     @classmethod
-    def from_private_bytes(cls, name: str, raw: bytes) -> "NoteSigner":
+    def from_private_bytes(cls, name: str, raw: bytes) -> NoteSigner:
         """Signer from a 32-byte Ed25519 seed. Raises FormatError for a wrong size or name."""
         if not isinstance(raw, (bytes, bytearray)) or len(raw) != ED25519_KEY_SIZE:
             raise FormatError(f"signer {name!r}: private key must be {ED25519_KEY_SIZE} bytes")
         return cls(name, Ed25519PrivateKey.from_private_bytes(bytes(raw)))
 
     @classmethod
-    def from_skey(cls, text: str) -> "NoteSigner":
+    def from_skey(cls, text: str) -> NoteSigner:
         """Parse ``PRIVATE+KEY+<name>+<hex id>+<base64(0x01 || seed)>`` (Go's note.GenerateKey form).
 
         Raises FormatError if malformed or if the key ID does not match the derived public key.

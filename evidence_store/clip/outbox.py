@@ -51,7 +51,7 @@ class DeviceRecord:
         return canonical.dumps({"format": DEVICE_FORMAT} | asdict(self)) + b"\n"
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "DeviceRecord":
+    def from_bytes(cls, data: bytes) -> DeviceRecord:
         record = _json_record(data, DEVICE_FILE, DEVICE_FORMAT)
         try:
             out = cls(**record)
@@ -78,11 +78,11 @@ class Enrollment:
         body = {"format": ENROLLMENT_FORMAT} | asdict(self)
         return canonical.dumps(body).decode() + "\n"
 
-    def sign(self, signer: "note.NoteSigner") -> bytes:
+    def sign(self, signer: note.NoteSigner) -> bytes:
         return note.sign_note(self.text(), signer)
 
     @classmethod
-    def open(cls, data: bytes, verifier_key: str | None = None) -> "Enrollment":
+    def open(cls, data: bytes, verifier_key: str | None = None) -> Enrollment:
         """Verify and parse an enrollment note.
 
         ``verifier_key`` is the store key the camera pinned at its first enrollment; without it
@@ -122,12 +122,12 @@ class Receipt:
     at: str
     reason: str = ""
 
-    def sign(self, signer: "note.NoteSigner") -> bytes:
+    def sign(self, signer: note.NoteSigner) -> bytes:
         body = {"format": RECEIPT_FORMAT} | asdict(self)
         return note.sign_note(canonical.dumps(body).decode() + "\n", signer)
 
     @classmethod
-    def open(cls, data: bytes, verifier_key: str) -> "Receipt":
+    def open(cls, data: bytes, verifier_key: str) -> Receipt:
         note.open_note(data, note.NoteVerifier.from_vkey(verifier_key))
         record = _json_record(_note_text(data, RECEIPTS_DIR).encode(), "receipt", RECEIPT_FORMAT)
         try:
@@ -153,12 +153,12 @@ class ClockStamp:
     def moment(self) -> datetime:
         return parse_time(self.time, CLOCK_FILE)
 
-    def sign(self, signer: "note.NoteSigner") -> bytes:
+    def sign(self, signer: note.NoteSigner) -> bytes:
         body = {"format": CLOCK_FORMAT} | asdict(self)
         return note.sign_note(canonical.dumps(body).decode() + "\n", signer)
 
     @classmethod
-    def open(cls, data: bytes, verifier_key: str) -> "ClockStamp":
+    def open(cls, data: bytes, verifier_key: str) -> ClockStamp:
         """Verify (against the pinned store key) and parse a clock note. Raises FormatError or
         SignatureError (both ClipError)."""
         note.open_note(data, note.NoteVerifier.from_vkey(verifier_key))

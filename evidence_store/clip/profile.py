@@ -7,8 +7,9 @@ allows lives here; docs/ARCHITECTURE.md says where each legal rule is enforced.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 from evidence_store.clip.errors import FormatError
 
@@ -28,7 +29,7 @@ class Profile:
     sound: bool = True
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any], *, where: str = "profile") -> "Profile":
+    def from_mapping(cls, data: Mapping[str, Any], *, where: str = "profile") -> Profile:
         """Parse a profile from a record (the enrollment's ``profile`` field). Missing keys take
         the NRW values; an unknown key or a bad value raises FormatError naming the key."""
         if not isinstance(data, Mapping):

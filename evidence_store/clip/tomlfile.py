@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 
 def read_toml(path: str | os.PathLike, error: Callable[..., Exception], missing_hint: str) -> dict[str, Any]:

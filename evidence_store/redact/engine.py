@@ -15,9 +15,9 @@ and the same record give the same bytes.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
-from typing import Callable
 
 import numpy as np
 

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from evidence_store.clip import age, journal
 from evidence_store.clip.devkey import DeviceKey
@@ -102,7 +102,7 @@ def stream_cpu(seconds: int = STREAM_SECONDS) -> list[dict]:
     per_second = STREAM_BITS_PER_S // 8
     piece = os.urandom(65_800)  # ~ what the encoder hands over at a time
     key = DeviceKey(os.urandom(32))
-    start = datetime(2026, 11, 25, 10, 0, tzinfo=timezone.utc)
+    start = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
     with tempfile.TemporaryDirectory() as tmp:
         seg_path, journal_path = os.path.join(tmp, "seg-00000.age"), os.path.join(tmp, "journal")
         recipient = str(age.Identity.generate().recipient)

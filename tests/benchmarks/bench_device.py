@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from device.camera.replay import ReplayCamera, read_access_units
@@ -48,10 +48,10 @@ def emergency_latency(presses: int = PRESSES) -> list[dict]:
 
     from device import hardware as hw
     from device.camera.synthetic import SyntheticCamera
-    from evidence_store.clip.clock import SystemClock
     from device.config import ControlsConfig, PinsConfig
     from device.controller import Controller, State
     from device.recorder import EncryptingRecorder
+    from evidence_store.clip.clock import SystemClock
     from tests.device._kit import make_camera
 
     samples = []
@@ -98,11 +98,11 @@ def _make_stream(path: Path, seconds: int) -> None:
 
 
 def _encrypted_run(cam, units, width, height, fps) -> float:
-    from tests.clock import FakeClock
     from device.recorder import EncryptingRecorder
     from device.recorder_api import Trigger
+    from tests.clock import FakeClock
 
-    clock = FakeClock(datetime(2024, 5, 1, 10, tzinfo=timezone.utc))
+    clock = FakeClock(datetime(2024, 5, 1, 10, tzinfo=UTC))
     camera = ReplayCamera(clock, units, width=width, height=height, fps=fps, realtime=False)
     recorder = EncryptingRecorder(cam.outbox, cam.state, cam.key, camera, clock, reserve_mib=0, threaded=False)
     step = 1 / fps
@@ -121,7 +121,7 @@ def _encrypted_run(cam, units, width, height, fps) -> float:
 def _plain_run(folder: Path, units, width, height, fps) -> float:
     from tests.clock import FakeClock
 
-    clock = FakeClock(datetime(2024, 5, 1, 10, tzinfo=timezone.utc))
+    clock = FakeClock(datetime(2024, 5, 1, 10, tzinfo=UTC))
     camera = ReplayCamera(clock, units, width=width, height=height, fps=fps, realtime=False)
     path = folder / f"plain-{time.monotonic_ns()}.ts"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)

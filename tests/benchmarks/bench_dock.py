@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from evidence_store.clip.devkey import DeviceKey
@@ -50,7 +50,7 @@ def make_outbox(root: Path, key: DeviceKey, device_id: str, total: int = TOTAL, 
     """Write signed clips of random bytes totalling ``total``; returns the bytes written."""
     outbox = Outbox(root)
     outbox.init(DeviceRecord(device_id, str(key.public)))
-    start = datetime.now(timezone.utc) - timedelta(hours=1)
+    start = datetime.now(UTC) - timedelta(hours=1)
     previous = None
     written = 0
     sequence = 0
@@ -93,10 +93,9 @@ def make_outbox(root: Path, key: DeviceKey, device_id: str, total: int = TOTAL, 
 
 
 def run(total: int = TOTAL) -> list[dict]:
-    from evidence_store.store import Store
-
     from dock.ingest import Ingester
     from dock.lock import DeviceLocks
+    from evidence_store.store import Store
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-dock-"))
     try:

@@ -20,7 +20,7 @@ import shutil
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 SEGMENTS = 8
@@ -57,7 +57,7 @@ def run(segments: int = SEGMENTS, segment: int = SEGMENT) -> list[dict]:
             path = scratch / f"seg-{i:05d}.age"
             path.write_bytes(os.urandom(segment))
             files.append(path)
-        deadline = datetime.now(timezone.utc) + timedelta(days=14)
+        deadline = datetime.now(UTC) + timedelta(days=14)
         # Warm-up: the first write creates the data pool; neither side should pay for that.
         store.put_bytes(b"warm-up", retain_until=deadline)
         ours = theirs = 0.0

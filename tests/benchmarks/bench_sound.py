@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from device.camera.replay import ReplayCamera, read_access_units, read_sound
@@ -56,11 +56,11 @@ def _make_stream(path: Path, seconds: int) -> None:
 
 
 def _record(cam, units, sound, width, height, fps, with_sound: bool):
-    from tests.clock import FakeClock
     from device.recorder import EncryptingRecorder
     from device.recorder_api import Trigger
+    from tests.clock import FakeClock
 
-    clock = FakeClock(datetime(2024, 5, 1, 10, tzinfo=timezone.utc))
+    clock = FakeClock(datetime(2024, 5, 1, 10, tzinfo=UTC))
     camera = ReplayCamera(clock, units, width=width, height=height, fps=fps, realtime=False, sound=sound)
     recorder = EncryptingRecorder(cam.outbox, cam.state, cam.key, camera, clock, reserve_mib=0, threaded=False,
                                   local_sound=with_sound)

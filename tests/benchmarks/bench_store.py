@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from evidence_store import events as ev
@@ -40,7 +40,7 @@ VERIFY_EVENTS = 1_000_000
 EXPIRE_CLIPS = 100_000
 PROOFS = 1_000
 EXPORT_SECONDS = 30.0
-T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def _row(name, figure, unit, reference, goal, ok, reference_name, higher_is_better=False):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from evidence_store.clip import note
@@ -16,7 +16,7 @@ from evidence_store.clip.ids import format_time
 from evidence_store.clip.outbox import NRW, ClockStamp, DeviceRecord, Enrollment, Outbox, Profile
 
 DEVICE_ID = "cam-0042"
-START = datetime(2024, 5, 1, 10, 0, 0, tzinfo=timezone.utc)
+START = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
 
 
 @dataclass

@@ -1,17 +1,17 @@
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from tests.clock import FakeClock
 from device.config import ControlsConfig, PinsConfig
 from device.controller import Controller
 from device.hardware import Hardware
+from tests.clock import FakeClock
 from tests.device.fakes import FakeRecorder
 
-START = datetime(2024, 5, 1, 10, 0, 0, tzinfo=timezone.utc)
+START = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
 PINS = PinsConfig(record=17, emergency=27, homes=22, dock=23, led_red=5, led_amber=6, led_green=13, buzzer=19)
 
 

@@ -188,7 +188,7 @@ class H264Encoder(Encoder):
 
 
 class Picamera2:
-    instances: list["Picamera2"] = []
+    instances: list[Picamera2] = []
 
     def __init__(self, camera_num=0):
         self.started = False

@@ -16,8 +16,8 @@ from device.camera.picamera2_backend import Picamera2Camera
 from device.camera.replay import ReplayCamera
 from device.camera.synthetic import SyntheticCamera
 from device.camera.v4l2 import V4l2Camera
-from evidence_store.clip.clock import SystemClock
 from device.errors import HardwareError
+from evidence_store.clip.clock import SystemClock
 from tests.device import fake_picamera2
 from tests.device._kit import ffprobe_frames
 

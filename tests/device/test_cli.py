@@ -9,10 +9,9 @@ import subprocess
 
 import pytest
 
+from device.cli import main
 from evidence_store.clip.ids import parse_time
 from evidence_store.clip.manifest import MANIFEST_FILE, parse_manifest
-
-from device.cli import main
 from tests.device._kit import clip_dirs, ffprobe_frames, make_camera
 
 

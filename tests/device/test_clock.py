@@ -1,15 +1,14 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from evidence_store.clip.clock import CLOCK_CLI, CLOCK_DOCK, Clock, SystemClock, system_clock_source
-
 from device.clock import FIRMWARE_BUILT, SetClock, check_dock_time
+from evidence_store.clip.clock import CLOCK_CLI, CLOCK_DOCK, Clock, SystemClock, system_clock_source
 from tests.clock import FakeClock
 
-START = datetime(2024, 5, 1, 10, 0, tzinfo=timezone.utc)
+START = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 
 
 def test_fakeclock_advance_moves_both_clocks():
@@ -33,12 +32,12 @@ def test_fakeclock_naive_start_raises():
 def test_fakeclock_other_zone_is_converted_to_utc():
     berlin = timezone(timedelta(hours=2))
     clock = FakeClock(datetime(2024, 5, 1, 12, 0, tzinfo=berlin))
-    assert clock.now() == START and clock.now().tzinfo == timezone.utc
+    assert clock.now() == START and clock.now().tzinfo == UTC
 
 
 def test_setclock_runs_on_base_monotonic_from_set_time():
     base = FakeClock(START)
-    dock_time = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    dock_time = datetime(2025, 1, 1, tzinfo=UTC)
     clock = SetClock(base, dock_time, clock_source=CLOCK_DOCK)
     base.advance(10)
     assert clock.now() == dock_time + timedelta(seconds=10)
@@ -64,11 +63,11 @@ def test_systemclock_is_aware_and_follows_timesync_flag(tmp_path):
 
 def test_check_dock_time_before_firmware_build_refused():
     assert "before this firmware was built" in check_dock_time(FIRMWARE_BUILT - timedelta(days=1), None)
-    assert "before this firmware was built" in check_dock_time(datetime(1, 1, 1, tzinfo=timezone.utc), None)
+    assert "before this firmware was built" in check_dock_time(datetime(1, 1, 1, tzinfo=UTC), None)
 
 
 def test_check_dock_time_far_future_year_refused():
-    assert "not a plausible year" in check_dock_time(datetime(9999, 12, 31, tzinfo=timezone.utc), None)
+    assert "not a plausible year" in check_dock_time(datetime(9999, 12, 31, tzinfo=UTC), None)
 
 
 def test_check_dock_time_behind_last_known_beyond_tolerance_refused():

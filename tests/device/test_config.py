@@ -147,7 +147,7 @@ BW_LIKE = Profile(name="BW", prerecord_max_seconds=60, retention_days=14)
 
 
 def test_profile_default_is_nrw_without_prerecording():
-    assert NRW == Profile()
+    assert Profile() == NRW
     assert (NRW.name, NRW.prerecord_max_seconds, NRW.retention_days, NRW.announcement_required) == ("NRW", 0, 14, True)
 
 

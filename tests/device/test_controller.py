@@ -681,10 +681,9 @@ def test_controller_encoder_scan_finds_planted_starts():
 def test_controller_nrw_dock_undock_enrollment_change_never_start_camera(mock_factory, clock, tmp_path):
     from evidence_store.clip import note
     from evidence_store.clip.outbox import Profile
-
-    from tests.device.fakes import FakeGadget
     from tests.device._kit import make_camera
     from tests.device.conftest import Rig
+    from tests.device.fakes import FakeGadget
     from tests.device.test_recorder import make_recorder
 
     cam = make_camera(tmp_path)

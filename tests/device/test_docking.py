@@ -3,19 +3,18 @@ only genuine receipts for the manifest on the camera delete anything."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
-
-from evidence_store.clip import note
-from evidence_store.clip.manifest import MANIFEST_FILE, manifest_hash
-from evidence_store.clip.outbox import Profile, Receipt
 
 from device.clock import DockClock
 from device.docking import ConfigfsGadget, PowerDockSignal
 from device.errors import HardwareError
 from device.recorder_api import Trigger
+from evidence_store.clip import note
+from evidence_store.clip.manifest import MANIFEST_FILE, manifest_hash
+from evidence_store.clip.outbox import Profile, Receipt
 from tests.device._kit import DEVICE_ID, clip_dirs, make_camera
 from tests.device.fakes import FakeGadget
 from tests.device.test_recorder import make_recorder, record
@@ -117,7 +116,7 @@ def test_undock_sets_clock_from_dock(tmp_path, clock):
     dock_clock = DockClock(clock)
     recorder, camera = make_recorder(cam, dock_clock, gadget=FakeGadget())
     recorder.dock()
-    dock_time = datetime(2026, 12, 1, 8, 0, tzinfo=timezone.utc)
+    dock_time = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
     cam.stamp_clock(dock_time)
     clock.advance(10)
     recorder.undock()

@@ -12,8 +12,14 @@ import pytest
 
 from device import cli
 from device.config import parse_config
-from device.docking import (GADGET_REQUEST_FILE, GADGET_STATE_FILE, GadgetRequestError, RequestedGadget,
-                            parse_gadget_request, serve_gadget_requests)
+from device.docking import (
+    GADGET_REQUEST_FILE,
+    GADGET_STATE_FILE,
+    GadgetRequestError,
+    RequestedGadget,
+    parse_gadget_request,
+    serve_gadget_requests,
+)
 from device.errors import ConfigError, HardwareError
 from tests.clock import FakeClock
 from tests.device._kit import DEVICE_ID

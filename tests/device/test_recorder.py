@@ -8,17 +8,16 @@ from datetime import timedelta
 
 import pytest
 
-from evidence_store.clip.age import CHUNK_SIZE
-from evidence_store.clip.journal import parse_journal
-from evidence_store.clip.manifest import MANIFEST_FILE, manifest_hash, parse_manifest
-from evidence_store.clip.outbox import Profile
-
 from device.camera.base import NULL_PACKET, TS_PACKET_SIZE, TsUnit
 from device.camera.synthetic import SyntheticCamera
 from device.errors import RecorderError, StorageFullError
 from device.prerecord import PrerecordBuffer
 from device.recorder import EncryptingRecorder
 from device.recorder_api import Trigger
+from evidence_store.clip.age import CHUNK_SIZE
+from evidence_store.clip.journal import parse_journal
+from evidence_store.clip.manifest import MANIFEST_FILE, manifest_hash, parse_manifest
+from evidence_store.clip.outbox import Profile
 from tests.device._kit import clip_dirs, ffprobe_frames, make_camera
 
 MIB = 1024 * 1024

@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from evidence_store.clip.ids import parse_time
-from evidence_store.clip.manifest import MANIFEST_FILE, manifest_hash, parse_manifest
-
 from device.recorder_api import Trigger
 from device.recover import recover
+from evidence_store.clip.ids import parse_time
+from evidence_store.clip.manifest import MANIFEST_FILE, manifest_hash, parse_manifest
 from tests.device._kit import clip_dirs, ffprobe_duration, ffprobe_frames, make_camera
 from tests.device.test_recorder import FRAME, make_recorder, record
 

@@ -12,9 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evidence_store.clip.clock import SystemClock
-from evidence_store.clip.profile import NRW, Profile
-
 from device.camera._sound import AvMicrophone, ClickTrack
 from device.camera.picamera2_backend import Picamera2Camera
 from device.camera.v4l2 import V4l2Camera
@@ -22,6 +19,8 @@ from device.config import ProfileConfig, effective_profile
 from device.errors import HardwareError
 from device.recorder import EncryptingRecorder
 from device.recorder_api import Trigger
+from evidence_store.clip.clock import SystemClock
+from evidence_store.clip.profile import NRW, Profile
 from tests.device import fake_picamera2
 from tests.device._kit import make_camera
 from tests.device.test_camera import FakeCapture
@@ -135,8 +134,9 @@ def test_sound_microphone_missing_at_start_records_picture_only(tmp_path, clock)
 
 def write_wav(path: Path, seconds: float = 2.0) -> None:
     """A 48 kHz mono WAV with a click every half second (a microphone for FFmpeg's wav input)."""
-    import av
     from fractions import Fraction
+
+    import av
 
     rate = 48_000
     pcm = np.zeros((1, int(seconds * rate)), np.int16)

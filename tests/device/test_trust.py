@@ -9,24 +9,23 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from evidence_store.clip import note
-from evidence_store.clip.manifest import MANIFEST_FILE, manifest_hash
-from evidence_store.clip.outbox import ClockStamp, Enrollment, Profile, Receipt
 
 from device.clock import FIRMWARE_BUILT, DockClock
 from device.controller import State
 from device.recover import recover
+from evidence_store.clip import note
+from evidence_store.clip.manifest import MANIFEST_FILE, manifest_hash
+from evidence_store.clip.outbox import ClockStamp, Enrollment, Profile, Receipt
 from tests.clock import FakeClock
 from tests.device._kit import DEVICE_ID, START, clip_dirs, make_camera
 from tests.device.conftest import Rig
 from tests.device.fakes import FakeGadget
 from tests.device.test_recorder import make_recorder
 
-DOCK_TIME = datetime(2026, 12, 1, 8, 0, tzinfo=timezone.utc)  # after FIRMWARE_BUILT
+DOCK_TIME = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)  # after FIRMWARE_BUILT
 UNSIGNED_V1 = b'{"format":"bodycam-clock/v1","source":"dock","time":"2026-11-15T08:00:00.000Z"}\n'  # as before
 
 
@@ -93,8 +92,8 @@ def test_trust_clock_signed_for_this_camera_is_taken(camera_rig):
     (lambda cam: cam.stamp_clock(DOCK_TIME + timedelta(days=3), device_id="cam-0099"), "for device cam-0099"),
     (lambda cam: cam.stamp_clock(DOCK_TIME - timedelta(days=15)), "earlier than the camera's last known time"),
     (lambda cam: cam.stamp_clock(DOCK_TIME - timedelta(minutes=3)), "a replayed copy"),
-    (lambda cam: cam.stamp_clock(datetime(1, 1, 1, tzinfo=timezone.utc)), "before this firmware was built"),
-    (lambda cam: cam.stamp_clock(datetime(9999, 12, 31, 23, 59, tzinfo=timezone.utc)), "not a plausible year"),
+    (lambda cam: cam.stamp_clock(datetime(1, 1, 1, tzinfo=UTC)), "before this firmware was built"),
+    (lambda cam: cam.stamp_clock(datetime(9999, 12, 31, 23, 59, tzinfo=UTC)), "not a plausible year"),
     (lambda cam: cam.box.write_clock(os.urandom(3000)), "clock"),
     (lambda cam: ((cam.outbox / "clock").unlink(), (cam.outbox / "clock").mkdir()), "not a regular file"),
     (lambda cam: ((cam.outbox / "clock").unlink(), (cam.outbox / "clock").symlink_to("/etc/passwd")), "symbolic link"),
@@ -171,7 +170,7 @@ def test_trust_clock_before_any_enrollment_not_taken(tmp_path):
 def test_trust_clock_year_1_planted_recover_still_works(camera_rig):
     cam, recorder, rig, clock = camera_rig
     set_clock_by_dock(cam, rig, clock)
-    docking(rig, lambda: cam.stamp_clock(datetime(1, 1, 1, tzinfo=timezone.utc)))
+    docking(rig, lambda: cam.stamp_clock(datetime(1, 1, 1, tzinfo=UTC)))
     rig.tap("emergency")
     rig.camera.produce(3)
     report = recover(cam.outbox, cam.state, cam.key)  # as after a crash mid-recording
@@ -283,7 +282,7 @@ def test_trust_genuine_receipt_still_deletes_after_a_refused_clock_and_enrollmen
 
     def plant():
         cam.box.write_enrollment(b"junk")
-        cam.stamp_clock(datetime(1, 1, 1, tzinfo=timezone.utc))
+        cam.stamp_clock(datetime(1, 1, 1, tzinfo=UTC))
         cam.box.write_receipt(clip_id, _receipt(cam, clip_id))
     docking(rig, plant)
     assert clip_dirs(cam.outbox) == [] and recorder.last_undock.deleted == [clip_id]

@@ -17,12 +17,11 @@ import gi
 gi.require_version("UMockdev", "1.0")
 from gi.repository import UMockdev  # noqa: E402
 
-from evidence_store.store import Store  # noqa: E402
-
 from dock.ingest import Ingester  # noqa: E402
 from dock.lock import DeviceLocks  # noqa: E402
-from tests.dock.helpers import FolderMounter  # noqa: E402
 from dock.udev import DockingHandler, PyudevEventSource  # noqa: E402
+from evidence_store.store import Store  # noqa: E402
+from tests.dock.helpers import FolderMounter  # noqa: E402
 
 DEVNODE = "/dev/sdz1"
 

@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from dock.ingest import Ingester
+from dock.lock import DeviceLocks
 from evidence_store.clip.outbox import DeviceRecord, Outbox
 from evidence_store.store import Store
 from tests.clipfactory import DeviceFixture, make_clip
 from tests.clock import FakeClock
-
-from dock.ingest import Ingester
-from dock.lock import DeviceLocks
 
 
 @dataclass

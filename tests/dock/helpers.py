@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from dock.errors import MountError
 from evidence_store.clip.outbox import Outbox
 from evidence_store.store import Store
 from evidence_store.verify import verify_store
-
-from dock.errors import MountError
 
 
 def assert_store_sound(store_root: Path) -> None:

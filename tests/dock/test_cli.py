@@ -13,11 +13,9 @@ import time
 import pytest
 
 from device import cli as device_cli
+from dock.cli import main
 from evidence_store import cli as evidence_cli
 from evidence_store.clip.outbox import DeviceRecord, Outbox
-
-from dock.cli import main
-
 from tests.dock.conftest import new_camera
 from tests.dock.helpers import assert_cleared, stored_clips
 

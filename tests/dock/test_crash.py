@@ -20,12 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from evidence_store.clip.outbox import Outbox
-from evidence_store.store import Store
-
 from dock.ingest import Ingester
 from dock.lock import DeviceLocks
-
+from evidence_store.clip.outbox import Outbox
+from evidence_store.store import Store
 from tests.clock import FakeClock
 from tests.dock.conftest import new_camera
 from tests.dock.helpers import assert_store_sound, outbox_clip_names, stored_clips

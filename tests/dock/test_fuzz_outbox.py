@@ -22,22 +22,20 @@ import random
 import shutil
 import socket
 import stat
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from dock.errors import DockError
+from dock.ingest import Ingester
+from dock.lock import DeviceLocks
 from evidence_store.clip import canonical
 from evidence_store.clip.devkey import MANIFEST_CONTEXT, b64
 from evidence_store.clip.ids import new_clip_id
 from evidence_store.clip.outbox import DeviceRecord
 from evidence_store.store import Store
 from evidence_store.verify import verify_store
-
-from dock.errors import DockError
-from dock.ingest import Ingester
-from dock.lock import DeviceLocks
-
 from tests.clock import FakeClock
 from tests.dock.conftest import new_camera
 
@@ -60,7 +58,7 @@ class World:
         with Store.open(self.store) as store:
             self.cam = new_camera(store, root / "outbox", "cam-07")
             self.other = new_camera(store, root / "other", "cam-08")
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         self.genuine = [self.cam.clip(started_at=now - timedelta(minutes=30 - i), segments=1 + i % 2) for i in range(4)]
         self.foreign = [self.other.clip(started_at=now - timedelta(minutes=20)) for _ in range(2)]
         self.genuine_segments = {_sha(b) for c in self.genuine for b in c.segments.values()}
@@ -220,7 +218,7 @@ def m_swap_manifests(rng, outbox, w):
 
 def m_foreign_clip(rng, outbox, w):
     src = rng.choice(w.foreign)
-    name = src.clip_id if rng.random() < 0.5 else new_clip_id(datetime.now(timezone.utc))
+    name = src.clip_id if rng.random() < 0.5 else new_clip_id(datetime.now(UTC))
     dst = outbox / "clips" / name
     if dst.exists():
         return "foreign: exists"
@@ -232,7 +230,7 @@ def m_duplicate_clip(rng, outbox, w):
     d = _pick_dir(rng, outbox)
     if d is None:
         return "dup: nothing"
-    dst = outbox / "clips" / new_clip_id(datetime.now(timezone.utc))
+    dst = outbox / "clips" / new_clip_id(datetime.now(UTC))
 
     def specials(folder, names):  # fifos and sockets cannot be copied; a copy leaves them out
         return [n for n in names if not (os.path.islink(os.path.join(folder, n))

@@ -11,16 +11,13 @@ import stat
 
 import pytest
 
-from evidence_store.store import Store
-
-from evidence_store.clip import canonical
-from evidence_store.clip.devkey import MANIFEST_CONTEXT, DeviceKey, b64
-from evidence_store.clip.manifest import MAX_MANIFEST_BYTES
-
 import dock._copy
 from dock.errors import DockError
 from dock.ingest import OUT_QUARANTINED, OUT_SKIPPED, OUT_STORED
-
+from evidence_store.clip import canonical
+from evidence_store.clip.devkey import MANIFEST_CONTEXT, DeviceKey, b64
+from evidence_store.clip.manifest import MAX_MANIFEST_BYTES
+from evidence_store.store import Store
 from tests.dock.helpers import assert_cleared, assert_store_sound, outbox_clip_names, stored_clips
 
 

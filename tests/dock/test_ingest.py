@@ -9,14 +9,20 @@ from datetime import timedelta
 
 import pytest
 
-from evidence_store.clip.outbox import Enrollment
-from evidence_store.store import Store
-
 import dock._copy
 import dock.ingest
 from dock.errors import NotEnrolledError
-from dock.ingest import FLAG_BEFORE_DOCKING, FLAG_CUT, FLAG_EXTRA_FILES, FLAG_FUTURE, OUT_ALREADY, OUT_QUARANTINED, OUT_STORED
-
+from dock.ingest import (
+    FLAG_BEFORE_DOCKING,
+    FLAG_CUT,
+    FLAG_EXTRA_FILES,
+    FLAG_FUTURE,
+    OUT_ALREADY,
+    OUT_QUARANTINED,
+    OUT_STORED,
+)
+from evidence_store.clip.outbox import Enrollment
+from evidence_store.store import Store
 from tests.dock.conftest import new_camera
 from tests.dock.helpers import assert_cleared, assert_store_sound, ingest_events, outbox_clip_names, stored_clips
 

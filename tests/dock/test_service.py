@@ -10,16 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from evidence_store.store import Store
-
-from evidence_store.clip.sdnotify import SdNotifier
 from dock.config import ConfigError, load_config, parse_config
 from dock.daemon import Daemon
-from tests.dock.helpers import FolderMounter
 from dock.udev import UdevEvent
 from dock.watch import FolderWatcher, sealed_outbox
-
-from tests.dock.helpers import outbox_clip_names, stored_clips
+from evidence_store.clip.sdnotify import SdNotifier
+from evidence_store.store import Store
+from tests.dock.helpers import FolderMounter, outbox_clip_names, stored_clips
 
 
 def _wait(predicate, timeout: float = 10.0) -> bool:

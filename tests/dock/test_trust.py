@@ -7,16 +7,15 @@ import logging
 import os
 import shutil
 import socket
+from datetime import UTC
 
 import pytest
 
+from dock.ingest import OUT_ALREADY, OUT_QUARANTINED, OUT_STORED
 from evidence_store.clip import canonical
 from evidence_store.clip.devkey import MANIFEST_CONTEXT, b64
 from evidence_store.clip.outbox import DeviceRecord
 from evidence_store.store import Store
-
-from dock.ingest import OUT_ALREADY, OUT_QUARANTINED, OUT_STORED
-
 from tests.dock.conftest import new_camera
 from tests.dock.helpers import assert_store_sound, outbox_clip_names, stored_clips
 
@@ -256,7 +255,7 @@ def _quarantine_genuine(camera, ingester, store_root):
 
 def test_trust_quarantined_genuine_clip_held_listed_exported_never_expires_unreviewed(camera, ingester, store_root, tmp_path,
                                                                                        capsys, monkeypatch):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from evidence_store.cli import main
 
@@ -274,7 +273,7 @@ def test_trust_quarantined_genuine_clip_held_listed_exported_never_expires_unrev
     assert "lies in folder" in shown and "AZ-17" in shown
     # Held: a preview years ahead deletes everything else that is due, never the held item.
     with Store.open(store_root) as store:
-        due = store.expire(now=datetime(2099, 1, 1, tzinfo=timezone.utc), dry_run=True).deleted
+        due = store.expire(now=datetime(2099, 1, 1, tzinfo=UTC), dry_run=True).deleted
     assert qid not in {d.item_id for d in due}
     pw = tmp_path / "pw"
     pw.write_text("correct horse\n")

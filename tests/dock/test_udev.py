@@ -13,14 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from evidence_store.clip.outbox import Outbox
-
 from dock.mount import MOUNT_OPTIONS, RealMounter
-from tests.dock.helpers import FolderMounter
 from dock.udev import DockingHandler, UdevEvent, event_from_properties
-
+from evidence_store.clip.outbox import Outbox
 from tests.dock.conftest import new_camera
-from tests.dock.helpers import assert_store_sound, outbox_clip_names, stored_clips
+from tests.dock.helpers import FolderMounter, assert_store_sound, outbox_clip_names, stored_clips
 
 REPO = Path(__file__).resolve().parents[2]
 

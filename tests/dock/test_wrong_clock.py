@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
+from dock.cli import main as dock_main
 from evidence_store import cli as evidence_cli
 from evidence_store.clip.ids import format_time
 from evidence_store.retention import FLAG_START_CORRECTED
@@ -17,9 +18,7 @@ from evidence_store.verify import verify_store
 from tests.clock import FakeClock
 from tests.dock.helpers import assert_store_sound
 
-from dock.cli import main as dock_main
-
-YEAR_1 = datetime(1, 1, 1, 0, 0, 10, tzinfo=timezone.utc)
+YEAR_1 = datetime(1, 1, 1, 0, 0, 10, tzinfo=UTC)
 
 
 def _ingest_event(store, clip_id: str) -> dict:
@@ -108,7 +107,7 @@ def test_wrong_clock_end_to_end_camera_with_clocks_15_days_back_and_year_1(tmp_p
     assert evidence_cli.main(["--store", str(store), "init", "--passphrase-file", str(tmp_path / "pass")]) == 0
     assert dock_main(["--store", str(store), "enroll", str(outbox), "--device-id", "cam-15"]) == 0
     assert dock_main(["--store", str(store), "ingest", str(outbox)]) == 0  # the previous docking
-    back = format_time(datetime.now(timezone.utc) - timedelta(days=15))
+    back = format_time(datetime.now(UTC) - timedelta(days=15))
     for moment in (back, "0001-01-01T00:00:10Z"):
         assert device_cli.main(["simulate", "--outbox", str(outbox), "--seconds", "1", "--emergency",
                                 "--clock", moment]) == 0

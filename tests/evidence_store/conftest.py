@@ -4,12 +4,12 @@ an enrolled camera, and helpers that ingest real signed clips (tests/clipfactory
 from __future__ import annotations
 
 import io
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from evidence_store.clip.journal import parse_journal
 from evidence_store.clip.devkey import DevicePublicKey
+from evidence_store.clip.journal import parse_journal
 from evidence_store.store import Store
 from tests.clipfactory import DeviceFixture, make_clip
 from tests.clock import FakeClock
@@ -17,7 +17,7 @@ from tests.clock import FakeClock
 PASSPHRASE = b"correct horse battery staple"
 #: scrypt 2^10 instead of age's 2^18: tests open the identity many times.
 TEST_LOG_N = 10
-T0 = datetime(2026, 11, 1, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 
 
 @pytest.fixture(autouse=True)

@@ -9,9 +9,9 @@ check that every face is covered in every frame.
 from __future__ import annotations
 
 import functools
-from fractions import Fraction
 import io
 from contextlib import contextmanager
+from fractions import Fraction
 from unittest import mock
 
 import av

@@ -13,7 +13,12 @@ import pytest
 
 from evidence_store.clip import age
 from evidence_store.clip.errors import (
-    ClipError, CutError, DecryptError, FormatError, HeaderError, PayloadError,
+    ClipError,
+    CutError,
+    DecryptError,
+    FormatError,
+    HeaderError,
+    PayloadError,
 )
 
 needs_age = pytest.mark.skipif(shutil.which("age") is None, reason="Debian's age tool is not installed")

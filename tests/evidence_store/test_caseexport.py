@@ -2,7 +2,7 @@
 
 import json
 import shutil
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -21,7 +21,7 @@ def case(tmp_path, monkeypatch, capsys):
     root = tmp_path / "store"
     assert main(["--store", str(root), "init"]) == 0
     store = Store.open(root)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     clips = {}
     # Two officers' cameras at one incident, ingested out of recording order; one unrelated clip.
     for name, device, minutes in [("late", "cam-08", 50), ("early", "cam-07", 58), ("other", "cam-07", 30)]:

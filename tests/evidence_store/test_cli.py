@@ -1,7 +1,7 @@
 """bodycam-evidence: every command line of docs/ARCHITECTURE.md through main([...])."""
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -31,7 +31,7 @@ def cli_store(env, capsys):
     store = Store.open(root)
     cam = DeviceFixture.new("cam-07")
     store.enroll(cam.device_id, cam.public_key)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     clips = {}
     for name, age, trigger in [("old", timedelta(days=13, hours=23, minutes=50), "announced"),
                                ("emergency", timedelta(hours=1), EMERGENCY), ("fresh", timedelta(hours=2), "announced")]:
@@ -230,7 +230,7 @@ def test_cli_checkpoint_prints_signed_note(cli_store, capsys):
 
 def test_cli_report_month(cli_store, capsys):
     root, _, clips = cli_store
-    month = datetime.now(timezone.utc).strftime("%Y-%m")
+    month = datetime.now(UTC).strftime("%Y-%m")
     code, out, _ = run(capsys, "--store", root, "report", "--month", month, "--json")
     report = json.loads(out)
     assert code == 0 and report["without_announcement"] == 1

@@ -3,7 +3,7 @@
 
 import json
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -29,7 +29,7 @@ def cli(tmp_path, monkeypatch, capsys):
     clips = []
     for hours in (3, 2):
         clip = make_clip(tmp_path / "outbox", cam, store.recipients,
-                         started_at=datetime.now(timezone.utc) - timedelta(hours=hours))
+                         started_at=datetime.now(UTC) - timedelta(hours=hours))
         put_and_ingest(store, clip)
         clips.append(clip)
     store.close()

@@ -7,7 +7,7 @@ import io
 import os
 import random
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -19,7 +19,7 @@ from evidence_store.clip.ids import format_time
 CLIP = "019a0b1c-2d3e-7f40-8a5b-6c7d8e9fa0b1"
 SEGMENT = "seg-00000.age"
 NULL_PACKET = b"\x47\x1f\xff\x10" + b"\xff" * 184  # MPEG-TS null packet, PID 0x1FFF
-START = datetime(2026, 11, 25, 10, 0, tzinfo=timezone.utc)
+START = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 
 
 @dataclass

@@ -3,7 +3,6 @@
 import json
 import multiprocessing
 
-
 from evidence_store import checkpoint as cpmod
 from evidence_store import events as ev
 from evidence_store import merkle

@@ -80,8 +80,9 @@ def test_manifest_signature_covers_context_and_canonical_body():
     outer = json.loads(sign_manifest(manifest, KEY))
     message = canonical.dumps(dataclasses.asdict(manifest))
     assert outer["manifest"] == dataclasses.asdict(manifest)
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
     import base64
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     Ed25519PublicKey.from_public_bytes(KEY.public.raw).verify(base64.b64decode(outer["signature"]), MANIFEST_CONTEXT + message)
 

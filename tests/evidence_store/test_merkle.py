@@ -9,7 +9,6 @@ import pytest
 from evidence_store import merkle
 from evidence_store.errors import IntegrityError
 
-
 # --- naive RFC 9162 oracle: the recursive definitions of section 2.1, written out literally --
 
 

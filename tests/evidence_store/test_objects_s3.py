@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -27,14 +27,22 @@ from tests.servers._process import free_port
 boto3 = pytest.importorskip("boto3", reason="boto3 is in the 'test' and 'central' extras")
 from botocore.exceptions import ClientError  # noqa: E402
 
-from evidence_store.objects_s3 import (LOCK_MODE, MIN_RETENTION, OBJECT_ALTERED, OBJECT_MISSING,  # noqa: E402
-                                       OBJECT_UNLOCKED, S3Error, S3Objects, parse_s3_url)
+from evidence_store.objects_s3 import (  # noqa: E402
+    LOCK_MODE,
+    MIN_RETENTION,
+    OBJECT_ALTERED,
+    OBJECT_MISSING,
+    OBJECT_UNLOCKED,
+    S3Error,
+    S3Objects,
+    parse_s3_url,
+)
 
 DAY = timedelta(days=1)
 
 
 def _deadline(days: float = 14) -> datetime:
-    return (datetime.now(timezone.utc) + timedelta(days=days)).replace(microsecond=0)
+    return (datetime.now(UTC) + timedelta(days=days)).replace(microsecond=0)
 
 
 @pytest.fixture
@@ -106,10 +114,10 @@ def test_s3_objects_put_locks_until_deadline_in_governance_mode(store):
 
 
 def test_s3_objects_deadline_already_past_locked_for_minimum_retention(store):
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     ref = store.put_bytes(b"late clip", retain_until=before - 3 * DAY)
     until = store.lock_status(ref.sha256).retain_until
-    assert before + MIN_RETENTION <= until <= datetime.now(timezone.utc) + MIN_RETENTION + timedelta(seconds=2)
+    assert before + MIN_RETENTION <= until <= datetime.now(UTC) + MIN_RETENTION + timedelta(seconds=2)
     # Expiry still deletes it at once: it holds the bypass right.
     assert store.delete(ref.sha256) is True
 

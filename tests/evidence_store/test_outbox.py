@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -47,7 +47,7 @@ def test_outbox_missing_device_record_raises(tmp_path):
 
 
 def test_outbox_clock_round_trips(box):
-    moment = datetime(2026, 11, 25, 10, 0, 0, 123000, tzinfo=timezone.utc)
+    moment = datetime(2026, 11, 25, 10, 0, 0, 123000, tzinfo=UTC)
     box.write_clock(ClockStamp("cam-0042", format_time(moment)).sign(STORE))
     stamp = box.clock(STORE.verifier_key())
     assert stamp == ClockStamp("cam-0042", "2026-11-25T10:00:00.123Z") and stamp.moment == moment
@@ -198,7 +198,7 @@ def test_outbox_fifo_planted_at_old_temp_name_does_not_hang_write(tmp_path):
 
     box = _Outbox(tmp_path)
     os.mkfifo(tmp_path / f".clock.tmp-{os.getpid()}")
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     box.write_clock(ClockStamp("cam-0042", "2026-11-28T00:00:00.000Z").sign(STORE))
-    assert box.clock(STORE.verifier_key()).moment == datetime(2026, 11, 28, tzinfo=timezone.utc)
+    assert box.clock(STORE.verifier_key()).moment == datetime(2026, 11, 28, tzinfo=UTC)

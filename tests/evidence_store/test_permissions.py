@@ -9,7 +9,7 @@ import stat
 import subprocess
 import sys
 import tempfile
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
 
@@ -106,7 +106,7 @@ def as_group_member(project: tuple[str, str], folder: Path, *argv: str) -> subpr
 def store_with_due_clip(folder: Path):
     """Created by root (the admin runs init, a dock ingests) with a clock 15 days back, so that the
     expiry service, running on the real clock, finds the clip past its deadline."""
-    clock = FakeClock(datetime.now(timezone.utc) - timedelta(days=15))
+    clock = FakeClock(datetime.now(UTC) - timedelta(days=15))
     store = Store.init(folder, PASSPHRASE, scrypt_log_n=TEST_LOG_N, clock=clock, actor="admin")
     cam = DeviceFixture.new("cam-07")
     store.enroll(cam.device_id, cam.public_key)

@@ -7,7 +7,7 @@ Expensive parts (each redaction decodes, detects and encodes 100 frames) run onc
 import hashlib
 import json
 import subprocess
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import av
 import numpy as np
@@ -40,7 +40,7 @@ def world(tmp_path_factory):
     store = Store.open(root)
     cam = DeviceFixture.new("cam-07")
     store.enroll(cam.device_id, cam.public_key)
-    started = datetime.now(timezone.utc) - timedelta(hours=1)
+    started = datetime.now(UTC) - timedelta(hours=1)
     clip = fm.make_face_clip(tmp / "outbox", cam, store.recipients, started_at=started)
     put_and_ingest(store, clip)
     silent = fm.make_face_clip(tmp / "outbox", cam, store.recipients, started_at=started + timedelta(minutes=5),

@@ -1,13 +1,13 @@
 """Retention is a pure function: decisions with reasons, from (items, holds, policy, now, next run)."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from evidence_store.errors import UsageError
 from evidence_store.retention import DELETE, KEEP, Hold, Item, Policy, decide
 
-NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 def item(name, age, arrived_age=None):
@@ -99,7 +99,7 @@ def test_retention_earliest_start_impossible_claim_counts_from_previous_docking(
 
     docked = NOW - timedelta(days=2)
     assert earliest_start(NOW - timedelta(days=15), docked, NOW) == docked
-    assert earliest_start(datetime(1, 1, 1, tzinfo=timezone.utc), docked, NOW) == docked
+    assert earliest_start(datetime(1, 1, 1, tzinfo=UTC), docked, NOW) == docked
     assert earliest_start(NOW - timedelta(days=1), docked, NOW) == NOW - timedelta(days=1)  # a possible claim
     assert earliest_start(NOW - timedelta(days=15), None, NOW) == NOW - timedelta(days=15)  # no bound known
 

@@ -69,8 +69,8 @@ def _signed(body: dict, key: DeviceKey) -> bytes:
 
 @pytest.mark.parametrize("field", ["notes", "homes_at", "format", "bookmarks", "resumes"])
 def test_manifest_signed_without_a_field_refused(field):
-    from tests.evidence_store.test_manifest import KEY, sample
     from evidence_store.clip.manifest import sign_manifest
+    from tests.evidence_store.test_manifest import KEY, sample
 
     body = canonical.loads(sign_manifest(sample(), KEY), "manifest")["manifest"]
     del body[field]
@@ -79,8 +79,8 @@ def test_manifest_signed_without_a_field_refused(field):
 
 
 def test_manifest_date_only_timestamp_refused_even_when_signed():
-    from tests.evidence_store.test_manifest import KEY, sample
     from evidence_store.clip.manifest import sign_manifest
+    from tests.evidence_store.test_manifest import KEY, sample
 
     body = canonical.loads(sign_manifest(sample(), KEY), "manifest")["manifest"]
     body["started_at"] = "2026-11-30Z"

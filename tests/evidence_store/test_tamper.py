@@ -346,9 +346,8 @@ def test_tamper_all_checkpoints_deleted_named(copy):
     with _open(root, now) as store:
         assert {v.LOG_UNSIGNED, v.CHECKPOINT_MISSING} <= {f.kind for f in verify_store(store)}
     (root / CHECKPOINT_FILE).unlink()  # and the file: nothing signed covers the log any more
-    with _open(root, now) as store:
-        with pytest.raises(EvidenceError, match="not covered by a signed checkpoint"):
-            store.expire()
+    with _open(root, now) as store, pytest.raises(EvidenceError, match="not covered by a signed checkpoint"):
+        store.expire()
 
 
 def test_tamper_access_event_rewritten_tree_recomputed_caught_by_checkpoint_file(copy):

@@ -35,8 +35,18 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.servers._process import (Reaper, ServerUnavailable, current_user, free_ports, missing_programs,
-                                    pid_alive, private_folder, run, stop_pid, tail)
+from tests.servers._process import (
+    Reaper,
+    ServerUnavailable,
+    current_user,
+    free_ports,
+    missing_programs,
+    pid_alive,
+    private_folder,
+    run,
+    stop_pid,
+    tail,
+)
 
 #: Debian packages this fixture needs (for the project's set-up; about 270 MB).
 PACKAGES = "ceph-mon ceph-osd radosgw ceph-common"
@@ -64,7 +74,7 @@ class CephRGW:
     # -- life cycle -------------------------------------------------------------------------------
 
     @classmethod
-    def start(cls, *, objectstore: str = "memstore") -> "CephRGW":
+    def start(cls, *, objectstore: str = "memstore") -> CephRGW:
         """Start monitor, OSD and radosgw; create an S3 user. ``objectstore``: "memstore" (RAM,
         fastest start; objects cost memory) or "bluestore" (a 20 GiB sparse file; for benchmarks).
         Raises ServerUnavailable with the reason (and the failing daemon's last log lines)."""

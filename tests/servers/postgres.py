@@ -27,8 +27,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from tests.servers._process import (Reaper, RunAs, ServerUnavailable, chown_tree, missing_programs,
-                                    pid_alive, private_folder, run, stop_pid, unprivileged_user)
+from tests.servers._process import (
+    Reaper,
+    RunAs,
+    ServerUnavailable,
+    chown_tree,
+    missing_programs,
+    pid_alive,
+    private_folder,
+    run,
+    stop_pid,
+    unprivileged_user,
+)
 
 #: Debian packages this fixture needs (for the project's set-up).
 PACKAGES = "postgresql"
@@ -60,7 +70,7 @@ class PostgresServer:
     # -- life cycle -------------------------------------------------------------------------------
 
     @classmethod
-    def start(cls, *, durable: bool = False) -> "PostgresServer":
+    def start(cls, *, durable: bool = False) -> PostgresServer:
         """Create and start a cluster; ServerUnavailable (with the reason) if it cannot start.
 
         ``durable=False`` turns fsync off: the tests kill clients, never this server, and a

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from evidence_store.clip import age, canonical, journal, note  # noqa: E402
 from evidence_store.clip.devkey import DeviceKey  # noqa: E402
 from evidence_store.clip.manifest import FORMAT_V1, Manifest, SegmentRecord, manifest_hash, sign_manifest  # noqa: E402
-from evidence_store.clip.outbox import NRW, DeviceRecord, Enrollment, Receipt, STORED  # noqa: E402
+from evidence_store.clip.outbox import NRW, STORED, DeviceRecord, Enrollment, Receipt  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 # UUIDv7s whose 48-bit time is each clip's started_at (2026-11-25T10:00:01.000Z, 10:05:00.000Z).
