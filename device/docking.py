@@ -331,8 +331,8 @@ def serve_gadget_requests(folder: str | os.PathLike, make_gadget) -> int:
                 outcome = GADGET_DETACHED
             log.info("gadget request %s: %s", request_id, outcome)
         except DeviceError as exc:
-            outcome = f"{GADGET_ERROR} {one_line(exc)}"
-            log.error("gadget request %s (%s) failed: %s", request_id, action, one_line(exc))
+            outcome = f"{GADGET_ERROR} {one_line(str(exc))}"
+            log.error("gadget request %s (%s) failed: %s", request_id, action, one_line(str(exc)))
         try:
             atomic_write(folder / GADGET_STATE_FILE, f"{request_id} {outcome}\n".encode(), mode=GADGET_FILE_MODE)
         except OSError as exc:
@@ -455,7 +455,7 @@ def load_enrollment(outbox: Outbox, state: StateDir, device_id: str, public_key:
     return enrollment
 
 
-def apply_clock(outbox: Outbox, state: StateDir, device_id: str, clock: Clock,
+def apply_clock(outbox: Outbox, state: StateDir, device_id: str, clock: DockClock,
                 docked_at: float | None) -> datetime | None:
     """Take the dock's time from the outbox's clock note if the store signed it for this camera,
     it is later than the last one taken, and it is plausible (clock.check_dock_time). Returns the

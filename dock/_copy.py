@@ -16,8 +16,12 @@ import queue
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from evidence_store.clip.journal import JournalEntry, SegmentCheck, check_segment
+
+if TYPE_CHECKING:
+    from evidence_store.objects import ObjectRef
 
 _EOF = object()
 _ABORT = object()
@@ -115,12 +119,14 @@ class TeeReader(io.RawIOBase):
 
 @dataclass
 class CopyResult:
-    ref: object  # evidence_store.store.ObjectRef
+    ref: ObjectRef
     check: SegmentCheck | None  # None only when the checker itself failed (reported as tampering)
     bytes_read: int
 
 
-def copy_and_check(put_object: Callable, fd: int, name: str, entries: Iterable[JournalEntry], max_bytes: int,
+# put_object(src, max_bytes) only calls src.read(n): the tee is a raw stream, not the BinaryIO that
+# Store.put_object declares, hence the open argument list.
+def copy_and_check(put_object: Callable[..., ObjectRef], fd: int, name: str, entries: Iterable[JournalEntry], max_bytes: int,
                    on_bytes: Callable[[int], None] | None = None) -> CopyResult:
     """Stream ``fd`` into the store with ``put_object(src, max_bytes)`` and, from the same bytes,
     run ``check_segment`` against ``entries``. Exceptions of the read or of the store propagate."""

@@ -64,13 +64,15 @@ class Daemon:
             log.info("waiting for cameras labelled %s", self.config.udev.label)
 
     def _read_udev(self, events: Iterable[UdevEvent]) -> None:
+        handler = self.handler
+        assert handler is not None  # started only with a handler
         for event in events:
             if self.stop_event.is_set():
                 return
             if event.action != ADD or event.fs_label != self.config.udev.label:
-                self.handler.wants(event)  # logs removals; ignores other disks
+                handler.wants(event)  # logs removals; ignores other disks
                 continue
-            worker = threading.Thread(target=self.handler.handle, args=(event,), name=f"dock-{Path(event.devnode).name}",
+            worker = threading.Thread(target=handler.handle, args=(event,), name=f"dock-{Path(event.devnode).name}",
                                       daemon=True)
             self._workers = [w for w in self._workers if w.is_alive()] + [worker]
             worker.start()

@@ -39,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dock._copy import copy_and_check
 from dock.errors import DockError, NotEnrolledError
@@ -52,6 +53,9 @@ from evidence_store.clip.journal import CUT, JOURNAL_FILE, MAX_JOURNAL_BYTES, TA
 from evidence_store.clip.manifest import MANIFEST_FILE, Manifest, SegmentRecord, manifest_hash, parse_manifest
 from evidence_store.clip.outbox import QUARANTINED, STORED, DeviceRecord, Outbox, Receipt
 from evidence_store.errors import EvidenceError, IntegrityError
+
+if TYPE_CHECKING:  # the store is heavy (SQLite, the log); the caller's open_store loads it
+    from evidence_store.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +156,7 @@ class _Unplugged(Exception):
 
 @dataclass
 class _Docking:
-    store: object
+    store: Store
     outbox: Outbox
     device_id: str
     previous_docking: datetime | None
@@ -170,7 +174,7 @@ class Ingester:
     its own lock (``locks``). ``fault(step, clip_id)`` is called at every step boundary (tests
     inject crashes there); ``progress(done, total, label)`` reports copied bytes."""
 
-    def __init__(self, open_store: Callable[[], object], *, locks: DeviceLocks, clock: Clock | None = None, fault: FaultHook | None = None,
+    def __init__(self, open_store: Callable[[], Store], *, locks: DeviceLocks, clock: Clock | None = None, fault: FaultHook | None = None,
                  progress: Callable[[int, int, str], None] | None = None, state_dir: str | os.PathLike | None = None):
         self.open_store = open_store
         self.locks = locks

@@ -30,7 +30,9 @@ class Clock(Protocol):
     """``monotonic()``: seconds from an arbitrary origin, for durations; ``now()``: UTC-aware wall
     time; ``clock_source``: one of CLOCK_SOURCES."""
 
-    clock_source: str
+    # Read-only here: a clock whose source changes (the camera's DockClock) computes it.
+    @property
+    def clock_source(self) -> str: ...
 
     def monotonic(self) -> float: ...
 

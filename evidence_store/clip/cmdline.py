@@ -185,6 +185,7 @@ def run(prog: str, argv: Sequence[str] | None, body: Callable[[list[str]], int],
             on_error(_one_line(message), code)
         return code
 
+    caught: tuple[type[BaseException], ...] = (UsageError, *errors)
     try:
         check_utf8(args)
         return body(args)
@@ -193,7 +194,7 @@ def run(prog: str, argv: Sequence[str] | None, body: Callable[[list[str]], int],
         return EXIT_INTERRUPTED
     except SystemExit as exc:  # --help, --version
         return exc.code if isinstance(exc.code, int) else 0
-    except (UsageError, *errors) as exc:
+    except caught as exc:
         return fail(str(exc), list(getattr(exc, "hints", [])), getattr(exc, "exit_code", EXIT_ERROR))
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""

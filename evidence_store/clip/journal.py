@@ -13,10 +13,11 @@ dropped or reordered unnoticed. A torn last line (power lost mid-append) is repo
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import BinaryIO
+from typing import Protocol
 
 from evidence_store.clip import canonical
 from evidence_store.clip.devkey import JOURNAL_CONTEXT, DeviceKey, DevicePublicKey, b64, unb64
@@ -43,7 +44,7 @@ class JournalEntry:
     final: bool  # the segment was closed: no more bytes will follow
     prev: str
 
-    def body(self) -> bytes:
+    def body(self) -> builtins.bytes:  # the field ``bytes`` shadows the type in this class
         return canonical.dumps(asdict(self))
 
 
@@ -111,7 +112,13 @@ class SegmentCheck:
     detail: str
 
 
-def check_segment(src: BinaryIO, name: str, entries: Iterable[JournalEntry]) -> SegmentCheck:
+class Readable(Protocol):
+    """What ``check_segment`` reads from: a file, or the dock's tee of the bytes it copies."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def check_segment(src: Readable, name: str, entries: Iterable[JournalEntry]) -> SegmentCheck:
     """Compare a segment file with its journal entries.
 
     Returns WHOLE when the last entry is final and the file is exactly its committed bytes,

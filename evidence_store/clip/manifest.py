@@ -9,13 +9,17 @@ changes later (justification, holds) belongs to the store, never here.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Set
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evidence_store.clip import canonical
 from evidence_store.clip.devkey import MANIFEST_CONTEXT, DeviceKey, DevicePublicKey, b64, unb64
 from evidence_store.clip.errors import FormatError
 from evidence_store.clip.ids import SEGMENT_RE, check_clip_id, check_device_id, parse_time
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 MANIFEST_FILE = "manifest"
 FORMAT = "bodycam-manifest/v2"
@@ -164,7 +168,7 @@ def _check_types(manifest: Manifest) -> None:
         parse_time(manifest.homes_at, "manifest homes_at")
 
 
-def _require_fields(record: dict, cls: type, what: str, absent: set[str] = frozenset()) -> None:
+def _require_fields(record: dict, cls: type[DataclassInstance], what: str, absent: Set[str] = frozenset()) -> None:
     expected = set(cls.__dataclass_fields__) - absent
     missing, unexpected = sorted(expected - set(record)), sorted(set(record) - expected)
     if missing or unexpected:
