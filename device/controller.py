@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -266,12 +267,12 @@ class Controller:
         """Fire every timer due at or before ``until``, earliest first (one may arm another)."""
         while True:
             due: list[tuple[float, Callable[[float], None]]] = []
-            if self._state is State.ANNOUNCING:
+            if self._state is State.ANNOUNCING and self._announce_t is not None:
                 due.append((self._announce_t + self._controls.announcement_seconds, self._announcement_elapsed))
             gesture = self._gestures.get(hw.RECORD)
             if gesture is not None and not gesture.consumed:
                 due.append((gesture.pressed_at + self._controls.hold_seconds,
-                            lambda at, g=gesture: self._on_hold(g, at)))
+                            functools.partial(self._on_hold, gesture)))
             if self._state is State.RECORDING and self._next_reminder is not None:
                 due.append((self._next_reminder, self._reminder))
             if not due:
@@ -289,9 +290,9 @@ class Controller:
             self._gestures[edge.input] = gesture
             self._on_press(gesture)
         else:
-            gesture = self._gestures.pop(edge.input, None)
-            if gesture is not None and not gesture.consumed:
-                self._on_release(gesture, edge.t)
+            pressed = self._gestures.pop(edge.input, None)
+            if pressed is not None and not pressed.consumed:
+                self._on_release(pressed, edge.t)
 
     def _on_press(self, g: _Gesture) -> None:
         if self._state is State.DOCKED:

@@ -21,7 +21,8 @@ def read_mounts(mounts: Path = PROC_MOUNTS) -> list[tuple[str, str]]:
     for line in text.splitlines():
         fields = line.split()
         if len(fields) >= 2:
-            found.append(tuple(_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), f) for f in fields[:2]))
+            source, target = (_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), f) for f in fields[:2])
+            found.append((source, target))
     return found
 
 

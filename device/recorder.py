@@ -56,7 +56,7 @@ from pathlib import Path
 from device.camera.base import NULL_PACKET, TS_PACKET_SIZE, Camera, TsUnit
 from device.clock import DockClock
 from device.config import ProfileConfig, effective_profile
-from device.docking import UsbGadget, apply_undock, load_enrollment, remember_time
+from device.docking import UndockReport, UsbGadget, apply_undock, load_enrollment, remember_time
 from device.errors import DeviceError, NotEnrolledError, RecorderError, StorageFullError
 from device.prerecord import PrerecordBuffer
 from device.recorder_api import (
@@ -113,7 +113,7 @@ class _RawFile:
     def __init__(self, path: Path):
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
 
-    def write(self, data) -> int:
+    def write(self, data: bytes, /) -> int:
         view = memoryview(data)
         while view:
             view = view[os.write(self.fd, view):]
@@ -169,7 +169,7 @@ class ClipWriter:
         self.first_commit: float | None = None
         clip_dir.mkdir(mode=0o755)
         fsync_dir(clip_dir.parent)
-        self._seg = self._open_segment()
+        self._seg: _Segment | None = self._open_segment()
 
     def _open_segment(self) -> _Segment:
         name = SEGMENT_NAME.format(len(self.segments))
@@ -177,8 +177,13 @@ class ClipWriter:
         fsync_dir(self.dir)  # the file's name must survive a power cut as well as its bytes
         return _Segment(name, raw, AgeWriter(raw, self._recipients), chunk_since=self._clock.monotonic())
 
+    def _current(self) -> _Segment:
+        if self._seg is None:
+            raise ClipError(f"clip {self.clip_id} is closed")
+        return self._seg
+
     def write(self, unit: TsUnit) -> None:
-        seg = self._seg
+        seg = self._current()
         if seg.first_us is None:
             if not unit.keyframe:
                 self.dropped += not unit.audio  # sound before the first picture: no frame lost
@@ -216,7 +221,7 @@ class ClipWriter:
 
     def commit(self) -> None:
         """Complete the current chunk if it has waited long enough, fdatasync, sign a journal line."""
-        seg = self._seg
+        seg = self._current()
         now = self._clock.monotonic()
         unsealed = seg.written - seg.writer.plaintext_bytes
         if unsealed > 0 and (self.first_commit is None or now - seg.chunk_since >= PAD_AGE):
@@ -243,13 +248,15 @@ class ClipWriter:
         self._prev = line_hash(line)
 
     def _close_segment(self) -> None:
-        seg = self._seg
+        seg = self._current()
         seg.writer.close()
         seg.file.datasync()
         seg.file.close()
         self._append(seg, final=True)
         w = seg.writer
-        duration = 0 if seg.first_us is None else (seg.last_us - seg.first_us + self._frame_us) // 1000
+        duration = 0
+        if seg.first_us is not None and seg.last_us is not None:
+            duration = (seg.last_us - seg.first_us + self._frame_us) // 1000
         self.segments.append(SegmentRecord(seg.name, w.ciphertext_bytes, w.ciphertext_sha256(), w.plaintext_bytes,
                                            w.plaintext_sha256(), int(duration), False, w.ciphertext_bytes))
 
@@ -326,7 +333,7 @@ class EncryptingRecorder:
         self._camera_running = False
         self._low_storage = False
         self.last_sealed: Manifest | None = None
-        self.last_undock = None  # the UndockReport of the last undocking
+        self.last_undock: UndockReport | None = None  # the UndockReport of the last undocking
         self.first_commit_at: float | None = None  # monotonic: the benchmarks read it
         self._enrollment: Enrollment | None = None
         self._load_enrollment()
@@ -356,8 +363,8 @@ class EncryptingRecorder:
     def enrollment(self) -> Enrollment | None:
         return self._enrollment
 
-    def _effective(self):
-        return effective_profile(self._enrollment.profile,
+    def _effective(self, enrollment: Enrollment):
+        return effective_profile(enrollment.profile,
                                  ProfileConfig(prerecord_seconds=self._local_prerecord, sound=self._local_sound))
 
     @property
@@ -365,12 +372,12 @@ class EncryptingRecorder:
         """The pre-recording the effective profile allows (0: no buffer exists)."""
         if self._enrollment is None:
             return 0
-        return self._effective().prerecord_max_seconds
+        return self._effective(self._enrollment).prerecord_max_seconds
 
     @property
     def sound_allowed(self) -> bool:
         """Whether the effective profile lets the camera record sound."""
-        return self._enrollment is not None and self._effective().sound
+        return self._enrollment is not None and self._effective(self._enrollment).sound
 
     def _apply_profile(self) -> None:
         """Build or drop the RAM buffer (and the idle encoder) to match the effective profile;
@@ -379,7 +386,8 @@ class EncryptingRecorder:
         seconds = 0 if self._docked else self.prerecord_seconds
         if seconds > 0 and (self._prerecord is None or self._prerecord.window_us != seconds * 1_000_000):
             self._prerecord = PrerecordBuffer(seconds)
-            log.info("pre-recording: %d s in RAM (profile %s)", seconds, self._enrollment.profile.name)
+            profile_name = self._enrollment.profile.name if self._enrollment is not None else "-"
+            log.info("pre-recording: %d s in RAM (profile %s)", seconds, profile_name)
             if not self._camera_running:
                 self._start_camera()
         elif seconds == 0 and self._prerecord is not None:
@@ -579,13 +587,17 @@ class EncryptingRecorder:
             self._queue = queue.Queue(maxsize=self._queue.maxsize)
             self._start_writer()
         enrollment = self._enrollment
-        profile = self._effective()
+        if enrollment is None:  # can_start refused it above
+            raise RecorderError(f"cannot record: {REFUSE_NOT_ENROLLED}")
+        profile = self._effective(enrollment)
         now = self._clock.now()
         clip_id = new_clip_id(now)
         resumes = self._resume_of if trigger.resumed_at is not None else None
         started = trigger.resumed_at or trigger.started_at
         notes = []
-        announced_at = format_time(trigger.announced_at) if trigger.kind == TRIGGER_ANNOUNCED else None
+        # Trigger guarantees announced_at for an announced recording.
+        announced = trigger.announced_at if trigger.kind == TRIGGER_ANNOUNCED else None
+        announced_at = format_time(announced) if announced is not None else None
         interrupted = None
         if trigger.kind != TRIGGER_ANNOUNCED and trigger.announced_at is not None:
             interrupted = format_time(trigger.announced_at)
@@ -658,17 +670,16 @@ class EncryptingRecorder:
         if self._meta is None:
             raise RecorderError("no recording to bookmark")
         self._meta.bookmarks.append(format_time(at))
-        self._update_marker()
+        self._update_marker(self._meta)
 
     def set_homes(self, at: datetime) -> None:
         if self._meta is None:
             raise RecorderError("no recording to flag")
         if self._meta.homes_at is None:
             self._meta.homes_at = format_time(at)
-            self._update_marker()
+            self._update_marker(self._meta)
 
-    def _update_marker(self) -> None:
-        meta = self._meta
+    def _update_marker(self, meta: _ClipMeta) -> None:
         meta.marker = replace(meta.marker, bookmarks=tuple(meta.bookmarks), homes_at=meta.homes_at)
         try:
             self._state.write_marker(meta.marker)
@@ -691,6 +702,8 @@ class EncryptingRecorder:
             clip, meta = self._clip, self._meta
             self._clip, self._meta = None, None
             failure, self._failure = self._failure, None
+        if clip is None or meta is None:  # another thread sealed it meanwhile
+            return
         ended = self._clock.now()
         try:
             segments = clip.close()

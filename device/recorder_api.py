@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 TRIGGER_ANNOUNCED = "announced"
 TRIGGER_EMERGENCY = "emergency"
@@ -47,7 +47,7 @@ class Trigger:
     links to the interrupted clip; ``resumed_at`` is when recording resumed.
     """
 
-    kind: Literal["announced", "emergency"]
+    kind: str  # one of TRIGGER_KINDS (checked below: a resumed trigger comes from a file)
     announced_at: datetime | None
     started_at: datetime
     resumed_at: datetime | None = None

@@ -126,8 +126,9 @@ class RecordingMarker:
 
 
 # The fields' annotations (strings, under ``from __future__ import annotations``) -> JSON types.
-_JSON_TYPES = {"bool": bool, "str": str, "str | None": (str, type(None)), "int": int, "int | None": (int, type(None)),
-               "tuple[str, ...]": tuple}
+_JSON_TYPES: dict[str, type | tuple[type, ...]] = {
+    "bool": bool, "str": str, "str | None": (str, type(None)), "int": int, "int | None": (int, type(None)),
+    "tuple[str, ...]": tuple}
 
 
 def _build(cls, data, path: Path):
@@ -147,7 +148,8 @@ def _build(cls, data, path: Path):
             problem = f"missing field {missing[0]!r}"
         else:
             for name, value in data.items():
-                wanted = _JSON_TYPES.get(known[name].type)
+                annotation = known[name].type
+                wanted = _JSON_TYPES.get(annotation) if isinstance(annotation, str) else None
                 # bool is an int in Python: a flag is never accepted where a number belongs
                 if wanted is not None and (not isinstance(value, wanted)
                                            or (isinstance(value, bool) and wanted is not bool)):

@@ -25,7 +25,7 @@ import threading
 import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -358,6 +358,14 @@ class _Hasher:
         self._stop()  # a finalizer runs at most once: close() and garbage collection agree
 
 
+class Writable(Protocol):
+    """Where ``AgeWriter`` writes: a binary file, or the camera's unbuffered segment file."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
 class AgeWriter:
     """Encrypt a stream incrementally into ``dst`` (a binary file object).
 
@@ -373,7 +381,7 @@ class AgeWriter:
     ``plaintext_sha256()`` wait for them, so they always cover every byte written so far.
     """
 
-    def __init__(self, dst: BinaryIO, recipients: Sequence[str | Recipient | Passphrase]):
+    def __init__(self, dst: Writable, recipients: Sequence[str | Recipient | Passphrase]):
         if not recipients:
             raise FormatError("at least one recipient is needed")
         parsed = [Recipient.parse(r) if isinstance(r, str) else r for r in recipients]
