@@ -353,13 +353,16 @@ def _event_words(e: dict) -> str:
     return "  ".join(str(w) for w in words)
 
 
-def cmd_verify(args) -> int:
-    from evidence_store.verify import verify_store
+def _show_step(step: str) -> None:
+    sys.stderr.write(f"\rchecking {step:<12}")
+    sys.stderr.flush()
 
-    progress = None
-    if sys.stderr.isatty():
-        progress = lambda step: sys.stderr.write(f"\rchecking {step:<12}") and sys.stderr.flush()  # noqa: E731
-    notes = []
+
+def cmd_verify(args) -> int:
+    from evidence_store.verify import Fault, verify_store
+
+    progress = _show_step if sys.stderr.isatty() else None
+    notes: list[Fault] = []
     with open_store(args) as store:
         faults = verify_store(store, args.clips or None, progress=progress, notes=notes)
         size = store.log.size()

@@ -292,7 +292,7 @@ def segment_packets(ts_files: Sequence[Path], *, sound: bool = True):
             continue
         with av.open(str(path), format="mpegts") as container:
             video = container.streams.video[0]
-            streams = [video]
+            streams: list[av.stream.Stream] = [video]
             if sound and container.streams.audio and container.streams.audio[0].codec_context.name == "aac":
                 streams.append(container.streams.audio[0])
             for packet in container.demux(streams):

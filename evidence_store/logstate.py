@@ -43,7 +43,7 @@ class ClipFacts:
 
     def object_hashes(self) -> set[str]:
         out = {h for h in (self.manifest, self.journal) if isinstance(h, str)}
-        out |= {o.get("sha256") for o in self.objects if isinstance(o, dict) and isinstance(o.get("sha256"), str)}
+        out |= {o["sha256"] for o in self.objects if isinstance(o, dict) and isinstance(o.get("sha256"), str)}
         return out
 
 
@@ -64,7 +64,7 @@ class QuarantineFacts:
 
     def object_hashes(self) -> set[str]:
         out = {h for h in (self.manifest, self.journal) if isinstance(h, str)}
-        out |= {o.get("sha256") for o in self.objects if isinstance(o, dict) and isinstance(o.get("sha256"), str)}
+        out |= {o["sha256"] for o in self.objects if isinstance(o, dict) and isinstance(o.get("sha256"), str)}
         return out
 
 
@@ -137,6 +137,10 @@ def _int(value) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _list(value) -> list:
+    return value if isinstance(value, list) else []
+
+
 def derive(bodies: Iterable[tuple[int, dict]], leaf_hash: Callable[[int], str], size: int = 0) -> LogState:
     """The state after the events ``bodies`` ((index, parsed leaf), in log order: at least those of
     STATE_KINDS and every event that names no clip). ``leaf_hash(index)`` is the hex leaf hash of
@@ -155,8 +159,8 @@ def derive(bodies: Iterable[tuple[int, dict]], leaf_hash: Callable[[int], str], 
             clip_id = _str(body.get("clip"))
             if clip_id is None or clip_id in state.clips:
                 continue  # a second ingest of one id is refused by the store; verify names it
-            objects = body.get("objects") if isinstance(body.get("objects"), list) else []
-            flags = body.get("flags") if isinstance(body.get("flags"), list) else []
+            objects = _list(body.get("objects"))
+            flags = _list(body.get("flags"))
             facts = ClipFacts(clip_id, idx, _str(body.get("device")), _int(body.get("sequence")),
                               _str(body.get("trigger")), _str(body.get("started_at")), _str(body.get("time")),
                               _str(body.get("manifest")), _str(body.get("journal")), objects, flags)
@@ -169,7 +173,7 @@ def derive(bodies: Iterable[tuple[int, dict]], leaf_hash: Callable[[int], str], 
             qid = _str(body.get("quarantine"))
             if qid is None or qid in state.quarantine:
                 continue
-            objects = body.get("objects") if isinstance(body.get("objects"), list) else []
+            objects = _list(body.get("objects"))
             quarantine_heads[leaf_hash(idx)] = qid
             state.quarantine[qid] = QuarantineFacts(
                 qid, idx, _str(body.get("device")), _str(body.get("claimed_clip")), _str(body.get("cause")),
@@ -179,7 +183,8 @@ def derive(bodies: Iterable[tuple[int, dict]], leaf_hash: Callable[[int], str], 
             state.holds[idx] = HoldFacts(idx, _str(body.get("clip")), _str(body.get("hold_kind")),
                                          _str(body.get("time")), body.get("after_view") is True)
         elif kind == "release":
-            hold = state.holds.get(_int(body.get("hold_event")))
+            hold_index = _int(body.get("hold_event"))
+            hold = state.holds.get(hold_index) if hold_index is not None else None
             if hold is not None and hold.active and hold.clip_id == body.get("clip"):
                 hold.release_index, hold.release_time = idx, _str(body.get("time"))
         elif kind == "justify":
@@ -187,17 +192,18 @@ def derive(bodies: Iterable[tuple[int, dict]], leaf_hash: Callable[[int], str], 
             if clip is not None:
                 clip.justified = True
         elif kind == "expire":
-            objects = body.get("objects") if isinstance(body.get("objects"), list) else []
+            objects = _list(body.get("objects"))
             for sha in objects:
                 if isinstance(sha, str):
                     state.expired_objects.setdefault(sha, set()).add(_str(body.get("time")) or "")
             clip_id = _str(body.get("clip"))
             qid = _str(body.get("quarantine"))
+            subject = clip_id or qid
             target: ClipFacts | QuarantineFacts | None = (
                 state.clips.get(clip_id) if clip_id else state.quarantine.get(qid) if qid else None)
-            if target is not None and target.expired_index is None:
+            if target is not None and subject is not None and target.expired_index is None:
                 target.expired_index, target.expired_at = idx, _str(body.get("time"))
-                state.expired_subjects.add(clip_id or qid)
+                state.expired_subjects.add(subject)
         elif kind == "enroll":
             device_id = _str(body.get("device"))
             if device_id and device_id not in state.devices:

@@ -178,7 +178,7 @@ def stored_hashes_for_appends(
     if frontier and read_hash is None:
         raise ValueError("read_hash is needed to append to a non-empty tree")
     # stack holds the complete subtrees of the tree so far, largest (leftmost) first.
-    stack = _read(read_hash, [stored_hash_index(level, n) for level, n in frontier]) if frontier else []
+    stack = _read(read_hash, [stored_hash_index(level, n) for level, n in frontier]) if read_hash and frontier else []
     out: list[bytes] = []
     append, pop, push = out.append, stack.pop, stack.append
     node = NODE_PREFIX

@@ -53,7 +53,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from evidence_store.errors import EvidenceError, IntegrityError, UsageError
 from evidence_store.objects import COPY_BLOCK, HEX64, ObjectRef, ObjectTooLarge, check_sha256
@@ -298,7 +298,7 @@ class S3Objects:
         return max(retain_until.astimezone(UTC), floor)
 
     def _lock_args(self, retain_until: datetime | None, legal_hold: bool) -> dict:
-        args = {}
+        args: dict = {}
         until = self._retention(retain_until)
         if until is not None:
             args.update(ObjectLockMode=LOCK_MODE, ObjectLockRetainUntilDate=until)
@@ -339,7 +339,7 @@ class S3Objects:
         self._upload(io.BytesIO(data), ref, digest.digest(), self._lock_args(retain_until, legal_hold))
         return ref
 
-    def _upload(self, body: BinaryIO, ref: ObjectRef, digest: bytes, lock: dict) -> None:
+    def _upload(self, body: IO[bytes], ref: ObjectRef, digest: bytes, lock: dict) -> None:
         key = self.key(ref.sha256)
         common = dict(Bucket=self.bucket, Key=key, Metadata={META_SHA256: ref.sha256}, **lock)
         if ref.size <= self.multipart_threshold:

@@ -290,7 +290,7 @@ def _write_sheet(result, path: Path, clip_id: str) -> None:
     draw = ImageDraw.Draw(sheet)
     draw.text((4, 2), f"redacted clip {clip_id}: covered areas outlined", fill="white")
     for i, (t, rgb) in enumerate(frames):
-        image = Image.fromarray(rgb).resize((tw, th), Image.BILINEAR)
+        image = Image.fromarray(rgb).resize((tw, th), Image.Resampling.BILINEAR)
         x, y = (i % cols) * tw, 18 + (i // cols) * (th + 18)
         sheet.paste(image, (x, y))
         draw.text((x + 4, y + th + 2), f"+{t:6.2f}s", fill="white")

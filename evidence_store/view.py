@@ -145,7 +145,7 @@ def view_clip(store, clip_id: str, *, reason: str, identities: Sequence[Identity
     Raises UsageError before logging anything if the clip, reason or player is not usable.
     """
     clip_id = store._live_item(clip_id).clip_id
-    cmd = None if contact_sheet else find_player(player)
+    cmd = [] if contact_sheet else find_player(player)
     appended = store.log_access(ev.VIEW, clip_id, reason=reason,
                                 data={"output": "contact-sheet" if contact_sheet else "player"})
     result = ViewResult(appended.index)
@@ -155,11 +155,13 @@ def view_clip(store, clip_id: str, *, reason: str, identities: Sequence[Identity
         result.frames = write_contact_sheet(chunks, Path(contact_sheet), parse_time(info.recorded_at), clip_id)
         return result
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
+    pipe = proc.stdin
+    assert pipe is not None  # stdin=PIPE
     try:
         for chunk in chunks:
-            proc.stdin.write(chunk)
+            pipe.write(chunk)
             result.bytes_played += len(chunk)
-        proc.stdin.close()
+        pipe.close()
     except BrokenPipeError:
         log.info("the player closed its input early")  # the officer closed the window: fine
     except BaseException:
@@ -178,7 +180,8 @@ def view_clip(store, clip_id: str, *, reason: str, identities: Sequence[Identity
 def _stop(proc: subprocess.Popen, grace: float = 5.0) -> None:
     """Close the player's input and terminate it (kill it if it ignores that for ``grace`` s)."""
     try:
-        proc.stdin.close()
+        if proc.stdin is not None:
+            proc.stdin.close()
     except OSError:
         pass  # the pipe is already broken
     proc.terminate()
@@ -205,7 +208,7 @@ def write_contact_sheet(chunks: Iterator[bytes], path: Path, started_at, title: 
     thumbs: list[tuple[float, Image.Image]] = []
     loudness: list[tuple[float, float]] = []  # (time, peak dBFS) of each sound frame
     try:
-        container = av.open(IterReader(chunks), format="mpegts")
+        container = av.open(IterReader(chunks), "r", format="mpegts")
         video = container.streams.video[:1]  # none in a clip stopped before its first picture
         sound = container.streams.audio[:1]
         step, next_at = 0.5, 0.0
@@ -213,6 +216,8 @@ def write_contact_sheet(chunks: Iterator[bytes], path: Path, started_at, title: 
             if isinstance(frame, av.AudioFrame):
                 peak = float(np.abs(frame.to_ndarray()).max(initial=0.0))
                 loudness.append((float(frame.time or 0.0), 20 * math.log10(max(peak, 1e-5))))
+                continue
+            if not isinstance(frame, av.VideoFrame):  # only picture and sound streams are decoded
                 continue
             t = float(frame.time or 0.0)
             if t + 1e-6 < next_at:

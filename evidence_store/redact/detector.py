@@ -100,7 +100,11 @@ class FaceDetector:
         boxes = np.stack([(cx - sw / 2) * fx, (cy - sh / 2) * fy, (cx + sw / 2) * fx, (cy + sh / 2) * fy], axis=1)
         scores = heatmap[ys, xs]
         keep = _nms(boxes, scores, 0.3)
-        return [Detection(*map(float, boxes[i]), float(scores[i])) for i in keep]
+        out = []
+        for i in keep:
+            x1, y1, x2, y2 = (float(v) for v in boxes[i])
+            out.append(Detection(x1, y1, x2, y2, float(scores[i])))
+        return out
 
 
 def _nms(boxes: np.ndarray, scores: np.ndarray, overlap: float) -> list[int]:

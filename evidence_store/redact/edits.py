@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 from evidence_store.errors import UsageError
 
@@ -35,7 +36,7 @@ class Span:
     box: tuple[int, int, int, int] | None = None
     label: str = ""
 
-    def covers(self, t: float) -> bool:
+    def covers(self, t: float | Fraction) -> bool:
         return self.start <= t < self.end
 
 
@@ -49,7 +50,7 @@ class Edits:
 
     def as_dict(self) -> dict:
         def span(s: Span) -> dict:
-            d = {"from": s.start, "to": s.end}
+            d: dict = {"from": s.start, "to": s.end}
             if s.box is not None:
                 d["box"] = list(s.box)
             if s.label:

@@ -144,7 +144,8 @@ def _replay(source, out_path, edits: Edits, params: Params, record: dict, progre
         video = record["video"]
         fps = Fraction(video["fps"])
         width, height, frames = int(video["width"]), int(video["height"]), int(video["frames"])
-        tracks = [Track(int(t["track"]), {int(d[0]): tuple(float(v) for v in d[1:5]) for d in t["detections"]})
+        tracks = [Track(int(t["track"]), {int(d[0]): (float(d[1]), float(d[2]), float(d[3]), float(d[4]))
+                                          for d in t["detections"]})
                   for t in record["faces"]["tracks"]]
         kept = {int(k) for k in record["faces"]["kept_tracks"]}
         result.detections = int(record["faces"]["detections"])
@@ -199,7 +200,8 @@ def _kept_tracks(tracks, edits: Edits, fps: Fraction) -> set[int]:
     for track in tracks:
         for f, (x1, y1, x2, y2) in track.detections.items():
             cx, cy, t = (x1 + x2) / 2, (y1 + y2) / 2, f / fps
-            if any(s.covers(t) and s.box[0] <= cx < s.box[2] and s.box[1] <= cy < s.box[3] for s in edits.keep_faces):
+            if any(s.covers(t) and s.box is not None and s.box[0] <= cx < s.box[2] and s.box[1] <= cy < s.box[3]
+                   for s in edits.keep_faces):
                 kept.add(track.track_id)
                 break
     return kept
@@ -275,9 +277,10 @@ def _encode(source, out_path, plan, picks, edits: Edits, params: Params, fps: Fr
         rate = ain.codec_context.sample_rate or 48000
         aout = output.add_stream("aac", rate=rate)
         aout.bit_rate = params.audio_bitrate
-        aout.layout = "mono" if ain.codec_context.channels == 1 else "stereo"
+        layout = "mono" if ain.codec_context.channels == 1 else "stereo"
+        aout.layout = layout
         aout.codec_context.time_base = Fraction(1, rate)
-        resampler = av.AudioResampler(format="fltp", layout=aout.layout.name, rate=rate)
+        resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
     n = samples = 0
     streams = [vin] + ([ain] if ain is not None else [])
     try:
@@ -288,12 +291,12 @@ def _encode(source, out_path, plan, picks, edits: Edits, params: Params, fps: Fr
                     n += 1
                     if progress and n % 25 == 0:
                         progress("encode", n, result.frames)
-                else:
+                elif resampler is not None:
                     for fr in resampler.resample(frame):
                         samples = _audio_frame(fr, samples, edits, aout, output)
         for packet in vout.encode():
             output.mux(packet)
-        if aout is not None:
+        if aout is not None and resampler is not None:
             for fr in resampler.resample(None):
                 samples = _audio_frame(fr, samples, edits, aout, output)
             for packet in aout.encode():
