@@ -9,9 +9,14 @@ that tests can find the click in the sound and the marker in the picture and mea
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from device.camera.base import AUDIO_RATE
 from device.errors import HardwareError
+
+if TYPE_CHECKING:
+    import av
 
 log = logging.getLogger(__name__)
 
@@ -61,15 +66,15 @@ class AvMicrophone:
 
     def __init__(self, device: str, format: str):
         self.device, self.format = device, format
-        self._container = None
-        self._frames = None
-        self._resampler = None
+        self._container: av.container.InputContainer | None = None
+        self._frames: Iterator[av.AudioFrame] | None = None
+        self._resampler: av.AudioResampler | None = None
 
     def open(self) -> None:
         import av
 
         try:
-            self._container = av.open(self.device, format=self.format)
+            self._container = av.open(self.device, "r", format=self.format)
             stream = self._container.streams.audio[0]
             self._frames = self._container.decode(stream)
             self._resampler = av.AudioResampler(format="fltp", layout="mono", rate=AUDIO_RATE)
@@ -81,6 +86,8 @@ class AvMicrophone:
         import av
         import numpy as np
 
+        if self._frames is None or self._resampler is None:
+            raise HardwareError(f"the microphone {self.format}:{self.device} is not open")
         try:
             frame = next(self._frames)
             blocks = [f.to_ndarray().reshape(-1) for f in self._resampler.resample(frame)]

@@ -178,7 +178,8 @@ class TsMuxer:
         return units
 
     def _mux_encoded(self, packet) -> list[TsUnit]:
-        at = self._pcm_start_us + int(packet.pts * 1_000_000 // AUDIO_RATE)
+        # encode_pcm anchors the sound before it encodes the first frame.
+        at = (self._pcm_start_us or 0) + int(packet.pts * 1_000_000 // AUDIO_RATE)
         return self.mux_audio(bytes(packet), at)
 
     def _write(self, packet) -> list[TsUnit]:

@@ -20,6 +20,7 @@ import abc
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +67,17 @@ class Camera(abc.ABC):
     height: int
     fps: float
     # What stopped the picture / the sound (see the module docstring); None while all is well.
-    error: BaseException | None = None
-    sound_error: str | None = None
+    # Read-only to the type checker: a backend keeps them as attributes or derives them from its
+    # encoder (picamera2); at run time plain class attributes, so that a backend may assign them.
+    if TYPE_CHECKING:
+        @property
+        def error(self) -> BaseException | None: ...
+
+        @property
+        def sound_error(self) -> str | None: ...
+    else:
+        error = None
+        sound_error = None
     # Whether the next ``start`` records sound; the recorder sets it from the legal profile.
     sound: bool = False
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 from device.camera._tsmux import TsMuxer
 from device.camera.base import AUDIO_BITRATE, AUDIO_RATE, Camera, Sink
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 SOUND_SILENCE_US = 1_000_000  # video this far ahead of the last sound packet: the microphone has stopped
 
 
-def _output_class(output_base):
+def _output_class(output_base: Any) -> Any:  # picamera2 is untyped
     """Our Output subclass, built once picamera2 is imported (its encoder insists on an Output)."""
 
     class TsSinkOutput(output_base):
@@ -42,7 +43,7 @@ def _output_class(output_base):
         def __init__(self, muxer: TsMuxer, sink: Sink):
             super().__init__()
             self._muxer = muxer
-            self._sink = sink
+            self._sink: Sink | None = sink
             # outputframe from the video and the audio thread vs. detach(): one lock for the muxer
             self._lock = threading.Lock()
             self.frames = 0
@@ -111,11 +112,12 @@ class Picamera2Camera(Camera):
         self.width, self.height, self.fps, self.bitrate = width, height, fps, bitrate
         self.audio_device, self.audio_format = audio_device, audio_format
         self._start_sound_error: str | None = None
-        self._picam = None
-        self._encoder = None
-        self._output = None
+        # picamera2's objects (untyped) and our Output subclass, built on open()
+        self._picam: Any = None
+        self._encoder: Any = None
+        self._output: Any = None
         self._muxer: TsMuxer | None = None
-        self._modules = None
+        self._modules: tuple[Any, Any] | None = None
 
     def open(self) -> None:
         """Configure the sensor and start it streaming into picamera2's buffers. Frames that no
@@ -157,6 +159,8 @@ class Picamera2Camera(Camera):
             self._start_encoder(sink, False)
 
     def _start_encoder(self, sink: Sink, sound: bool) -> None:
+        if self._modules is None:
+            raise HardwareError("the camera is not open")
         encoder_cls, output_cls = self._modules
         self._muxer = TsMuxer(self.width, self.height, self.fps, sound=sound)
         # repeat=True puts SPS/PPS before every keyframe and iperiod a keyframe every second, so
@@ -200,7 +204,7 @@ class Picamera2Camera(Camera):
             self._encoder = None
             self._output = None
             try:
-                for unit in self._muxer.close():  # what the interleaver still held
+                for unit in self._muxer.close() if self._muxer is not None else []:  # what the interleaver held
                     if sink is not None:
                         sink(unit)
             finally:

@@ -74,7 +74,7 @@ def read_sound(path: Path):
             resampler = av.AudioResampler(format="fltp", layout="mono", rate=AUDIO_RATE)
             blocks, start = [], None
             for frame in container.decode(audio):
-                if start is None and frame.pts is not None:
+                if start is None and frame.pts is not None and frame.time_base is not None:
                     start = int(frame.pts * frame.time_base * 1_000_000)
                 blocks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
             blocks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
@@ -135,6 +135,7 @@ class ReplayCamera(Camera):
         self._stop = threading.Event()
         self._sound = sound
         self._microphone: _LoopedSound | None = None
+        self._first_dts: int | None = None
         self.error: BaseException | None = None
         self.sound_error: str | None = None
 
@@ -169,6 +170,9 @@ class ReplayCamera(Camera):
         return self._units[self._position][2] + self._loops * self._span_us
 
     def _emit_one(self) -> None:
+        sink, muxer = self._sink, self._muxer
+        if sink is None or muxer is None:
+            raise HardwareError("the replay camera is not running")
         data, key, dts, pts = self._units[self._position]
         offset = self._loops * self._span_us
         if self._microphone is not None:
@@ -176,10 +180,10 @@ class ReplayCamera(Camera):
                 self._first_dts = dts + offset
                 self._microphone.samples_until(self._first_dts)  # sound before the first frame: skipped
             # The sound up to this frame's decode time goes in first: the muxer interleaves by time.
-            for unit in self._muxer.encode_pcm(self._microphone.samples_until(dts + offset), self._first_dts):
-                self._sink(unit)
-        for unit in self._muxer.mux(data, key, dts + offset, pts + offset):
-            self._sink(unit)
+            for unit in muxer.encode_pcm(self._microphone.samples_until(dts + offset), self._first_dts):
+                sink(unit)
+        for unit in muxer.mux(data, key, dts + offset, pts + offset):
+            sink(unit)
         self._position += 1
         if self._position == len(self._units):
             self._position, self._loops = 0, self._loops + 1
@@ -212,7 +216,8 @@ class ReplayCamera(Camera):
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        for unit in self._muxer.close():
-            self._sink(unit)
+        if self._muxer is not None:
+            for unit in self._muxer.close():
+                self._sink(unit)
         self._sink = None
         self._muxer = None

@@ -18,12 +18,17 @@ from __future__ import annotations
 import logging
 import threading
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 from device.camera._h264 import open_x264
 from device.camera._sound import ClickTrack, marker_frame
 from device.camera._tsmux import TsMuxer
 from device.camera.base import Camera, Sink
 from device.errors import HardwareError
+
+if TYPE_CHECKING:  # PyAV and numpy load on first use
+    import numpy as np
+    from av.video.codeccontext import VideoCodecContext
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +47,8 @@ class SyntheticCamera(Camera):
         self.bitrate = int(bitrate)
         self.realtime = realtime
         self._clock = clock
-        self._codec = None
-        self._background = None
+        self._codec: VideoCodecContext | None = None
+        self._background: np.ndarray | None = None
         self._sink: Sink | None = None
         self._muxer: TsMuxer | None = None
         self._frame_index = 0
@@ -75,6 +80,8 @@ class SyntheticCamera(Camera):
         import av
         from PIL import Image, ImageDraw
 
+        if self._background is None:
+            raise HardwareError("the synthetic camera is not open")
         frame = self._background.copy()
         x = int(index * 4) % self.width  # a moving bar shows frozen video at a glance
         frame[:, x:x + 4] = 255
@@ -95,27 +102,36 @@ class SyntheticCamera(Camera):
         pts = round(index * 1_000_000 / self.fps)
         picture.pts = pts
         picture.time_base = Fraction(1, 1_000_000)
+        if self._codec is None:
+            raise HardwareError("the synthetic camera is not open")
         self._emit(self._codec.encode(picture))
         self._sound_until(round((index + 1) * 1_000_000 / self.fps))
 
     def _sound_until(self, end_us: int) -> None:
         if self._microphone is None:
             return
+        sink, muxer = self._running()
         try:
-            units = self._muxer.encode_pcm(self._microphone.samples_until(end_us), 0)
+            units = muxer.encode_pcm(self._microphone.samples_until(end_us), 0)
         except Exception as exc:  # the picture goes on without sound: see base.Camera
             log.error("the microphone failed, recording picture only: %s", exc)
             self.sound_error = f"microphone failed: {exc}"
             self._microphone = None
             return
         for unit in units:
-            self._sink(unit)
+            sink(unit)
 
     def _emit(self, packets) -> None:
+        sink, muxer = self._running()
         for packet in packets:
             ts = int(packet.pts) if packet.pts is not None else 0
-            for unit in self._muxer.mux(bytes(packet), bool(packet.is_keyframe), ts):
-                self._sink(unit)
+            for unit in muxer.mux(bytes(packet), bool(packet.is_keyframe), ts):
+                sink(unit)
+
+    def _running(self) -> tuple[Sink, TsMuxer]:
+        if self._sink is None or self._muxer is None:
+            raise HardwareError("the synthetic camera is not running")
+        return self._sink, self._muxer
 
     # --- Camera ----------------------------------------------------------------------------
 
@@ -171,11 +187,13 @@ class SyntheticCamera(Camera):
             self._thread.join()
             self._thread = None
         try:
-            self._emit(self._codec.encode(None))  # frames still inside the encoder
+            if self._codec is not None:
+                self._emit(self._codec.encode(None))  # frames still inside the encoder
         except Exception as exc:
             log.warning("flushing the encoder: %s", exc)
-        for unit in self._muxer.close():
-            self._sink(unit)
+        if self._muxer is not None:
+            for unit in self._muxer.close():
+                self._sink(unit)
         self._sink = None
         self._muxer = None
         self._microphone = None

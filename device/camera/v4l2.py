@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any, Protocol
 
 from device.camera._h264 import open_x264
 from device.camera._sound import AvMicrophone
@@ -25,7 +26,19 @@ from device.errors import HardwareError
 log = logging.getLogger(__name__)
 
 
-def _opencv_capture(device: str):
+class Capture(Protocol):
+    """What the camera uses of OpenCV's VideoCapture (tests hand in a fake)."""
+
+    def isOpened(self) -> bool: ...  # OpenCV's spelling
+
+    def set(self, prop: int, value: float) -> bool: ...
+
+    def read(self) -> tuple[bool, Any]: ...
+
+    def release(self) -> None: ...
+
+
+def _opencv_capture(device: str) -> Capture:
     import cv2
 
     return cv2.VideoCapture(device, cv2.CAP_V4L2)
@@ -42,7 +55,7 @@ class V4l2Camera(Camera):
         self.device = device
         self.width, self.height, self.fps, self.bitrate = int(width) & ~1, int(height) & ~1, fps, bitrate
         self._factory = capture_factory
-        self._capture = None
+        self._capture: Capture | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.error: BaseException | None = None
@@ -105,8 +118,11 @@ class V4l2Camera(Camera):
         import av
 
         try:
+            capture = self._capture
+            if capture is None:
+                raise HardwareError(f"the USB camera {self.device} is not open")
             while not self._stop.is_set():
-                ok, image = self._capture.read()
+                ok, image = capture.read()
                 if not ok:
                     raise HardwareError(f"the USB camera {self.device} stopped delivering frames")
                 frame = av.VideoFrame.from_ndarray(image, format="bgr24")
