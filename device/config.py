@@ -82,7 +82,7 @@ AUDIO_FORMATS = ("alsa", "pulse")
 GADGET_HELPER, GADGET_CONFIGFS, GADGET_NONE = "helper", "configfs", "none"
 GADGET_MODES = (GADGET_HELPER, GADGET_CONFIGFS, GADGET_NONE)
 
-Pin = Union[int, str]
+Pin = int | str
 
 
 @dataclass(frozen=True)

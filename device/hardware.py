@@ -27,7 +27,6 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
 
 from gpiozero import LED, Buzzer, DigitalInputDevice
 from gpiozero.exc import GPIOZeroError
@@ -67,7 +66,7 @@ class Blink:
         return (elapsed % (self.on + self.off)) < self.on
 
 
-Channel = Union[bool, Blink]  # False = off, True = steady on
+Channel = bool | Blink  # False = off, True = steady on
 
 
 def _level(channel: Channel, elapsed: float) -> bool:

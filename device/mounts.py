@@ -41,7 +41,7 @@ def partition_holding(path: str | os.PathLike, mounts: Path = PROC_MOUNTS) -> tu
     target = Path(os.path.realpath(path))
     best = None
     for source, point in read_mounts(mounts):
-        if source.startswith("/dev/") and (target == Path(point) or Path(point) in target.parents):
-            if best is None or len(point) >= len(best[1]):
-                best = (source, point)
+        if (source.startswith("/dev/") and (target == Path(point) or Path(point) in target.parents)
+                and (best is None or len(point) >= len(best[1]))):
+            best = (source, point)
     return best

@@ -201,7 +201,7 @@ def recover(outbox_dir: str | os.PathLike, state_dir: str | os.PathLike, key: De
             continue
         mine = marker if marker is not None and marker.clip_id == clip_id else None
 
-        def build(seq, prev, mine=mine, notes=notes):
+        def build(seq, prev, mine=mine, notes=notes, clip_id=clip_id, entries=entries, segments=segments):
             return _manifest(clip_id, seq, prev, device.device_id, mine, enrollment.officer if enrollment else None,
                              enrollment.profile.name if enrollment else "NRW", entries, segments, list(notes),
                              firmware or firmware_version())

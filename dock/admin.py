@@ -88,8 +88,9 @@ def format_status(data: dict) -> str:
         lines.append("no cameras enrolled")
     for cam in data["cameras"]:
         state = "REVOKED" if cam["revoked"] else "active"
+        sequence = cam["last_sequence"] if cam["last_sequence"] is not None else "-"
         lines.append(f"{cam['device_id']:<16} {state:<8} officer {cam['officer'] or '-':<12} "
-                     f"last docking {cam['last_docking'] or 'never':<25} sequence {cam['last_sequence'] if cam['last_sequence'] is not None else '-'}")
+                     f"last docking {cam['last_docking'] or 'never':<25} sequence {sequence}")
         if cam["pending"]:
             lines.append(f"    pending on the camera: {len(cam['pending'])} clip(s): {', '.join(cam['pending'][:5])}"
                          + (" ..." if len(cam["pending"]) > 5 else ""))

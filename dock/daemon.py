@@ -80,9 +80,8 @@ class Daemon:
     def healthy(self) -> bool:
         if self.watcher and not self.watcher.alive():
             return False
-        if self.handler and self._events is None and not (self._udev_thread and self._udev_thread.is_alive()):
-            return False
-        return True
+        udev_alive = self._udev_thread is not None and self._udev_thread.is_alive()
+        return not (self.handler and self._events is None and not udev_alive)
 
     def serve(self) -> int:
         """Run until SIGTERM/SIGINT (or ``stop_event``). Returns the exit code."""

@@ -174,8 +174,9 @@ class Ingester:
     its own lock (``locks``). ``fault(step, clip_id)`` is called at every step boundary (tests
     inject crashes there); ``progress(done, total, label)`` reports copied bytes."""
 
-    def __init__(self, open_store: Callable[[], Store], *, locks: DeviceLocks, clock: Clock | None = None, fault: FaultHook | None = None,
-                 progress: Callable[[int, int, str], None] | None = None, state_dir: str | os.PathLike | None = None):
+    def __init__(self, open_store: Callable[[], Store], *, locks: DeviceLocks, clock: Clock | None = None,
+                 fault: FaultHook | None = None, progress: Callable[[int, int, str], None] | None = None,
+                 state_dir: str | os.PathLike | None = None):
         self.open_store = open_store
         self.locks = locks
         self.clock = clock or SystemClock()
@@ -214,7 +215,8 @@ class Ingester:
                                    f"hint: bodycam-dock --store DIR enroll {outbox_path} --device-id {device_id}")
         if hint is not None and hint.device_id == device_id and info.public_key != hint.public_key:
             # device.json is only informational: verification always uses the enrolled key.
-            log.warning("camera %s: device.json carries a public key other than the enrolled one; the enrolled key is used", device_id)
+            log.warning("camera %s: device.json carries a public key other than the enrolled one; "
+                        "the enrolled key is used", device_id)
         with self.locks.hold(device_id):
             info = store.device(device_id)  # re-read under the lock
             docking = _Docking(store, outbox, device_id, info.last_docking, report)
@@ -667,7 +669,8 @@ class Ingester:
             log.warning("clip %s: files the store held for no clip are quarantined before clearing: %s",
                         cand.clip_id, names)
             # The reason names no files, so that a rerun finds the same record (idempotent).
-            dk.store.quarantine(reason=f"files in the folder of clip {cand.clip_id} that no stored or quarantined record of it held",
+            reason = f"files in the folder of clip {cand.clip_id} that no stored or quarantined record of it held"
+            dk.store.quarantine(reason=reason,
                                 device_id=dk.device_id, clip_id=cand.clip_id, manifest_bytes=cand.manifest_bytes,
                                 journal_bytes=None, objects=objects)
             self._fault("quarantined", cand.clip_id)

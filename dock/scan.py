@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 
 # Errors that mean "the medium went away or failed", never "the content is wrong": a clip that
 # hits one is left on the camera for the next docking, never quarantined (and so never cleared).
-TRANSIENT_ERRNOS = frozenset({errno.EIO, errno.ENOENT, errno.ENODEV, errno.ENXIO, errno.ESTALE, errno.ENOTCONN, errno.EBUSY, errno.EAGAIN})
+TRANSIENT_ERRNOS = frozenset({errno.EIO, errno.ENOENT, errno.ENODEV, errno.ENXIO, errno.ESTALE, errno.ENOTCONN,
+                              errno.EBUSY, errno.EAGAIN})
 
 
 @dataclass

@@ -568,7 +568,6 @@ COMMANDS = {
     "verify-export": cmd_verify_export, "expire": cmd_expire, "log": cmd_log, "checkpoint": cmd_checkpoint,
     "report": cmd_report, "consistency": cmd_consistency,
     "record-config": cmd_record_config,
-    "report": cmd_report,
 }
 
 

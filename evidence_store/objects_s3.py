@@ -350,7 +350,7 @@ class S3Objects:
             upload = self.client.create_multipart_upload(ChecksumAlgorithm="SHA256", **common)["UploadId"]
         try:
             parts = []
-            for number, offset in enumerate(range(0, ref.size, self.part_size), start=1):
+            for number, _offset in enumerate(range(0, ref.size, self.part_size), start=1):
                 chunk = body.read(self.part_size)
                 checksum = _b64(hashlib.sha256(chunk).digest())
                 with self._errors(f"store part {number} of object {ref.sha256}"):

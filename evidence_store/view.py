@@ -90,8 +90,7 @@ def quarantined_plaintext(store, obj: dict, identities: Sequence[Identity]) -> I
     identities, or is damaged, is skipped with a log line, so the rest can still be reviewed."""
     try:
         with store.objects.open(obj["sha256"]) as src:
-            for chunk in read_chunks(src, identities, salvage=Salvage()):
-                yield chunk
+            yield from read_chunks(src, identities, salvage=Salvage())
     except EvidenceError as exc:
         log.warning("quarantined file %s: %s; skipped", obj["name"], exc)
 

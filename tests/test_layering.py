@@ -75,9 +75,9 @@ def violation(importer: str, imported: str) -> str | None:
         return None
     if _within(importer, "evidence_store") and top in OURS and top != "evidence_store":
         return "evidence_store depends on nothing of ours"
-    if _within(importer, "device") and top in OURS and top != "device":
-        if not (_within(imported, CLIP) or imported == "evidence_store"):
-            return "device imports only evidence_store.clip"
+    if (_within(importer, "device") and top in OURS and top != "device"
+            and not (_within(imported, CLIP) or imported == "evidence_store")):
+        return "device imports only evidence_store.clip"
     if _within(importer, "dock") and top in OURS and top not in ("dock", "evidence_store"):
         return "dock imports only evidence_store"
     return None

@@ -81,7 +81,7 @@ class Camera(abc.ABC):
     # Whether the next ``start`` records sound; the recorder sets it from the legal profile.
     sound: bool = False
 
-    def open(self) -> None:
+    def open(self) -> None:  # noqa: B027 (a hook: a backend without slow set-up keeps this one)
         """Prepare the hardware and the encoder without producing frames. Idempotent."""
 
     def set_sound(self, enabled: bool) -> None:
@@ -99,5 +99,5 @@ class Camera(abc.ABC):
     def stop(self) -> None:
         """Stop encoding; returns once the sink will not be called again."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (a hook: a backend that holds nothing keeps this one)
         """Release the hardware."""

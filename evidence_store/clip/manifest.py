@@ -218,7 +218,8 @@ def parse_manifest(data: bytes, public_key: DevicePublicKey | None) -> Manifest:
     segments = [SegmentRecord(**s) for s in body["segments"]]
     manifest = Manifest(**(body | {"segments": segments}))
     if public_key is not None:
-        public_key.verify(MANIFEST_CONTEXT, canonical.dumps(body), unb64(outer["signature"], "manifest signature"), f"manifest of clip {body.get('clip_id')}")
+        public_key.verify(MANIFEST_CONTEXT, canonical.dumps(body), unb64(outer["signature"], "manifest signature"),
+                          f"manifest of clip {body.get('clip_id')}")
     try:
         return manifest.validate()
     except (TypeError, AttributeError):

@@ -105,7 +105,7 @@ def run(size: int = LOG_SIZE) -> list[dict]:
         leaf_hashes = [merkle.leaf_hash(d) for (d,) in db.execute("SELECT data FROM leaves ORDER BY id")]
         stored = [h for (h,) in db.execute("SELECT hash FROM hashes ORDER BY id")]
         bad = merkle.mismatched_stored_hashes(leaf_hashes, stored)
-        ok = not bad and merkle.tree_hash(size, lambda ix: [stored[i] for i in ix]) == root
+        ok = not bad and merkle.tree_hash(size, lambda ix, table=stored: [table[i] for i in ix]) == root
         verify = time.perf_counter() - t0
         del leaf_hashes, stored
         rows.append(_row(f"verify log of {size:,} leaves (SQLite)", verify, "s", plain,

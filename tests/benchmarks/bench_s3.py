@@ -61,7 +61,7 @@ def run(segments: int = SEGMENTS, segment: int = SEGMENT) -> list[dict]:
         # Warm-up: the first write creates the data pool; neither side should pay for that.
         store.put_bytes(b"warm-up", retain_until=deadline)
         ours = theirs = 0.0
-        for i, path in enumerate(files):
+        for path in files:
             t0 = time.perf_counter()
             with open(path, "rb") as f:
                 store.put(f, segment, retain_until=deadline)

@@ -37,11 +37,12 @@ class Rig:
 
     STEP = 0.01
 
-    def __init__(self, factory, clock, recorder, *, pins=PINS, controls=ControlsConfig(), sound_player=None,
+    def __init__(self, factory, clock, recorder, *, pins=PINS, controls=None, sound_player=None,
                  dock_signal=None):
         self.factory = factory
         self.clock = clock
         self.recorder = recorder
+        controls = controls if controls is not None else ControlsConfig()
         self.controls = controls
         self.hardware = Hardware(pins, clock, pin_factory=factory, debounce_seconds=controls.debounce_seconds)
         self.controller = Controller(recorder, self.hardware, clock, controls, sound_player=sound_player,

@@ -97,7 +97,7 @@ def test_crash_at_every_step_boundary_rerun_same_state(tmp_path):
         store_root, outbox_root = _fresh(template_store, template_outbox, where)
         calls = []
 
-        def fault(step_name, clip_id):
+        def fault(step_name, clip_id, calls=calls, k=k):
             calls.append(step_name)
             if len(calls) == k + 1:
                 raise Crash(step_name)

@@ -365,7 +365,7 @@ def _camera_files(outbox: Path) -> dict[str, str]:
     """relative path -> SHA-256 of every regular file under clips/ (links and specials carry no data)."""
     out = {}
     base = outbox / "clips"
-    for dirpath, dirnames, filenames in os.walk(base):
+    for dirpath, _dirnames, filenames in os.walk(base):
         for name in filenames:
             path = Path(dirpath) / name
             st = os.lstat(path)

@@ -177,7 +177,8 @@ def test_ingest_reads_each_segment_once(camera, ingester, monkeypatch):
     clips = [camera.clip(segments=3), camera.clip()]
     opened: list[str] = []
     real_open = dock.ingest.open_regular
-    monkeypatch.setattr(dock.ingest, "open_regular", lambda path, **kw: opened.append(os.path.basename(path)) or real_open(path, **kw))
+    monkeypatch.setattr(dock.ingest, "open_regular",
+                        lambda path, **kw: opened.append(os.path.basename(path)) or real_open(path, **kw))
     read_bytes = []
     real_read = dock._copy.os.read
 

@@ -52,7 +52,8 @@ def test_udev_unknown_serial_ignored_with_log_line(camera, ingester, store, tmp_
 
 def test_udev_other_label_ignored_without_mount(camera, ingester, store, tmp_path):
     mounter = FolderMounter({"/dev/sdb1": camera.outbox.root})
-    assert _handler(ingester, store, mounter, tmp_path).handle(UdevEvent("add", "/dev/sdb1", "USBSTICK", camera.device_id)) is None
+    handler = _handler(ingester, store, mounter, tmp_path)
+    assert handler.handle(UdevEvent("add", "/dev/sdb1", "USBSTICK", camera.device_id)) is None
     assert mounter.calls == []
 
 
@@ -70,17 +71,19 @@ def test_udev_serial_disagrees_with_signed_clips_refused_and_unmounted(store, in
 def test_udev_mount_failure_logged_daemon_goes_on(camera, ingester, store, tmp_path, caplog):
     mounter = FolderMounter({})  # the device vanished before it could be mounted
     with caplog.at_level(logging.ERROR):
-        assert _handler(ingester, store, mounter, tmp_path).handle(UdevEvent("add", "/dev/sdq1", "BODYCAM", camera.device_id)) is None
+        handler = _handler(ingester, store, mounter, tmp_path)
+        assert handler.handle(UdevEvent("add", "/dev/sdq1", "BODYCAM", camera.device_id)) is None
     assert "cannot mount /dev/sdq1" in caplog.text
 
 
 def _umockdev_usable() -> str | None:
     if not shutil.which("umockdev-wrapper"):
         return "umockdev-wrapper is not installed (Debian package umockdev)"
-    probe = subprocess.run([sys.executable, "-c", "import gi; gi.require_version('UMockdev', '1.0'); from gi.repository import UMockdev"],
-                           capture_output=True, text=True)
+    code = "import gi; gi.require_version('UMockdev', '1.0'); from gi.repository import UMockdev"
+    probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if probe.returncode != 0:
-        return "umockdev's Python bindings are missing (PyGObject and gir1.2-umockdev-1.0): " + probe.stderr.strip().splitlines()[-1]
+        return ("umockdev's Python bindings are missing (PyGObject and gir1.2-umockdev-1.0): "
+                + probe.stderr.strip().splitlines()[-1])
     return None
 
 

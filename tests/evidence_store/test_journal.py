@@ -96,7 +96,7 @@ def test_journal_complete_recording_is_whole(rec, key, identity):
 
 def test_journal_parse_entries_chain_by_prev(rec, key):
     parsed = journal.parse_journal(b"".join(rec.lines), key.public, CLIP)
-    assert [e.prev for e in parsed.entries] == [journal.GENESIS] + [journal.line_hash(l) for l in rec.lines[:-1]]
+    assert [e.prev for e in parsed.entries] == [journal.GENESIS] + [journal.line_hash(line) for line in rec.lines[:-1]]
     assert parsed.last_line_hash == journal.line_hash(rec.lines[-1]) and not parsed.torn_tail
 
 

@@ -56,7 +56,8 @@ def test_canonical_dumps_float_refused():
     [b'{"b":1,"a":2}', b'{"a": 1}', b'{"a":1}\n', b'{"a":"\\u00fc"}', b'{"a":1.0}', b'{"a":1e3}'],
 )
 def test_canonical_loads_non_canonical_refused(data):
-    with pytest.raises(FormatError, match=r"^thing: (not in canonical form|\$\.a: floats are not allowed|not valid JSON|refused a fraction)"):
+    why = r"(not in canonical form|\$\.a: floats are not allowed|not valid JSON|refused a fraction)"
+    with pytest.raises(FormatError, match=r"^thing: " + why):
         canonical.loads(data, "thing")
 
 

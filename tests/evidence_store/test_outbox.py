@@ -38,7 +38,8 @@ def enrollment(**changes) -> Enrollment:
 
 def test_outbox_device_record_round_trips(box):
     assert box.device() == DeviceRecord("cam-0042", str(DEVICE.public), "0.1.0")
-    assert (box.root / "device.json").read_bytes().startswith(b'{"device_id":"cam-0042","firmware":"0.1.0","format":"bodycam-device/v1"')
+    assert (box.root / "device.json").read_bytes().startswith(
+        b'{"device_id":"cam-0042","firmware":"0.1.0","format":"bodycam-device/v1"')
 
 
 def test_outbox_missing_device_record_raises(tmp_path):

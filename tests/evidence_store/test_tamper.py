@@ -178,7 +178,7 @@ def _tweak(value, others: list):
             pass
         other = next((o for o in others if o != value and isinstance(o, str)), None)
         return other if other is not None else value + "x"
-    if isinstance(value, bool) or isinstance(value, int):
+    if isinstance(value, bool | int):
         return 1 - value if value in (0, 1) else value - 1
     if isinstance(value, bytes):
         return bytes([value[0] ^ 1]) + value[1:] if value else b"x"
@@ -403,9 +403,8 @@ def test_tamper_recipients_replaced_refused_by_enrollment_and_verify(copy):
 def test_tamper_recipients_group_writable_refused(copy):
     root, now, _, _ = copy
     (root / RECIPIENTS_FILE).chmod(0o664)
-    with _open(root, now) as store:
-        with pytest.raises(EvidenceError, match="writable by others than the store's administrator"):
-            store.enrollment_note("cam-07")
+    with _open(root, now) as store, pytest.raises(EvidenceError, match="writable by others than the store's administrator"):
+        store.enrollment_note("cam-07")
 
 
 # -- SIGKILL at every write of an expiry run ----------------------------------------------------

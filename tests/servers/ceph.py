@@ -167,12 +167,9 @@ rgw enable usage log = false
         return run(["radosgw-admin", "-c", str(self.conf), "-n", "client.admin", *args], cwd=self.folder)
 
     def _spawn(self, name: str, args: list[str]) -> None:
-        log = open(self.folder / "log" / f"{name}.out", "ab")
-        try:
+        with open(self.folder / "log" / f"{name}.out", "ab") as log:  # the child keeps its own copy
             proc = subprocess.Popen(args, cwd=self.folder, stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT)
-        finally:
-            log.close()
         self._procs[name] = proc
         self.pids[name] = proc.pid
         self._reaper.watch(proc.pid)

@@ -150,9 +150,9 @@ def build(out: Path, age_from: Path, fresh_age: bool) -> list[dict]:
         lines.append(line)
     put(f"{CLIP_DIR}/journal", b"".join(lines), "journal",
         "journal of clip 1: three signed lines, the last final: the segment is whole",
-        clip_id=CLIP_ID, segment=SEGMENT_FILE, line_sha256=[sha(l) for l in lines],
+        clip_id=CLIP_ID, segment=SEGMENT_FILE, line_sha256=[sha(line) for line in lines],
         signed_messages_hex=[(b"bodycam.journal.v1\n" + canonical.dumps(
-            {k: v for k, v in json.loads(l).items() if k != "sig"})).hex() for l in lines[:1]])
+            {k: v for k, v in json.loads(line).items() if k != "sig"})).hex() for line in lines[:1]])
 
     lines_2, prev = [], journal.GENESIS
     committed = payload + age.SEALED_CHUNK_SIZE
@@ -164,7 +164,7 @@ def build(out: Path, age_from: Path, fresh_age: bool) -> list[dict]:
         lines_2.append(line)
     put(f"{CLIP_DIR_2}/journal", b"".join(lines_2), "journal",
         "journal of clip 2: two signed lines committing chunk 0, no final line: the segment is cut",
-        clip_id=CLIP_ID_2, segment=CUT_FILE, line_sha256=[sha(l) for l in lines_2])
+        clip_id=CLIP_ID_2, segment=CUT_FILE, line_sha256=[sha(line) for line in lines_2])
 
     # 4. Two manifests of the same device, chained: an old v1 one (no sound field: read as
     #    picture only) and a v2 one that records sound.
