@@ -11,15 +11,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Set
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar, Protocol
 
 from evidence_store.clip import canonical
 from evidence_store.clip.devkey import MANIFEST_CONTEXT, DeviceKey, DevicePublicKey, b64, unb64
 from evidence_store.clip.errors import FormatError
 from evidence_store.clip.ids import SEGMENT_RE, check_clip_id, check_device_id, parse_time
-
-if TYPE_CHECKING:
-    from _typeshed import DataclassInstance
 
 MANIFEST_FILE = "manifest"
 FORMAT = "bodycam-manifest/v2"
@@ -168,7 +165,11 @@ def _check_types(manifest: Manifest) -> None:
         parse_time(manifest.homes_at, "manifest homes_at")
 
 
-def _require_fields(record: dict, cls: type[DataclassInstance], what: str, absent: Set[str] = frozenset()) -> None:
+class _Dataclass(Protocol):
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+
+def _require_fields(record: dict, cls: type[_Dataclass], what: str, absent: Set[str] = frozenset()) -> None:
     expected = set(cls.__dataclass_fields__) - absent
     missing, unexpected = sorted(expected - set(record)), sorted(set(record) - expected)
     if missing or unexpected:
