@@ -25,9 +25,8 @@ from evidence_store.clip.devkey import DevicePublicKey
 from evidence_store.clip.fsutil import atomic_write, fsync_dir
 from evidence_store.clip.manifest import parse_manifest
 from evidence_store.clip.note import NoteVerifier, open_note, sign_note
-from evidence_store.errors import EvidenceError, UsageError
-from evidence_store.export import (HINT_PACKAGE, SUMS, SUMS_NOTE, UNTRUSTED_FAULTS, _file_sha256, _why,
-                                   export_clip)
+from evidence_store.errors import UsageError
+from evidence_store.export import HINT_PACKAGE, SUMS, SUMS_NOTE, UNTRUSTED_FAULTS, _file_sha256, _why, export_clip
 from evidence_store.verify import Fault
 
 _FOLDER = re.compile(r"clips/[0-9]{2,}-[0-9A-Za-z-]{1,64}")

@@ -42,10 +42,18 @@ from evidence_store.clip.devkey import DevicePublicKey
 from evidence_store.clip.errors import FormatError
 from evidence_store.clip.fsutil import atomic_write, fsync_dir
 from evidence_store.clip.manifest import parse_manifest
-from evidence_store.clip.note import NoteVerifier, open_note, sign_note
+from evidence_store.clip.note import sign_note
 from evidence_store.errors import EvidenceError, UsageError
-from evidence_store.export import (HINT_PACKAGE, SUMS, SUMS_NOTE, UNTRUSTED_FAULTS, _file_sha256, _why, begin_time,
-                                   check_signed_files)
+from evidence_store.export import (
+    HINT_PACKAGE,
+    SUMS,
+    SUMS_NOTE,
+    UNTRUSTED_FAULTS,
+    _file_sha256,
+    _why,
+    begin_time,
+    check_signed_files,
+)
 from evidence_store.verify import Fault
 
 log = logging.getLogger(__name__)
