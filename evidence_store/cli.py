@@ -1,6 +1,6 @@
 """``bodycam-evidence``: the evidence officers' command line.
 
-    bodycam-evidence --store DIR init [--passphrase-file F]
+    bodycam-evidence --store DIR init [--passphrase-file F] [--database postgresql://USER@HOST/DB]
     bodycam-evidence --store DIR recipient
     bodycam-evidence --store DIR list [--held] [--expiring] [--officer ID] [--device ID]
                                       [--since DATE] [--until DATE] [--all] [--json]
@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = cmd("init", "create store, identity and log key; print recipient and verifier key")
     c.add_argument("--passphrase-file", metavar="F")
+    c.add_argument("--database", metavar="URL",
+                   help="keep index and log in this PostgreSQL database (postgresql://USER@HOST/DB, "
+                        "no password: libpq's ~/.pgpass, PGPASSFILE, PGSERVICEFILE); default: SQLite in DIR")
     cmd("recipient", "print the age recipient(s)")
     c = cmd("list", "list clips")
     c.add_argument("--held", action="store_true", help="only clips with a hold")
@@ -219,9 +222,15 @@ def cmd_init(args) -> int:
     if not log_n_text.isdigit() or not 1 <= int(log_n_text) <= 22:
         raise UsageError(f"{SCRYPT_ENV} must be a number from 1 to 22")
     root = store_dir(args)
+    if args.database is not None:
+        from evidence_store.index import check_database
+
+        check_database(args.database)  # before the passphrase prompt: a URL with a password is refused
     passphrase = read_passphrase(args, confirm=True)
-    with Store.init(root, passphrase, scrypt_log_n=int(log_n_text)) as store:
+    with Store.init(root, passphrase, scrypt_log_n=int(log_n_text), database=args.database) as store:
         out(f"created evidence store {root}")
+        if args.database is not None:
+            out(f"index and log: {args.database}")
         for recipient in store.recipients:
             out(f"recipient: {recipient}")
         out(f"verifier key: {store.verifier_key}")

@@ -274,8 +274,13 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on any exception, which is re-raised).
 
     A SQLite error anywhere (begin, body, commit) becomes DatabaseBusy, DatabaseReadOnly or
-    DatabaseError (``database_error``), chained to the original for ``-v``.
+    DatabaseError (``database_error``), chained to the original for ``-v``. A central index
+    (evidence_store.postgres) brings its own, which locks the log head instead.
     """
+    if not isinstance(conn, sqlite3.Connection):
+        with conn.transaction():
+            yield conn
+        return
     try:
         conn.execute("BEGIN IMMEDIATE")
     except sqlite3.Error as exc:
@@ -298,6 +303,10 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 @contextlib.contextmanager
 def snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """A read transaction: every query inside sees the same state (verify, export, report)."""
+    if not isinstance(conn, sqlite3.Connection):
+        with conn.snapshot():
+            yield conn
+        return
     try:
         conn.execute("BEGIN")
     except sqlite3.Error as exc:

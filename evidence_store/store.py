@@ -58,6 +58,7 @@ from evidence_store.clip.manifest import EMERGENCY, Manifest, manifest_hash, par
 from evidence_store.clip.note import NoteSigner, NoteVerifier, generate_signer
 from evidence_store.clip.outbox import NRW, ClockStamp, Enrollment, Profile, Receipt
 from evidence_store.errors import EvidenceError, IntegrityError, UsageError
+from evidence_store.index import DATABASE_KEY, check_database, open_index
 from evidence_store.log import Appended, EventLog
 from evidence_store.objects import HEX64, SHARED_DIR_MODE, LocalObjects, ObjectRef, make_shared_dir
 
@@ -256,29 +257,41 @@ class Store:
         if not isinstance(config, dict) or config.get("format") != STORE_FORMAT:
             raise NotAStore(f"{root} is not an evidence store ({STORE_FILE} has another format)", hint)
         try:
-            conn = db.connect(root / db.DB_FILE)
+            conn = open_index(root, config)
         except (db.DatabaseBusy, db.DatabaseReadOnly):
             raise  # a store, but not usable by this user right now: its own message and hint
         except db.DatabaseError as exc:
+            if config.get(DATABASE_KEY):
+                raise  # a store whose central database cannot be used: that error's own line and hint
             raise NotAStore(f"{root}: {exc}", hint) from None
         return cls(root, config, conn, clock=clock, actor=actor)
 
     @classmethod
     def init(cls, root: str | os.PathLike, passphrase: bytes, *, scrypt_log_n: int = DEFAULT_SCRYPT_LOG_N,
              origin: str | None = None, clock: Clock | None = None,
-             actor: str | None = None, retention_days: int = 14) -> "Store":
+             actor: str | None = None, retention_days: int = 14, database: str | None = None) -> "Store":
         """Create a store in ``root`` (missing or empty): identity (age scrypt file), log key,
         database with a signed checkpoint over its config event. Returns the open store. Raises UsageError if
-        ``root`` holds anything, or the passphrase is empty."""
+        ``root`` holds anything, or the passphrase is empty.
+
+        ``database``: a PostgreSQL URL (no password: libpq's password file, service file or
+        environment supply it) of an empty database that takes the index and log instead of a
+        local SQLite file. It is connected to (and its schema created) before any file is
+        written, so a wrong URL or credentials leave nothing behind."""
         root = Path(root)
         if not passphrase:
             raise UsageError("the passphrase is empty")
         if root.exists() and (not root.is_dir() or any(root.iterdir())):
             raise UsageError(f"{root} exists and is not empty; a store is created in a new or empty folder")
         retention.Policy(retention=timedelta(days=retention_days))  # refuses more than 14 days
+        if database is not None:
+            check_database(database)
         origin = origin or f"bodycam-evidence.{socket.gethostname().split('.')[0] or 'store'}/{os.urandom(4).hex()}"
         signer = generate_signer(origin)
         identity = Identity.generate()
+        central = None
+        if database is not None:
+            central = open_index(root, {DATABASE_KEY: database, "origin": origin}, create=True)
         with _store_umask():
             if not root.exists():
                 root.mkdir(parents=True, mode=SHARED_DIR_MODE)
@@ -294,8 +307,10 @@ class Store:
             now = (clock or SystemClock()).now()
             config = {"format": STORE_FORMAT, "origin": origin, "created_at": format_time(now),
                       "retention_days": retention_days, "run_interval_minutes": 60}
+            if central is not None:
+                config[DATABASE_KEY] = database
             config_bytes = json.dumps(config, indent=2).encode() + b"\n"
-            conn = db.connect(root / db.DB_FILE, create=True)
+            conn = central or open_index(root, config, create=True)
             store = cls(root, config, conn, clock=clock, actor=actor)
             files = {STORE_FILE: _sha(config_bytes), VKEY_FILE: _sha((root / VKEY_FILE).read_bytes()),
                      RECIPIENTS_FILE: _sha((root / RECIPIENTS_FILE).read_bytes())}

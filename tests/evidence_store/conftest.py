@@ -20,6 +20,47 @@ TEST_LOG_N = 10
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 
 
+#: Test modules that exercise a store: each of their tests runs once per backend (issue 11: the
+#: store's whole suite against both). The others test formats and pure functions.
+STORE_MODULES = {"test_cli", "test_export", "test_log", "test_permissions", "test_report", "test_store",
+                 "test_verify", "test_view", "test_central"}
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc):
+    if "backend" in metafunc.fixturenames and metafunc.module.__name__.rsplit(".", 1)[-1] in STORE_MODULES:
+        wanted = getattr(metafunc.function, "backends", None) or BACKENDS
+        metafunc.parametrize("backend", wanted, indirect=True)
+
+
+def local_only(function):
+    """Mark a test that is about the local backend's own files (evidence.db, its modes, SQLite
+    itself): it runs with SQLite only."""
+    function.backends = ("sqlite",)
+    return function
+
+
+@pytest.fixture(autouse=True)
+def backend(request, monkeypatch):
+    """The index backend of every store a test creates: "sqlite" (the local default) or
+    "postgresql" (a fresh database on the real test server for each ``Store.init``, the CLI's
+    included; the password reaches libpq through PGPASSFILE, as in production)."""
+    name = getattr(request, "param", "sqlite")
+    if name == "postgresql":
+        server = request.getfixturevalue("postgres_server")
+        for key, value in server.env().items():
+            monkeypatch.setenv(key, value)
+        original = Store.init.__func__
+
+        def init(cls, root, passphrase, *, database=None, **kwargs):
+            if database is None:
+                database = server.create_database()
+            return original(cls, root, passphrase, database=database, **kwargs)
+
+        monkeypatch.setattr(Store, "init", classmethod(init))
+    return name
+
+
 @pytest.fixture(autouse=True)
 def _low_scrypt(monkeypatch):
     monkeypatch.setenv("BODYCAM_SCRYPT_LOG_N", str(TEST_LOG_N))

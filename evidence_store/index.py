@@ -1,0 +1,79 @@
+"""The seam between the store and where its index and event log live.
+
+Two implementations with one surface (``Index``):
+
+* local, the embedded default: SQLite in the store folder (``evidence.db``, db.py);
+* central: PostgreSQL (evidence_store.postgres), for a data centre whose docks, expiry timer and
+  officers write one store from several machines. ``store.json`` then names the database by a
+  libpq URL (``"database"``); the folder keeps the keys and configuration.
+
+Both keep the same promises: a writing command is one transaction that appends its events and
+signs its checkpoint before it commits (``db.transaction``), and readers see one consistent
+state (``db.snapshot``). A store folder without ``"database"`` in ``store.json`` is a local store,
+so every existing folder opens unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ContextManager, Iterable, Protocol
+
+from evidence_store import db
+
+#: ``store.json`` key naming a central database (absent: the local SQLite file).
+DATABASE_KEY = "database"
+LOCAL = "sqlite"
+CENTRAL = "postgresql"
+
+
+class Cursor(Protocol):
+    def fetchone(self) -> tuple | None: ...
+
+    def fetchall(self) -> list[tuple]: ...
+
+    def __iter__(self): ...
+
+
+class Index(Protocol):
+    """The index and log connection a Store holds. sqlite3.Connection satisfies the first three;
+    ``db.transaction`` and ``db.snapshot`` supply the last two for it."""
+
+    def execute(self, sql: str, params: Iterable[Any] = ...) -> Cursor: ...
+
+    def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> Any: ...
+
+    def close(self) -> None: ...
+
+    def transaction(self) -> ContextManager: ...
+
+    def snapshot(self) -> ContextManager: ...
+
+
+def backend_of(config: dict) -> str:
+    """Which backend a store's configuration names."""
+    return CENTRAL if config.get(DATABASE_KEY) else LOCAL
+
+
+def backend_of_connection(conn: Any) -> str:
+    return getattr(conn, "backend", LOCAL)
+
+
+def check_database(url: str) -> str:
+    """Validate a ``--database`` value before anything is created (UsageError otherwise)."""
+    from evidence_store import postgres
+
+    return postgres.check_url(url)
+
+
+def open_index(root: Path, config: dict, *, create: bool = False) -> Index:
+    """Connect to the index of the store in ``root`` with configuration ``config``.
+
+    ``create``: a new local database file, or a central database that must not yet hold a store.
+    Raises db.DatabaseError (or a subclass) or UsageError, one line each.
+    """
+    url = config.get(DATABASE_KEY)
+    if url:
+        from evidence_store import postgres
+
+        return postgres.connect(url, origin=config["origin"], create=create)
+    return db.connect(root / db.DB_FILE, create=create)
