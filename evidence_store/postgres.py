@@ -245,7 +245,7 @@ def translate(exc: BaseException, doing: str, url: str) -> EvidenceError:
     low = text.lower()
     if isinstance(exc, (pgerrors.LockNotAvailable, pgerrors.QueryCanceled)):
         return DatabaseBusy(f"the evidence database is busy ({text})", HINT_BUSY)
-    if isinstance(exc, pgerrors.InsufficientPrivilege):
+    if isinstance(exc, (pgerrors.InsufficientPrivilege, pgerrors.ReadOnlySqlTransaction)):
         return DatabaseReadOnly(f"cannot {doing} the evidence database {redacted(url)}: {text}",
                                 "hint: the store's database role needs the rights its init gave")
     if isinstance(exc, pgerrors.DiskFull):
@@ -450,6 +450,11 @@ class PgIndex:
             self._reading = False
             self._rollback()
 
+    def export_snapshot(self) -> str:
+        """Inside ``snapshot()``: an id with which other connections see exactly this snapshot
+        (verify's worker processes, each scanning a range of the log)."""
+        return self._run("SELECT pg_export_snapshot()", "read").fetchone()[0]
+
     # -- schema ------------------------------------------------------------------------------
 
     def _schema_version(self) -> int | None:
@@ -554,3 +559,28 @@ def connect(url: str, *, origin: str, create: bool = False) -> PgIndex:
         index.close()
         raise
     return index
+
+
+@contextlib.contextmanager
+def snapshot_reader(url: str, snapshot_id: str) -> Iterator[PgIndex]:
+    """A new connection that reads the snapshot ``snapshot_id`` (export_snapshot) of another
+    one: the worker processes of a verify all see the one state the parent checks."""
+    import psycopg
+
+    try:
+        raw = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
+                              application_name="bodycam-evidence verify")
+    except psycopg.Error as exc:
+        raise translate(exc, "connect to", url) from None
+    index = PgIndex(raw, url)
+    try:
+        index._run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "read")
+        from psycopg import sql
+
+        index._raw.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot_id)))
+        index._reading = True
+        yield index
+    finally:
+        index._reading = False
+        index._rollback()
+        index.close()

@@ -236,9 +236,9 @@ def _scan_log(store, faults: list[Fault]) -> LogData:
         _read_stored_hashes(store.conn, data, faults)
     else:
         bounds = [end * k // workers for k in range(workers + 1)]
-        path = str(store.root / DB_FILE)
+        source = _worker_source(store)
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            futures = [pool.submit(_scan_range_in_worker, path, lo, hi) for lo, hi in zip(bounds, bounds[1:])]
+            futures = [pool.submit(_scan_range_in_worker, source, lo, hi) for lo, hi in zip(bounds, bounds[1:])]
             _read_stored_hashes(store.conn, data, faults)  # while the workers scan
             parts = [f.result() for f in futures]
     heads: dict[str, str] = {}
@@ -305,8 +305,22 @@ def _fault_index(where: str) -> int:
     return int(match.group(1)) if match else -1
 
 
-def _scan_range_in_worker(path: str, lo: int, hi: int) -> _Range:
-    conn = sqlite3.connect(path, timeout=30)
+def _worker_source(store) -> tuple:
+    """How a worker process reaches the log: the SQLite file, or the PostgreSQL URL and the id of
+    the parent's snapshot (so that every worker reads the very state the parent checks)."""
+    if hasattr(store.conn, "export_snapshot"):
+        return ("postgresql", store.conn.url, store.conn.export_snapshot())
+    return ("sqlite", str(store.root / DB_FILE))
+
+
+def _scan_range_in_worker(source: tuple, lo: int, hi: int) -> _Range:
+    if source[0] == "postgresql":
+        from evidence_store.postgres import snapshot_reader
+
+        with snapshot_reader(source[1], source[2]) as conn:
+            gc.disable()
+            return _scan_range(conn, lo, hi)
+    conn = sqlite3.connect(source[1], timeout=30)
     try:
         conn.execute("PRAGMA query_only = 1")
         gc.disable()

@@ -8,7 +8,7 @@ import pytest
 from evidence_store.cli import main
 from evidence_store.store import Store
 from tests.clipfactory import EMERGENCY, DeviceFixture, make_clip
-from tests.evidence_store.conftest import PASSPHRASE, put_and_ingest
+from tests.evidence_store.conftest import PASSPHRASE, local_only, put_and_ingest
 
 
 @pytest.fixture
@@ -251,6 +251,7 @@ def test_cli_unknown_option_one_line_exit_2(cli_store, capsys):
     assert code == 2 and err.startswith("bodycam-evidence: error: unrecognized arguments: --bogus")
 
 
+@local_only
 def test_cli_hold_database_locked_beyond_timeout_one_line_busy(cli_store, capsys, monkeypatch):
     import sqlite3
 

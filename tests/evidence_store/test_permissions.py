@@ -19,7 +19,7 @@ from evidence_store.store import Store
 from evidence_store.verify import verify_store
 from tests.clipfactory import DeviceFixture, make_clip
 from tests.clock import FakeClock
-from tests.evidence_store.conftest import PASSPHRASE, TEST_LOG_N, put_and_ingest
+from tests.evidence_store.conftest import PASSPHRASE, TEST_LOG_N, local_only, put_and_ingest
 
 #: An unprivileged uid/gid pair no account uses: the expiry service (uid) in the store's group.
 EXPIRE_UID, STORE_GID = 64123, 64124
@@ -134,6 +134,7 @@ def group_folder():
     shutil.rmtree(base)
 
 
+@local_only
 def test_store_init_files_are_group_accessible_objects_read_only(tmp_path):
     store = Store.init(tmp_path / "s", PASSPHRASE, scrypt_log_n=TEST_LOG_N, actor="admin")
     try:
@@ -152,6 +153,7 @@ def test_store_init_files_are_group_accessible_objects_read_only(tmp_path):
 
 
 @needs_root
+@local_only
 def test_store_expire_as_group_member_other_uid_deletes_and_log_verifies(group_folder, reachable_project):
     clip = store_with_due_clip(group_folder)
     store = Store.open(group_folder)
@@ -176,6 +178,7 @@ def test_store_expire_as_group_member_other_uid_deletes_and_log_verifies(group_f
 
 
 @needs_root
+@local_only
 def test_cli_expire_database_not_group_writable_one_line_read_only(group_folder, reachable_project):
     # A store whose database lost group write (an old store, a wrong chmod): a clear line, no traceback.
     clip = store_with_due_clip(group_folder)

@@ -14,7 +14,7 @@ from evidence_store.objects import ObjectTooLarge
 from evidence_store.store import NotAStore, Store
 from evidence_store.verify import verify_store
 from tests.clipfactory import EMERGENCY, DeviceFixture, make_clip
-from tests.evidence_store.conftest import PASSPHRASE, put_and_ingest
+from tests.evidence_store.conftest import PASSPHRASE, local_only, put_and_ingest
 
 
 def test_store_open_folder_without_store_raises_not_a_store(tmp_path):
@@ -300,6 +300,7 @@ def test_store_ingest_camera_clock_a_year_ahead_deadline_counts_from_arrival(sto
     assert verify_store(store) == []
 
 
+@local_only
 def test_store_hold_read_only_database_raises_typed_error_changes_nothing(store, add_clip):
     from evidence_store.db import DatabaseReadOnly
 

@@ -9,7 +9,7 @@ from PIL import Image
 
 from evidence_store.errors import UsageError
 from evidence_store.view import find_player, view_clip
-from tests.evidence_store.conftest import PASSPHRASE
+from tests.evidence_store.conftest import PASSPHRASE, local_only
 
 
 def files_under(root: Path) -> set[Path]:
@@ -29,6 +29,7 @@ def test_view_player_receives_plaintext_through_pipe(store, add_clip, tmp_path):
     assert new <= {"evidence.db-wal", "evidence.db-shm"}
 
 
+@local_only
 def test_view_event_committed_before_player_starts(store, add_clip, tmp_path):
     clip = add_clip()
     seen = tmp_path / "seen"
