@@ -23,7 +23,7 @@ T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 #: Test modules that exercise a store: each of their tests runs once per backend (issue 11: the
 #: store's whole suite against both). The others test formats and pure functions.
 STORE_MODULES = {"test_cli", "test_export", "test_log", "test_permissions", "test_report", "test_store",
-                 "test_verify", "test_view"}
+                 "test_verify", "test_view", "test_caseexport", "test_deletion", "test_redact"}
 BACKENDS = ("sqlite", "postgresql")
 
 
