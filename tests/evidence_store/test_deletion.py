@@ -2,13 +2,11 @@
 ``approve``s. The actor is the effective user plus SUDO_USER, so tests vary SUDO_USER."""
 
 import json
-import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from evidence_store.cli import main
-from evidence_store.db import DB_FILE
 from evidence_store.store import Store
 from tests.clipfactory import DeviceFixture, make_clip
 from tests.evidence_store.conftest import PASSPHRASE, put_and_ingest
@@ -157,11 +155,9 @@ def test_deletion_requester_row_edited_approval_refused_clip_kept(cli):
     # "someone else") meets the salted digest in the request's leaf.
     root, clips, run = cli
     rid = request(run, clips[0], user="alice")
-    conn = sqlite3.connect(root / DB_FILE)
-    with conn:
-        conn.execute("UPDATE texts SET text = 'mallory (as root)' WHERE text_id IN "
-                     "(SELECT text_id FROM event_texts WHERE idx = ? AND field = 'actor')", (int(rid),))
-    conn.close()
+    with Store.open(root) as insider:  # an autocommit write on either backend
+        insider.conn.execute("UPDATE texts SET text = 'mallory (as root)' WHERE text_id IN "
+                             "(SELECT text_id FROM event_texts WHERE idx = ? AND field = 'actor')", (int(rid),))
     code, _, err = run("approve", rid, "--reason", "looks fine", user="alice")
     assert code != 0
     assert "does not match its log entry" in err and "Traceback" not in err
