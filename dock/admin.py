@@ -16,6 +16,7 @@ from evidence_store.clip.clock import Clock
 from evidence_store.clip.devkey import DevicePublicKey
 from evidence_store.clip.ids import format_time
 from evidence_store.clip.outbox import Outbox
+from evidence_store.vocabulary import ClipState
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def status(store, state_dir: Path | None) -> dict:
     last docking left behind (pending) and how much of its material is quarantined."""
     quarantined: dict[str | None, int] = {}
     for item in store.clips():
-        if item.state == "quarantined":
+        if item.state == ClipState.QUARANTINED:
             quarantined[item.device_id] = quarantined.get(item.device_id, 0) + 1
     cameras = []
     for info in store.devices():

@@ -57,6 +57,7 @@ from evidence_store.clip import cmdline
 from evidence_store.clip.cmdline import Parser as _Parser
 from evidence_store.clip.ids import parse_time
 from evidence_store.errors import EvidenceError, UsageError
+from evidence_store.vocabulary import LIVE_STATES, HoldKind, choices
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("clip", metavar="CLIP")
     c.add_argument("--case", metavar="REF")
     c.add_argument("--reason", metavar="TEXT")
-    c.add_argument("--kind", choices=("evidence", "hazard", "subject-request"), default="evidence")
+    c.add_argument("--kind", choices=choices(HoldKind), default=HoldKind.EVIDENCE.value)
     c = cmd("release", "release a hold")
     c.add_argument("clip", metavar="CLIP")
     c.add_argument("--case", metavar="REF")
@@ -252,7 +253,7 @@ def _filter(clips, args, now: datetime):
         recorded = parse_time(clip.recorded_at)
         if args.held and not clip.holds:  # quarantined material can be held too; its state stays "quarantined"
             continue
-        if args.expiring and (clip.state not in ("stored", "quarantined") or clip.holds
+        if args.expiring and (clip.state not in LIVE_STATES or clip.holds
                               or parse_time(clip.deadline) > now + EXPIRING_WITHIN):
             continue
         if args.officer and clip.officer != args.officer:

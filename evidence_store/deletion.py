@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from evidence_store import events as ev
 from evidence_store.errors import UsageError
+from evidence_store.vocabulary import ClipState
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def pending_requests(store, clip_id: str | None = None) -> list[Request]:
         if idx in approved or (clip_id is not None and clip != clip_id):
             continue
         row = store.conn.execute("SELECT state FROM clips WHERE clip_id = ?", (clip,)).fetchone()
-        if row is None or row[0] == "expired":
+        if row is None or row[0] == ClipState.EXPIRED:
             continue
         out.append(Request(str(idx), clip, idx, time, store.log.texts_of(idx).get("actor")))
     return out
@@ -125,7 +126,8 @@ def approve_deletion(store, request_id: str, *, reason: str) -> Deleted:
                                      personal={"actor": store.actor, "reason": reason}, data={"request": index}))
         objects = {s["sha256"] for s in store.segments(clip_id)} | {info.manifest_sha256, info.journal_sha256}
         objects.discard(None)
-        store.conn.execute("UPDATE clips SET state = 'expired', expired_at = ? WHERE clip_id = ?", (tx.time, clip_id))
+        store.conn.execute("UPDATE clips SET state = ?, expired_at = ? WHERE clip_id = ?",
+                           (ClipState.EXPIRED, tx.time, clip_id))
         expire = tx.append(ev.Event(ev.EXPIRE, tx.time, clip_id, clip=clip_id, personal={"actor": store.actor},
                                     data={"cause": "early deletion approved (four eyes)", "deadline": info.deadline,
                                           "late": False, "objects": sorted(objects), "request": index,

@@ -17,6 +17,7 @@ from evidence_store import retention
 from evidence_store.clip.ids import parse_time
 from evidence_store.db import snapshot
 from evidence_store.errors import UsageError
+from evidence_store.vocabulary import ClipState, Justification
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def monthly_report(store, month: str | None = None) -> dict:
                             (lo, hi)).fetchall()
         recordings = len(rows)
         emergency = [j for t, j in rows if t == "emergency"]
-        justified = sum(1 for j in emergency if j == "justified")
+        justified = sum(1 for j in emergency if j == Justification.JUSTIFIED)
         holds_by_kind = dict(conn.execute(
             "SELECT kind, COUNT(*) FROM holds WHERE created_at >= ? AND created_at < ? GROUP BY kind ORDER BY kind",
             (lo, hi)).fetchall())
@@ -85,7 +86,8 @@ def monthly_report(store, month: str | None = None) -> dict:
         if lo <= now.strftime("%Y-%m-%dT%H:%M:%S.000Z") < hi:
             held = {c for (c,) in conn.execute("SELECT clip_id FROM holds WHERE released_at IS NULL")}
             ages += [age(c, s, i, now) for c, s, i in conn.execute(
-                "SELECT clip_id, started_at, ingested_at FROM clips WHERE state = 'stored' AND late = 0") if c not in held]
+                "SELECT clip_id, started_at, ingested_at FROM clips WHERE state = ? AND late = 0", (ClipState.STORED,))
+                if c not in held]
     oldest = max(ages) if ages else None
     return {
         "month": month,

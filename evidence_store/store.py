@@ -61,6 +61,7 @@ from evidence_store.errors import EvidenceError, IntegrityError, UsageError
 from evidence_store.index import DATABASE_KEY, check_database, open_index
 from evidence_store.log import Appended, EventLog
 from evidence_store.objects import HEX64, SHARED_DIR_MODE, LocalObjects, ObjectRef, make_shared_dir
+from evidence_store.vocabulary import ClipState, HoldKind, Justification, choices
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +92,10 @@ TEXT_RETENTION = timedelta(days=730)
 TMP_MAX_AGE = timedelta(days=1)
 ORPHAN = "orphan"
 DEFAULT_SCRYPT_LOG_N = 18
-HOLD_KINDS = ("evidence", "hazard", "subject-request")
-#: Clip states as docs/ARCHITECTURE.md names them for ``list --json``.
-STORED, HELD, EXPIRED, QUARANTINED = "stored", "held", "expired", "quarantined"
-JUSTIFICATION_PENDING, JUSTIFIED = "pending", "justified"
+HOLD_KINDS = choices(HoldKind)
+# The words of evidence_store.vocabulary under the names this module has always used.
+STORED, HELD, EXPIRED, QUARANTINED = ClipState.STORED, ClipState.HELD, ClipState.EXPIRED, ClipState.QUARANTINED
+JUSTIFICATION_PENDING, JUSTIFIED = Justification.PENDING, Justification.JUSTIFIED
 
 
 class NotAStore(EvidenceError):
@@ -591,9 +592,9 @@ class Store:
     def manifest_status(self, manifest_sha256: str) -> str | None:
         """"stored" (also after expiry: the clip was stored), "quarantined", or None."""
         if self.conn.execute("SELECT 1 FROM clips WHERE manifest_sha256 = ?", (manifest_sha256,)).fetchone():
-            return "stored"
+            return STORED
         if self.conn.execute("SELECT 1 FROM quarantine WHERE manifest_sha256 = ?", (manifest_sha256,)).fetchone():
-            return "quarantined"
+            return QUARANTINED
         return None
 
     def ingest(self, manifest_bytes: bytes, journal_bytes: bytes, manifest: Manifest,
@@ -903,7 +904,7 @@ class Store:
             raise UsageError(f"{clip_id} is quarantined material, not a stored clip")
         return check
 
-    def hold(self, clip_id: str, *, case: str, reason: str, kind: str = "evidence") -> int:
+    def hold(self, clip_id: str, *, case: str, reason: str, kind: str = HoldKind.EVIDENCE) -> int:
         """Hold a clip or a quarantined item (hold event). Returns the hold id. UsageError for an
         unknown or expired clip, an unknown kind, or a missing reason or case reference."""
         if kind not in HOLD_KINDS:

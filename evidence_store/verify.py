@@ -56,6 +56,7 @@ from evidence_store.clip.journal import parse_journal
 from evidence_store.clip.manifest import parse_manifest
 from evidence_store.db import DB_FILE, snapshot
 from evidence_store.errors import EvidenceError
+from evidence_store.vocabulary import ClipState, Justification
 
 try:  # twice as fast as the standard library on a million log entries; same results
     from orjson import loads as _loads
@@ -541,16 +542,19 @@ def _where(idx: int, body: dict) -> str:
 def _object_owners(store, wanted: set[str] | None) -> dict[str, str]:
     """sha256 -> owner name, for the objects of live clips/quarantine items (optionally some)."""
     owners: dict[str, str] = {}
-    for clip_id, m, j in store.conn.execute("SELECT clip_id, manifest_sha256, journal_sha256 FROM clips WHERE state = 'stored'"):
+    for clip_id, m, j in store.conn.execute("SELECT clip_id, manifest_sha256, journal_sha256 FROM clips WHERE state = ?",
+                                            (ClipState.STORED,)):
         if wanted is None or clip_id in wanted:
             owners.setdefault(m, f"clip {clip_id}")
             owners.setdefault(j, f"clip {clip_id}")
     for clip_id, sha in store.conn.execute(
-            "SELECT s.clip_id, s.sha256 FROM segments s JOIN clips c USING (clip_id) WHERE c.state = 'stored'"):
+            "SELECT s.clip_id, s.sha256 FROM segments s JOIN clips c USING (clip_id) WHERE c.state = ?",
+            (ClipState.STORED,)):
         if wanted is None or clip_id in wanted:
             owners.setdefault(sha, f"clip {clip_id}")
     for qid, clip_id, m, j in store.conn.execute(
-            "SELECT qid, clip_id, manifest_sha256, journal_sha256 FROM quarantine WHERE state = 'quarantined'"):
+            "SELECT qid, clip_id, manifest_sha256, journal_sha256 FROM quarantine WHERE state = ?",
+            (ClipState.QUARANTINED,)):
         if wanted is None or qid in wanted or clip_id in wanted:
             for h in (m, j):
                 if h:
@@ -595,7 +599,8 @@ def _check_clips(store, wanted: set[str] | None, faults: list[Fault]) -> None:
         except ValueError:
             pass  # reported by step 4
     for clip_id, device_id, m, j in store.conn.execute(
-            "SELECT clip_id, device_id, manifest_sha256, journal_sha256 FROM clips WHERE state = 'stored' ORDER BY clip_id"):
+            "SELECT clip_id, device_id, manifest_sha256, journal_sha256 FROM clips WHERE state = ? ORDER BY clip_id",
+            (ClipState.STORED,)):
         if wanted is not None and clip_id not in wanted:
             continue
         where = f"clip {clip_id}"
@@ -691,10 +696,10 @@ def _check_index(store, data: LogData, wanted: set[str] | None, faults: list[Fau
         if differ:
             faults.append(Fault(INDEX_MISMATCH, f"{where} (log index {idx})",
                                 f"the index's {', '.join(differ)} differ(s) from the ingest event", HINT_CLIP))
-        if state == "expired" and clip_id not in expired_subjects:
+        if state == ClipState.EXPIRED and clip_id not in expired_subjects:
             faults.append(Fault(EXPIRE_MISSING, where, "is marked expired but the log has no expire event for it",
                                 HINT_CLIP))
-        elif state != "expired" and clip_id in expired_subjects:
+        elif state != ClipState.EXPIRED and clip_id in expired_subjects:
             faults.append(Fault(INDEX_MISMATCH, where, f"the log says it expired but the index says {state}", HINT_CLIP))
     if wanted is None:
         for clip_id, (idx, _) in sorted(ingests.items()):
@@ -702,7 +707,7 @@ def _check_index(store, data: LogData, wanted: set[str] | None, faults: list[Fau
                 faults.append(Fault(INDEX_MISMATCH, f"clip {clip_id} (log index {idx})",
                                     "was ingested but its index row is gone", HINT_CLIP))
     for qid, state in conn.execute("SELECT qid, state FROM quarantine ORDER BY qid"):
-        if (wanted is None or qid in wanted) and state == "expired" and qid not in expired_subjects:
+        if (wanted is None or qid in wanted) and state == ClipState.EXPIRED and qid not in expired_subjects:
             faults.append(Fault(EXPIRE_MISSING, f"quarantine {qid}",
                                 "is marked expired but the log has no expire event for it", HINT_CLIP))
     # 7c. Holds: the table must be exactly what the hold and release events say.
@@ -766,7 +771,7 @@ def _check_state(store, state: logstate.LogState, wanted: set[str] | None, fault
             row_flags = json.loads(flags)
         except (TypeError, ValueError):
             row_flags = None
-        want_just = None if facts.trigger != "emergency" else ("justified" if facts.justified else "pending")
+        want_just = None if facts.trigger != "emergency" else (Justification.JUSTIFIED if facts.justified else Justification.PENDING)
         logged_officer = texts.get((facts.index, "officer"))  # None: the ingest named no officer
         names = [n for n, a, b in (
             ("manifest_sha256", manifest, facts.manifest), ("journal_sha256", journal, facts.journal),
@@ -813,7 +818,7 @@ def _check_state(store, state: logstate.LogState, wanted: set[str] | None, fault
         except ValueError:
             want_start = want_late = None
         want = (qid, facts.claimed_clip, facts.device, facts.manifest, facts.journal, facts.cause, facts.at,
-                want_start, "expired" if facts.expired_index is not None else "quarantined", want_late,
+                want_start, ClipState.EXPIRED if facts.expired_index is not None else ClipState.QUARANTINED, want_late,
                 facts.expired_at)
         names = [n for n, a, b in zip(_QUARANTINE_COLUMNS, row, want) if a != b
                  # an old event without started_at, whose manifest expiry deleted: nothing to derive from

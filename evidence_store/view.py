@@ -26,6 +26,7 @@ from evidence_store import events as ev
 from evidence_store.clip.age import Identity, Salvage, read_chunks
 from evidence_store.clip.ids import format_time, parse_time
 from evidence_store.errors import EvidenceError, IntegrityError, UsageError
+from evidence_store.vocabulary import ClipState
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def clip_plaintext(store, clip_id: str, identities: Sequence[Identity]) -> Itera
             yield from segment_plaintext(store, segment, identities)
 
 
-QUARANTINED_STATE = "quarantined"
+QUARANTINED_STATE = ClipState.QUARANTINED
 
 
 def quarantined_plaintext(store, obj: dict, identities: Sequence[Identity]) -> Iterator[bytes]:

@@ -1,7 +1,10 @@
-"""Where SQL may be written and who may touch a database connection (issue 11), read with ``ast``.
+"""Where SQL may be written, who may touch a database connection, and that the store's words are
+not retyped (issue 11), read with ``ast``.
 
     SQL statements     only in the index modules (INDEX_MODULES)
     ``.conn``          only inside the store's own modules (STORE_MODULES)
+    clip states, hold kinds, justification states: compared and queried through
+                       evidence_store.vocabulary, never as string literals
 
 PENDING_SPLIT names the modules that still hold SQL of their own until the store's split into a
 package is finished; the list may only shrink: a new module with SQL, or a listed one that no
@@ -46,6 +49,42 @@ def test_connection_only_inside_the_store():
     outside = {name: [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Attribute) and node.attr == "conn"]
                for name, tree in sources() if name not in STORE_MODULES}
     assert {name: lines for name, lines in outside.items() if lines} == {}
+
+
+def _words() -> set[str]:
+    from evidence_store.vocabulary import ClipState, HoldKind, Justification
+
+    return {m.value for enum in (ClipState, HoldKind, Justification) for m in enum}
+
+
+def retyped_words(tree: ast.AST, words: set[str]) -> list[int]:
+    """Lines that compare with a store word written as a literal, or put one into SQL."""
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            for side in [node.left, *node.comparators]:
+                items = side.elts if isinstance(side, (ast.Tuple, ast.List, ast.Set)) else [side]
+                if any(isinstance(i, ast.Constant) and i.value in words for i in items):
+                    lines.append(node.lineno)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and SQL.match(node.value):
+            if any(f"'{w}'" in node.value for w in words):
+                lines.append(node.lineno)
+    return sorted(set(lines))
+
+
+def test_store_words_not_retyped():
+    words = _words()
+    found = {name: lines for name, tree in sources()
+             if name != "evidence_store/vocabulary.py" and (lines := retyped_words(tree, words))}
+    assert found == {}
+
+
+def test_retyped_word_detector_finds_a_comparison():
+    words = _words()
+    assert retyped_words(ast.parse('ok = state == "expired"'), words) == [1]
+    assert retyped_words(ast.parse('ok = state in ("stored", "x")'), words) == [1]
+    assert retyped_words(ast.parse('q = "SELECT 1 FROM clips WHERE state = \'held\'"'), words) == [1]
+    assert retyped_words(ast.parse('ok = state == ClipState.EXPIRED'), words) == []
 
 
 def test_sql_detector_finds_a_statement():
