@@ -304,7 +304,7 @@ def test_tamper_issue_cases_expire_names_fault_exits_3_keeps_item(copy, sql, cap
     root, now, items, objects = copy
     with sqlite3.connect(root / "evidence.db", isolation_level=None) as c:
         c.execute(sql, items)
-    monkeypatch.setattr("evidence_store.store.SystemClock", lambda: FakeClock(now + timedelta(minutes=1)))
+    monkeypatch.setattr("evidence_store.store.facade.SystemClock", lambda: FakeClock(now + timedelta(minutes=1)))
     code = main(["--store", str(root), "expire"])
     out = capsys.readouterr().out
     with _open(root, now) as store:

@@ -1,0 +1,59 @@
+"""The evidence store (see facade.py for the layout, the permissions and the transaction rule).
+
+Modules by job: facade (Store: open, init, the transaction of one command), keys, devices,
+ingest, access (clips, holds, justification, access log), expiry, records (files, limits and
+the records commands return). Every name of the former store.py is importable from here.
+"""
+
+from evidence_store.clip.clock import SystemClock  # noqa: F401 - tests patch the facade's clock here
+from evidence_store.store.expiry import (  # noqa: F401
+    _LIVE_QUERIES,
+    _LIVE_SQL,
+    _refused,
+)
+from evidence_store.store.facade import (  # noqa: F401
+    _Tx,
+)
+from evidence_store.store.records import (  # noqa: F401
+    _CLIP_CHECKED,
+    _CLIP_SELECT,
+    _QUARANTINE_CHECKED,
+    _QUARANTINE_SELECT,
+    CHECKPOINT_FILE,
+    CHECKPOINT_MAX_BYTES,
+    CONFIG_FILES,
+    DEFAULT_SCRYPT_LOG_N,
+    EXPIRED,
+    HELD,
+    HINT_CONFIG,
+    HOLD_KINDS,
+    IDENTITY_FILE,
+    JUSTIFICATION_PENDING,
+    JUSTIFIED,
+    KEY_MODE,
+    LOG_KEY_FILE,
+    ORPHAN,
+    QUARANTINED,
+    RECIPIENTS_FILE,
+    STORE_FILE,
+    STORE_FORMAT,
+    STORE_UMASK,
+    STORED,
+    TEXT_RETENTION,
+    TMP_MAX_AGE,
+    VKEY_FILE,
+    _require_reason,
+    _sha,
+    _store_umask,
+    ClipInfo,
+    current_actor,
+    DeviceInfo,
+    ExpiryResult,
+    Holdings,
+    IngestResult,
+    NotAStore,
+)
+from evidence_store.store.facade import Store  # noqa: F401
+from evidence_store.objects import ObjectRef  # noqa: F401
+
+__all__ = ["Store", "ObjectRef", "DeviceInfo", "IngestResult", "ClipInfo", "ExpiryResult", "NotAStore"]
