@@ -1,9 +1,10 @@
-"""The Store, the facade the CLI and the dock call: one folder with objects, one SQLite database (index + event log), keys, identity.
+"""The Store, the facade the CLI and the dock call: one folder with objects, keys, identity, and
+an index + event log (local: SQLite in the folder; central: PostgreSQL, see index.py).
 
 Layout::
 
     store.json       format marker, log origin, retention policy
-    evidence.db      index and event log (db.py)
+    evidence.db      index and event log (db.py), unless store.json names a "database" URL
     objects/ab/<sha256>   ciphertext segments, signed manifests and journals (objects.py)
     log.key          the log's note signer key (0640): signs checkpoints, enrollments, receipts
     log.vkey         its verifier key (publish it out of band)
@@ -25,8 +26,9 @@ the cameras' encryption or the retention policy. The identity is encrypted to a 
 
 The dock calls enroll/assign/revoke/record_docking/put_object/ingest/quarantine/sign_receipt/clock_note and
 expire(late_only=True) (dock/ingest.py shows the order); the officers' CLI calls the rest. Every method that changes state runs
-in one ``BEGIN IMMEDIATE`` transaction that appends its events and signs a new checkpoint before it
-commits, so the index, the log and the checkpoint never disagree."""
+in one writing transaction (``db.transaction``: SQLite's ``BEGIN IMMEDIATE``, or PostgreSQL's lock
+on the log head row) that appends its events and signs a new checkpoint before it commits, so the
+index, the log and the checkpoint never disagree."""
 
 from __future__ import annotations
 
