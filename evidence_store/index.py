@@ -15,10 +15,16 @@ so every existing folder opens unchanged.
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, ContextManager, Iterable, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from evidence_store import db
+
+if TYPE_CHECKING:
+    from evidence_store.postgres import PgIndex
 
 #: ``store.json`` key naming a central database (absent: the local SQLite file).
 DATABASE_KEY = "database"
@@ -35,8 +41,9 @@ class Cursor(Protocol):
 
 
 class Index(Protocol):
-    """The index and log connection a Store holds. sqlite3.Connection satisfies the first three;
-    ``db.transaction`` and ``db.snapshot`` supply the last two for it."""
+    """The surface of a central index connection (postgres.PgIndex). A local store holds a plain
+    sqlite3.Connection, which has the first three; ``db.transaction`` and ``db.snapshot`` supply
+    the last two for it."""
 
     def execute(self, sql: str, params: Iterable[Any] = ...) -> Cursor: ...
 
@@ -44,9 +51,9 @@ class Index(Protocol):
 
     def close(self) -> None: ...
 
-    def transaction(self) -> ContextManager: ...
+    def transaction(self) -> AbstractContextManager: ...
 
-    def snapshot(self) -> ContextManager: ...
+    def snapshot(self) -> AbstractContextManager: ...
 
 
 def backend_of(config: dict) -> str:
@@ -65,7 +72,7 @@ def check_database(url: str) -> str:
     return postgres.check_url(url)
 
 
-def open_index(root: Path, config: dict, *, create: bool = False) -> Index:
+def open_index(root: Path, config: dict, *, create: bool = False) -> sqlite3.Connection | PgIndex:
     """Connect to the index of the store in ``root`` with configuration ``config``.
 
     ``create``: a new local database file, or a central database that must not yet hold a store.

@@ -26,7 +26,8 @@ import contextlib
 import itertools
 import logging
 import re
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from evidence_store.errors import EvidenceError, UsageError
 
@@ -209,8 +210,8 @@ def is_url(text: str) -> bool:
 def check_url(url: str) -> str:
     """Return ``url`` if it is a libpq URL without a password. UsageError (one line with a hint)
     otherwise: a password in the URL would end up in ``store.json`` and in shell histories."""
-    from psycopg.conninfo import conninfo_to_dict
     import psycopg
+    from psycopg.conninfo import conninfo_to_dict
 
     if not is_url(url):
         raise UsageError(f"not a PostgreSQL URL: {url!r}", "hint: --database postgresql://USER@HOST/DBNAME")
@@ -271,7 +272,7 @@ class _Cursor:
     """What the store's code reads from an ``execute``: iteration, fetchone, fetchall, lastrowid
     (the sqlite3 cursor's surface, so the store's statements run unchanged on either backend)."""
 
-    def __init__(self, cursor, index: "PgIndex", lastrowid: int | None = None):
+    def __init__(self, cursor, index: PgIndex, lastrowid: int | None = None):
         self._cursor = cursor
         self._index = index
         self.lastrowid = lastrowid
@@ -291,7 +292,7 @@ class _Cursor:
     def fetchall(self):
         return self._guard(self._cursor.fetchall)
 
-    def __iter__(self) -> "_Cursor":
+    def __iter__(self) -> _Cursor:
         return self
 
     def __next__(self):
@@ -445,7 +446,7 @@ class PgIndex:
         self._server_cursors.clear()
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator["PgIndex"]:
+    def transaction(self) -> Iterator[PgIndex]:
         """A writing transaction that holds the log head: BEGIN, lock the head row, body, update
         the head's size, COMMIT (ROLLBACK on any exception, which is re-raised)."""
         self._run("BEGIN ISOLATION LEVEL READ COMMITTED", "write")
@@ -464,7 +465,7 @@ class PgIndex:
             raise
 
     @contextlib.contextmanager
-    def snapshot(self) -> Iterator["PgIndex"]:
+    def snapshot(self) -> Iterator[PgIndex]:
         """A read transaction: every query inside sees the same committed state; SELECTs stream."""
         self._run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "read")
         self._reading = True

@@ -68,9 +68,9 @@ def retyped_words(tree: ast.AST, words: set[str]) -> list[int]:
                 items = side.elts if isinstance(side, (ast.Tuple, ast.List, ast.Set)) else [side]
                 if any(isinstance(i, ast.Constant) and i.value in words for i in items):
                     lines.append(node.lineno)
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and SQL.match(node.value):
-            if any(f"'{w}'" in node.value for w in words):
-                lines.append(node.lineno)
+        elif (isinstance(node, ast.Constant) and isinstance(node.value, str) and SQL.match(node.value)
+              and any(f"'{w}'" in node.value for w in words)):
+            lines.append(node.lineno)
     return sorted(set(lines))
 
 

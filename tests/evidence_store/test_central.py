@@ -11,6 +11,7 @@ import pickle
 import random
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -154,7 +155,7 @@ def test_central_read_only_database_typed_error_changes_nothing(tmp_path, postgr
 
 def _ingester(root: str, clips_file: str) -> None:
     """A dock's work for one camera: every clip put and ingested (those already in are no-ops)."""
-    clips = pickle.loads(open(clips_file, "rb").read())
+    clips = pickle.loads(Path(clips_file).read_bytes())
     with Store.open(root, actor="dock") as store:
         for clip in clips:
             put_and_ingest(store, clip)
@@ -184,7 +185,7 @@ def test_central_writers_killed_at_random_lose_and_double_nothing(tmp_path, post
         for p in procs.values():
             p.start()
         time.sleep(rng.uniform(0.2, 2.5))
-        for n, p in procs.items():
+        for p in procs.values():
             if p.is_alive() and rng.random() < 0.6:
                 p.kill()
                 kills += 1
