@@ -23,8 +23,8 @@ import contextlib
 import logging
 import os
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from evidence_store.errors import EvidenceError
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 from evidence_store import checkpoint as cpmod
 from evidence_store import events as ev

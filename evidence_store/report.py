@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from evidence_store import events as ev
 from evidence_store import retention
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 def month_bounds(month: str) -> tuple[str, str]:
     """('YYYY-MM-01T...', first instant of the next month) as comparable timestamp strings."""
     try:
-        start = datetime.strptime(month, "%Y-%m").replace(tzinfo=timezone.utc)
+        start = datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC)
     except ValueError:
         raise UsageError(f"--month must be YYYY-MM, not {month!r}") from None
     end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)

@@ -43,9 +43,9 @@ import os
 import re
 import sqlite3
 import threading
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterable
 
 from evidence_store import checkpoint as cpmod
 from evidence_store import events as ev
@@ -246,7 +246,7 @@ def _scan_log(store, faults: list[Fault]) -> LogData:
     for part in parts:
         # Each range checked its own chains; its first entry about a subject must follow the last
         # entry about it in the ranges before.
-        for subject, (idx, prev, where) in part.first_prev.items():
+        for subject, (_idx, prev, where) in part.first_prev.items():
             if prev != heads.get(subject):
                 part.faults.append(Fault(CHAIN_BROKEN, where, f"does not follow the previous event about {subject} "
                                                               "(events removed or reordered)", HINT_LOG))
@@ -282,8 +282,8 @@ def _read_stored_hashes(conn, data: LogData, faults: list[Fault]) -> None:
 def _text_retention() -> Callable[[str], str]:
     """event time -> the retain_until its personal texts get (Store.TEXT_RETENTION later), with the
     date arithmetic cached per day: a million texts must not each parse a time."""
-    from evidence_store.store import TEXT_RETENTION
     from evidence_store.clip.ids import format_time, parse_time
+    from evidence_store.store import TEXT_RETENTION
 
     days: dict[str, str] = {}
 
@@ -677,9 +677,10 @@ def _check_index(store, data: LogData, wanted: set[str] | None, faults: list[Fau
         elif kind == "release" and isinstance(body.get("hold_event"), int):
             releases[body["hold_event"]] = (idx, body)
     # 7b. Clip rows against their ingest events (every row, expired ones too: the report counts them).
-    rows = conn.execute("SELECT clip_id, device_id, sequence, trigger, started_at, state, late FROM clips ORDER BY clip_id").fetchall()
+    rows = conn.execute("SELECT clip_id, device_id, sequence, trigger, started_at, state, late "
+                        "FROM clips ORDER BY clip_id").fetchall()
     seen = set()
-    for clip_id, device_id, sequence, trigger, started_at, state, late in rows:
+    for clip_id, device_id, sequence, trigger, started_at, state, _late in rows:
         seen.add(clip_id)
         if wanted is not None and clip_id not in wanted:
             continue
@@ -761,8 +762,8 @@ def _check_state(store, state: logstate.LogState, wanted: set[str] | None, fault
 
     texts = _event_texts(conn)
     # Clips: arrival, flags, expiry, justification, officer (7b checked device, sequence, trigger, start).
-    for (clip_id, officer, manifest, journal, ingested_at, flags, justification, late, expired_at, ended_at,
-         homes) in conn.execute("SELECT clip_id, officer, manifest_sha256, journal_sha256, ingested_at, flags, "
+    for (clip_id, officer, manifest, journal, ingested_at, flags, justification, late, expired_at, _ended_at,
+         _homes) in conn.execute("SELECT clip_id, officer, manifest_sha256, journal_sha256, ingested_at, flags, "
                                 "justification, late, expired_at, ended_at, homes FROM clips"):
         facts = state.clips.get(clip_id)
         if facts is None or not pick(clip_id):
@@ -771,7 +772,8 @@ def _check_state(store, state: logstate.LogState, wanted: set[str] | None, fault
             row_flags = json.loads(flags)
         except (TypeError, ValueError):
             row_flags = None
-        want_just = None if facts.trigger != "emergency" else (Justification.JUSTIFIED if facts.justified else Justification.PENDING)
+        want_just = None if facts.trigger != "emergency" else (
+            Justification.JUSTIFIED if facts.justified else Justification.PENDING)
         logged_officer = texts.get((facts.index, "officer"))  # None: the ingest named no officer
         names = [n for n, a, b in (
             ("manifest_sha256", manifest, facts.manifest), ("journal_sha256", journal, facts.journal),

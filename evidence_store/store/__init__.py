@@ -6,12 +6,14 @@ the records commands return). Every name of the former store.py is importable fr
 """
 
 from evidence_store.clip.clock import SystemClock  # noqa: F401 - tests patch the facade's clock here
+from evidence_store.objects import ObjectRef  # noqa: F401
 from evidence_store.store.expiry import (  # noqa: F401
     _LIVE_QUERIES,
     _LIVE_SQL,
     _refused,
 )
 from evidence_store.store.facade import (  # noqa: F401
+    Store,  # noqa: F401
     _Tx,
 )
 from evidence_store.store.records import (  # noqa: F401
@@ -42,18 +44,16 @@ from evidence_store.store.records import (  # noqa: F401
     TEXT_RETENTION,
     TMP_MAX_AGE,
     VKEY_FILE,
-    _require_reason,
-    _sha,
-    _store_umask,
     ClipInfo,
-    current_actor,
     DeviceInfo,
     ExpiryResult,
     Holdings,
     IngestResult,
     NotAStore,
+    _require_reason,
+    _sha,
+    _store_umask,
+    current_actor,
 )
-from evidence_store.store.facade import Store  # noqa: F401
-from evidence_store.objects import ObjectRef  # noqa: F401
 
 __all__ = ["Store", "ObjectRef", "DeviceInfo", "IngestResult", "ClipInfo", "ExpiryResult", "NotAStore"]

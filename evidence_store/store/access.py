@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from evidence_store import retention
 from evidence_store import events as ev
+from evidence_store import retention
 from evidence_store.clip.ids import format_time, parse_time
 from evidence_store.clip.manifest import EMERGENCY
 from evidence_store.errors import UsageError
@@ -20,8 +20,8 @@ from evidence_store.store.records import (
     JUSTIFIED,
     QUARANTINED,
     STORED,
-    _require_reason,
     ClipInfo,
+    _require_reason,
 )
 from evidence_store.vocabulary import HoldKind
 
@@ -56,7 +56,7 @@ class AccessMixin:
         sql = ("SELECT h.clip_id, h.kind, c.text, h.created_at, h.hold_id FROM holds h "
                "JOIN texts c ON c.text_id = h.case_text WHERE h.released_at IS NULL")
         out: dict[str, list[dict]] = {}
-        for clip_id, kind, case, created, hold_id in self.conn.execute(sql + " ORDER BY h.hold_id"):
+        for clip_id, kind, case, created, _hold_id in self.conn.execute(sql + " ORDER BY h.hold_id"):
             if clip_ids is None or clip_id in clip_ids:
                 out.setdefault(clip_id, []).append({"kind": kind, "case": case, "since": created})
         return out

@@ -13,7 +13,7 @@ from evidence_store.clip.devkey import DevicePublicKey
 from evidence_store.clip.ids import check_device_id, format_time, parse_time
 from evidence_store.clip.outbox import NRW, ClockStamp, Enrollment, Profile
 from evidence_store.errors import IntegrityError, UsageError
-from evidence_store.store.records import _require_reason, DeviceInfo
+from evidence_store.store.records import DeviceInfo, _require_reason
 
 
 class DevicesMixin:

@@ -37,10 +37,10 @@ import logging
 import os
 import socket
 import sqlite3
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Iterator
 
 from evidence_store import db, retention
 from evidence_store import events as ev
@@ -68,10 +68,10 @@ from evidence_store.store.records import (
     STORE_FORMAT,
     TEXT_RETENTION,
     VKEY_FILE,
+    NotAStore,
     _sha,
     _store_umask,
     current_actor,
-    NotAStore,
 )
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ log = logging.getLogger(__name__)
 
 class Store(KeysMixin, DevicesMixin, IngestMixin, AccessMixin, ExpiryMixin):
     """An evidence store. Create with ``Store.init``, open with ``Store.open``.
-    
+
     ``clock`` (a ``evidence_store.clip.clock.Clock``: its ``now()`` is aware UTC) and ``actor``
     are seams for tests; the CLI uses the system clock and the effective user.
     """
@@ -102,7 +102,7 @@ class Store(KeysMixin, DevicesMixin, IngestMixin, AccessMixin, ExpiryMixin):
 
     @classmethod
     def open(cls, root: str | os.PathLike, *, clock: Clock | None = None,
-             actor: str | None = None) -> "Store":
+             actor: str | None = None) -> Store:
         """Open an existing store. Raises NotAStore (one line, with a hint) and changes nothing
         if ``root`` is not one."""
         root = Path(root)
@@ -128,7 +128,7 @@ class Store(KeysMixin, DevicesMixin, IngestMixin, AccessMixin, ExpiryMixin):
     @classmethod
     def init(cls, root: str | os.PathLike, passphrase: bytes, *, scrypt_log_n: int = DEFAULT_SCRYPT_LOG_N,
              origin: str | None = None, clock: Clock | None = None,
-             actor: str | None = None, retention_days: int = 14, database: str | None = None) -> "Store":
+             actor: str | None = None, retention_days: int = 14, database: str | None = None) -> Store:
         """Create a store in ``root`` (missing or empty): identity (age scrypt file), log key,
         database with a signed checkpoint over its config event. Returns the open store. Raises UsageError if
         ``root`` holds anything, or the passphrase is empty.
@@ -185,14 +185,14 @@ class Store(KeysMixin, DevicesMixin, IngestMixin, AccessMixin, ExpiryMixin):
     def close(self) -> None:
         self.conn.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
     @contextmanager
-    def _command(self) -> Iterator["_Tx"]:
+    def _command(self) -> Iterator[_Tx]:
         with db.transaction(self.conn):
             tx = _Tx(self, self._log(writable=True), self.now())
             yield tx

@@ -7,8 +7,8 @@ import json
 import logging
 from typing import BinaryIO
 
-from evidence_store import logstate, retention
 from evidence_store import events as ev
+from evidence_store import logstate, retention
 from evidence_store.clip.devkey import DevicePublicKey
 from evidence_store.clip.ids import format_time, parse_time
 from evidence_store.clip.manifest import EMERGENCY, Manifest, manifest_hash, parse_manifest
@@ -19,10 +19,10 @@ from evidence_store.store.records import (
     JUSTIFICATION_PENDING,
     QUARANTINED,
     STORED,
-    _sha,
     DeviceInfo,
     Holdings,
     IngestResult,
+    _sha,
 )
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ from datetime import datetime
 from pathlib import Path
 
 from evidence_store import checkpoint as cpmod
-from evidence_store import logstate
 from evidence_store import events as ev
+from evidence_store import logstate
 from evidence_store.clip.age import Identity, Passphrase, decrypt_identity
 from evidence_store.clip.fsutil import atomic_write
 from evidence_store.clip.note import NoteSigner

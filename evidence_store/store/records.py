@@ -5,16 +5,15 @@ from __future__ import annotations
 import hashlib
 import os
 import pwd
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Iterator
 
 from evidence_store import retention
 from evidence_store.clip.outbox import NRW, Profile
 from evidence_store.errors import EvidenceError, UsageError
 from evidence_store.vocabulary import ClipState, HoldKind, Justification, choices
-
 
 STORE_FILE = "store.json"
 STORE_FORMAT = "bodycam-store/v1"
