@@ -42,6 +42,7 @@ HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
 
 
 @dataclass(frozen=True)
+
 class ObjectRef:
     """A stored object: its SHA-256 (64 hex) and size in bytes."""
 
@@ -51,6 +52,25 @@ class ObjectRef:
 
 class ObjectTooLarge(EvidenceError):
     """More bytes arrived than the caller allowed (a segment larger than its manifest says)."""
+
+
+
+def copy_hashed(src, write, max_bytes: int) -> ObjectRef:
+    """Read ``src`` to its end, handing each block to ``write`` and hashing exactly what was
+    handed on, so what a backend stores is what was hashed even if the source changes meanwhile.
+    Raises ObjectTooLarge as soon as more than ``max_bytes`` arrive (the caller discards)."""
+    digest = hashlib.sha256()
+    size = 0
+    while True:
+        block = src.read(min(COPY_BLOCK, max_bytes - size + 1))
+        if not block:
+            return ObjectRef(digest.hexdigest(), size)
+        size += len(block)
+        if size > max_bytes:
+            raise ObjectTooLarge(f"more than the {max_bytes} bytes expected arrived",
+                                 "hint: the file is larger than its manifest says; it was not stored")
+        digest.update(block)
+        write(block)
 
 
 class ObjectStore(Protocol):
@@ -108,30 +128,22 @@ class LocalObjects:
         ObjectTooLarge if more than ``max_bytes`` arrive; nothing is stored then.
         """
         make_shared_dir(self.tmp)
-        digest = hashlib.sha256()
-        size = 0
         tmp = self.tmp / f"put-{os.getpid()}-{os.urandom(6).hex()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        def write(block: bytes) -> None:
+            view = memoryview(block)
+            while view:
+                view = view[os.write(fd, view):]
+
         try:
-            while True:
-                block = src.read(min(COPY_BLOCK, max_bytes - size + 1))
-                if not block:
-                    break
-                size += len(block)
-                if size > max_bytes:
-                    raise ObjectTooLarge(f"more than the {max_bytes} bytes expected arrived",
-                                         "hint: the file is larger than its manifest says; it was not stored")
-                digest.update(block)
-                view = memoryview(block)
-                while view:
-                    view = view[os.write(fd, view):]
+            ref = copy_hashed(src, write, max_bytes)
             os.fsync(fd)
         except BaseException:
             os.close(fd)
             tmp.unlink(missing_ok=True)
             raise
         os.close(fd)
-        return self._commit(tmp, ObjectRef(digest.hexdigest(), size))
+        return self._commit(tmp, ref)
 
     def put_bytes(self, data: bytes) -> ObjectRef:
         import io

@@ -56,7 +56,7 @@ from datetime import UTC, datetime, timedelta
 from typing import IO, BinaryIO
 
 from evidence_store.errors import EvidenceError, IntegrityError, UsageError
-from evidence_store.objects import COPY_BLOCK, HEX64, ObjectRef, ObjectTooLarge, check_sha256
+from evidence_store.objects import COPY_BLOCK, HEX64, ObjectRef, check_sha256, copy_hashed
 
 log = logging.getLogger(__name__)
 
@@ -315,22 +315,10 @@ class S3Objects:
         what is uploaded is exactly what was hashed even if ``src`` changes meanwhile. Raises
         ObjectTooLarge if more than ``max_bytes`` arrive (nothing is stored), S3Error if the
         storage refuses."""
-        digest = hashlib.sha256()
-        size = 0
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY, dir=self.spool_dir) as spool:
-            while True:
-                block = src.read(min(COPY_BLOCK, max_bytes - size + 1))
-                if not block:
-                    break
-                size += len(block)
-                if size > max_bytes:
-                    raise ObjectTooLarge(f"more than the {max_bytes} bytes expected arrived",
-                                         "hint: the file is larger than its manifest says; it was not stored")
-                digest.update(block)
-                spool.write(block)
+            ref = copy_hashed(src, spool.write, max_bytes)
             spool.seek(0)
-            ref = ObjectRef(digest.hexdigest(), size)
-            self._upload(spool, ref, digest.digest(), self._lock_args(retain_until, legal_hold))
+            self._upload(spool, ref, bytes.fromhex(ref.sha256), self._lock_args(retain_until, legal_hold))
         return ref
 
     def put_bytes(self, data: bytes, retain_until: datetime | None = None, legal_hold: bool = False) -> ObjectRef:
