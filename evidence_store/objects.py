@@ -231,3 +231,18 @@ class LocalObjects:
                 digest.update(block)
                 size += len(block)
         return digest.hexdigest(), size
+
+
+#: ``store.json`` key naming central object storage (``s3://BUCKET/PREFIX``); absent: the folder.
+OBJECTS_KEY = "objects"
+
+
+def open_objects(root: Path, config: dict) -> ObjectStore:
+    """The object store a store's configuration names: the local folder by default, S3 with
+    Object Lock (objects_s3, which loads boto3 only then) where ``"objects"`` names a bucket."""
+    url = config.get(OBJECTS_KEY)
+    if url:
+        from evidence_store.objects_s3 import S3Objects
+
+        return S3Objects(url)
+    return LocalObjects(root)

@@ -52,7 +52,8 @@ from evidence_store.clip.note import NoteSigner, NoteVerifier, generate_signer
 from evidence_store.errors import UsageError
 from evidence_store.index import DATABASE_KEY, check_database, open_index
 from evidence_store.log import Appended, EventLog
-from evidence_store.objects import SHARED_DIR_MODE, LocalObjects, ObjectRef, make_shared_dir
+from evidence_store.objects import SHARED_DIR_MODE, ObjectRef, make_shared_dir, open_objects
+from evidence_store.queries import Queries
 from evidence_store.store.access import AccessMixin
 from evidence_store.store.devices import DevicesMixin
 from evidence_store.store.expiry import ExpiryMixin
@@ -89,9 +90,10 @@ class Store(KeysMixin, DevicesMixin, IngestMixin, AccessMixin, ExpiryMixin):
         self.root = root
         self.config = config
         self.conn = conn
+        self.index = Queries(conn)
         self.clock = clock or SystemClock()
         self.actor = actor or current_actor()
-        self.objects = LocalObjects(root)
+        self.objects = open_objects(root, config)
         self.origin: str = config["origin"]
         self.policy = retention.Policy(
             retention=timedelta(days=config.get("retention_days", 14)),
@@ -224,6 +226,4 @@ class _Tx:
         return self.log.append_many(batch, retain_until=self._retain_until())
 
     def index_object(self, ref: ObjectRef, kind: str) -> None:
-        self.store.conn.execute(
-            "INSERT INTO objects (sha256, size, kind, created_at) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (sha256) DO UPDATE SET deleted_at = NULL", (ref.sha256, ref.size, kind, self.time))
+        self.store.index.index_object(ref.sha256, ref.size, kind, self.time)
