@@ -25,7 +25,8 @@ INDEX_MODULES = {"evidence_store/db.py", "evidence_store/postgres.py", "evidence
 PENDING_SPLIT = {f"evidence_store/store/{m}.py" for m in ("access", "devices", "expiry", "ingest", "keys",
                                                            "records")} | {
     "evidence_store/verify.py", "evidence_store/report.py", "evidence_store/deletion.py"}
-STORE_MODULES = INDEX_MODULES | PENDING_SPLIT | {"evidence_store/index.py", "evidence_store/store/__init__.py"}
+STORE_MODULES = INDEX_MODULES | PENDING_SPLIT | {"evidence_store/index.py", "evidence_store/store/__init__.py",
+                                               "evidence_store/store/facade.py"}
 SQL = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|PRAGMA|BEGIN|COMMIT|ROLLBACK|WITH)\s")
 
 
