@@ -25,8 +25,12 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from evidence_store.errors import EvidenceError
+
+if TYPE_CHECKING:
+    from evidence_store.postgres import PgIndex
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +274,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 
 @contextlib.contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+def transaction(conn: sqlite3.Connection | PgIndex) -> Iterator[sqlite3.Connection | PgIndex]:
     """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on any exception, which is re-raised).
 
     A SQLite error anywhere (begin, body, commit) becomes DatabaseBusy, DatabaseReadOnly or
@@ -301,7 +305,7 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 
 @contextlib.contextmanager
-def snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+def snapshot(conn: sqlite3.Connection | PgIndex) -> Iterator[sqlite3.Connection | PgIndex]:
     """A read transaction: every query inside sees the same state (verify, export, report)."""
     if not isinstance(conn, sqlite3.Connection):
         with conn.snapshot():

@@ -15,12 +15,16 @@ import logging
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from evidence_store import checkpoint as cpmod
 from evidence_store import events as ev
 from evidence_store import merkle
 from evidence_store.clip.note import NoteSigner, NoteVerifier
 from evidence_store.errors import IntegrityError
+
+if TYPE_CHECKING:
+    from evidence_store.postgres import PgIndex
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +40,7 @@ class Appended:
 class EventLog:
     """The log over one SQLite connection. ``signer`` may be None for read-only use (verify)."""
 
-    def __init__(self, conn: sqlite3.Connection, origin: str, signer: NoteSigner | None,
+    def __init__(self, conn: sqlite3.Connection | PgIndex, origin: str, signer: NoteSigner | None,
                  verifier: NoteVerifier):
         self.conn = conn
         self.origin = origin

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from evidence_store.index import Cursor, Index
+from evidence_store.vocabulary import ClipState
 
 
 class Queries:
@@ -42,13 +43,306 @@ class Queries:
 
     # -- keys and store configuration (store/keys.py, store/facade.py) --------------------------
 
+    def latest_event_of_kind(self, kind: str) -> tuple[int, bytes] | None:
+        """(log index, leaf) of the newest event of ``kind`` (the latest config event)."""
+        return self._one("SELECT idx, leaf FROM events WHERE kind = ? ORDER BY idx DESC LIMIT 1", (kind,))
+
     # -- devices and their chains (store/devices.py) --------------------------------------------
+
+    def device_rows(self) -> list[tuple]:
+        """Every devices row (all columns, in the table's order), by device id."""
+        return self._rows("SELECT * FROM devices ORDER BY device_id").fetchall()
+
+    def device_row(self, device_id: str) -> tuple | None:
+        return self._one("SELECT * FROM devices WHERE device_id = ?", (device_id,))
+
+    def device_key(self, device_id: str) -> str | None:
+        """The public key a device is enrolled with, or None if it is not enrolled."""
+        row = self._one("SELECT public_key FROM devices WHERE device_id = ?", (device_id,))
+        return None if row is None else row[0]
+
+    def add_device(self, device_id: str, public_key: str, profile: str, enrolled_at: str) -> None:
+        self.conn.execute("INSERT INTO devices (device_id, public_key, profile, enrolled_at) VALUES (?, ?, ?, ?)",
+                          (device_id, public_key, profile, enrolled_at))
+
+    def assign_officer(self, device_id: str, officer: str) -> None:
+        self.conn.execute("UPDATE devices SET officer = ? WHERE device_id = ?", (officer, device_id))
+
+    def revoke_device(self, device_id: str, reason: str) -> None:
+        self.conn.execute("UPDATE devices SET revoked = 1, revoked_reason = ? WHERE device_id = ?",
+                          (reason, device_id))
+
+    def set_last_docking(self, device_id: str, at: str) -> None:
+        self.conn.execute("UPDATE devices SET last_docking = ? WHERE device_id = ?", (at, device_id))
+
+    def event_leaves_about(self, subject: str) -> list[tuple[int, bytes]]:
+        """(log index, leaf) of every event about ``subject`` (a device's enroll, assign, revoke), in order."""
+        return self._rows("SELECT idx, leaf FROM events WHERE subject = ? ORDER BY idx", (subject,)).fetchall()
+
+    def last_ingest_of_device(self, device_id: str, ingest_kind: str) -> tuple[int, bytes] | None:
+        """(log index, leaf) of the ingest event of the device's highest stored sequence."""
+        return self._one(
+            "SELECT e.idx, e.leaf FROM events e JOIN clips c ON c.clip_id = e.clip_id WHERE c.device_id = ? "
+            "AND e.kind = ? ORDER BY c.sequence DESC LIMIT 1", (device_id, ingest_kind))
+
+    def advance_device_chain(self, device_id: str, sequence: int, manifest_sha256: str) -> None:
+        """Move the device's chain position forward to ``sequence`` (never back)."""
+        self.conn.execute(
+            "UPDATE devices SET last_sequence = ?, last_manifest_sha256 = ? WHERE device_id = ? "
+            "AND (last_sequence IS NULL OR last_sequence < ?)",
+            (sequence, manifest_sha256, device_id, sequence))
 
     # -- ingest and quarantine (store/ingest.py) ------------------------------------------------
 
+    def manifest_stored(self, manifest_sha256: str) -> bool:
+        """Whether a clip (stored or expired) has this manifest."""
+        return self._one("SELECT 1 FROM clips WHERE manifest_sha256 = ?", (manifest_sha256,)) is not None
+
+    def manifest_quarantined(self, manifest_sha256: str) -> bool:
+        return self._one("SELECT 1 FROM quarantine WHERE manifest_sha256 = ?", (manifest_sha256,)) is not None
+
+    def clip_manifest(self, clip_id: str) -> tuple[str] | None:
+        """(manifest hash,) the clip id is stored with, or None if there is no such clip."""
+        return self._one("SELECT manifest_sha256 FROM clips WHERE clip_id = ?", (clip_id,))
+
+    def add_clip(self, *, clip_id: str, device_id: str, sequence: int, officer: str | None, trigger: str,
+                 started_at: str, ended_at: str, homes: int, manifest_sha256: str, journal_sha256: str,
+                 ingested_at: str, flags: str, state: str, justification: str | None, late: int) -> None:
+        self.conn.execute(
+            "INSERT INTO clips (clip_id, device_id, sequence, officer, trigger, started_at, ended_at, homes, "
+            "manifest_sha256, journal_sha256, ingested_at, flags, state, justification, late) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (clip_id, device_id, sequence, officer, trigger, started_at, ended_at, homes, manifest_sha256,
+             journal_sha256, ingested_at, flags, state, justification, late))
+
+    def add_segments(self, rows: Iterable[tuple]) -> None:
+        """Segment rows: (clip_id, name, bytes, sha256, plaintext_bytes, plaintext_sha256,
+        duration_ms, cut, status)."""
+        self.conn.executemany(
+            "INSERT INTO segments (clip_id, name, bytes, sha256, plaintext_bytes, plaintext_sha256, "
+            "duration_ms, cut, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def quarantine_exists(self, qid: str) -> bool:
+        return self._one("SELECT 1 FROM quarantine WHERE qid = ?", (qid,)) is not None
+
+    def add_quarantine(self, *, qid: str, clip_id: str | None, device_id: str | None, manifest_sha256: str | None,
+                       journal_sha256: str | None, reason: str, at: str, started_at: str, state: str,
+                       late: int) -> None:
+        self.conn.execute(
+            "INSERT INTO quarantine (qid, clip_id, device_id, manifest_sha256, journal_sha256, reason, at, "
+            "started_at, state, late) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (qid, clip_id, device_id, manifest_sha256, journal_sha256, reason, at, started_at, state, late))
+
+    def add_quarantine_objects(self, rows: Iterable[tuple[str, str, str, int]]) -> None:
+        """Kept files of a quarantined item: (qid, name, sha256, size)."""
+        self.conn.executemany("INSERT INTO quarantine_objects (qid, name, sha256, size) VALUES (?, ?, ?, ?)", rows)
+
+    def clip_of_device(self, clip_id: str, device_id: str) -> tuple[str, str, int] | None:
+        """(manifest, journal, sequence) of the clip ``clip_id`` if camera ``device_id`` recorded it."""
+        return self._one("SELECT manifest_sha256, journal_sha256, sequence FROM clips "
+                         "WHERE clip_id = ? AND device_id = ?", (clip_id, device_id))
+
+    def segment_hashes(self, clip_id: str) -> list[str]:
+        return [r[0] for r in self._rows("SELECT sha256 FROM segments WHERE clip_id = ?", (clip_id,))]
+
+    def quarantines_of(self, clip_id: str, device_id: str) -> list[tuple[str, str | None, str | None]]:
+        """(qid, manifest, journal) of each quarantine recorded under this clip id from this camera."""
+        return self._rows("SELECT qid, manifest_sha256, journal_sha256 FROM quarantine "
+                          "WHERE clip_id = ? AND device_id = ?", (clip_id, device_id)).fetchall()
+
+    def quarantine_object_hashes(self, qid: str) -> list[str]:
+        return [r[0] for r in self._rows("SELECT sha256 FROM quarantine_objects WHERE qid = ?", (qid,))]
+
     # -- clips, holds, justification, access log (store/access.py, store/records.py) ------------
 
+    #: The columns of a clip and of a quarantined item as store.access's ClipInfo reads them.
+    _CLIP_SELECT = ("SELECT clip_id, device_id, sequence, officer, trigger, started_at, manifest_sha256, "
+                    "journal_sha256, ingested_at, flags, state, justification, late, expired_at FROM clips")
+    _QUARANTINE_SELECT = ("SELECT qid, clip_id, device_id, manifest_sha256, journal_sha256, reason, at, started_at, "
+                          "state, late, expired_at FROM quarantine")
+
+    def clip_row(self, clip_id: str) -> tuple | None:
+        """The clip's row as ClipInfo reads it (_CLIP_SELECT)."""
+        return self._one(self._CLIP_SELECT + " WHERE clip_id = ?", (clip_id,))
+
+    def clip_rows(self) -> Cursor:
+        """Every clip's row (_CLIP_SELECT), oldest recording first."""
+        return self._rows(self._CLIP_SELECT + " ORDER BY started_at, clip_id")
+
+    def quarantine_row(self, qid: str) -> tuple | None:
+        """A quarantined item's row as ClipInfo reads it (_QUARANTINE_SELECT)."""
+        return self._one(self._QUARANTINE_SELECT + " WHERE qid = ?", (qid,))
+
+    def quarantine_row_claiming(self, clip_id: str) -> tuple | None:
+        """The earliest quarantined item that claims the clip id ``clip_id``."""
+        return self._one(self._QUARANTINE_SELECT + " WHERE clip_id = ? ORDER BY at, qid", (clip_id,))
+
+    def quarantine_rows(self) -> Cursor:
+        return self._rows(self._QUARANTINE_SELECT + " ORDER BY started_at")
+
+    def active_holds(self) -> Cursor:
+        """(clip id, kind, case, created_at, hold id) of every hold not released, in hold order."""
+        return self._rows("SELECT h.clip_id, h.kind, c.text, h.created_at, h.hold_id FROM holds h "
+                          "JOIN texts c ON c.text_id = h.case_text WHERE h.released_at IS NULL ORDER BY h.hold_id")
+
+    def segment_rows(self, clip_id: str) -> list[tuple]:
+        """(name, bytes, sha256, plaintext bytes, plaintext sha256, duration ms, cut, status) by name."""
+        return self._rows(
+            "SELECT name, bytes, sha256, plaintext_bytes, plaintext_sha256, duration_ms, cut, status "
+            "FROM segments WHERE clip_id = ? ORDER BY name", (clip_id,)).fetchall()
+
+    def quarantine_object_rows(self, qid: str) -> Cursor:
+        """(name, size, sha256) of a quarantined item's kept files, by name."""
+        return self._rows("SELECT name, size, sha256 FROM quarantine_objects WHERE qid = ? ORDER BY name", (qid,))
+
+    def event_rows(self, subject: str | None = None) -> Cursor:
+        """(index, kind, time, clip, device, leaf) of every event, or of those about ``subject``."""
+        if subject is None:
+            return self._rows("SELECT idx, kind, time, clip_id, device_id, leaf FROM events ORDER BY idx")
+        return self._rows("SELECT idx, kind, time, clip_id, device_id, leaf FROM events "
+                          "WHERE subject = ? ORDER BY idx", (subject,))
+
+    def event_text_rows(self, subject: str | None = None) -> Cursor:
+        """(event index, field, text) of the personal texts not erased, of every event or of those
+        about ``subject``. Joined by event index: texts.clip_id is empty for quarantine events
+        (their subject is the quarantine id), which showed their actor as erased."""
+        return self._rows(
+            "SELECT et.idx, et.field, t.text FROM event_texts et JOIN texts t USING (text_id)"
+            + ("" if subject is None else " WHERE et.idx IN (SELECT idx FROM events WHERE subject = ?)"),
+            () if subject is None else (subject,))
+
+    def has_event(self, subject: str, kind: str) -> bool:
+        """Whether the log has an event of ``kind`` about ``subject`` (a view before a hold)."""
+        return self._one("SELECT 1 FROM events WHERE subject = ? AND kind = ?", (subject, kind)) is not None
+
+    def event_text_ids(self, idx: int) -> dict[str, int]:
+        """field -> text id of the personal texts of event ``idx``."""
+        return dict(self._rows("SELECT field, text_id FROM event_texts WHERE idx = ?", (idx,)))
+
+    def add_hold(self, *, clip_id: str, kind: str, case_text: int, reason_text: int, actor_text: int,
+                 created_at: str, event_index: int, after_view: int) -> int:
+        """Insert a hold row; returns its hold id."""
+        cur = self.conn.execute(
+            "INSERT INTO holds (clip_id, kind, case_text, reason_text, actor_text, created_at, event_index, "
+            "after_view) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (clip_id, kind, case_text, reason_text, actor_text, created_at, event_index, after_view))
+        hold_id = cur.lastrowid
+        if hold_id is None:  # both backends return the generated key of this insert
+            raise RuntimeError("the index returned no hold id")
+        return hold_id
+
+    def active_hold_with_case(self, clip_id: str, case: str) -> tuple[int, int] | None:
+        """(hold id, hold event index) of the oldest active hold of the clip with case reference ``case``."""
+        return self._one(
+            "SELECT h.hold_id, h.event_index FROM holds h JOIN texts t ON t.text_id = h.case_text "
+            "WHERE h.clip_id = ? AND h.released_at IS NULL AND t.text = ? ORDER BY h.hold_id LIMIT 1",
+            (clip_id, case))
+
+    def release_hold(self, hold_id: int, released_at: str, release_event: int) -> None:
+        self.conn.execute("UPDATE holds SET released_at = ?, release_event = ? WHERE hold_id = ?",
+                          (released_at, release_event, hold_id))
+
+    def set_justification(self, clip_id: str, justification: str) -> None:
+        self.conn.execute("UPDATE clips SET justification = ? WHERE clip_id = ?", (justification, clip_id))
+
     # -- expiry, orphans, sweep (store/expiry.py) -----------------------------------------------
+
+    #: Columns of clips and quarantine rows that expiry compares with the log (in SELECT order
+    #: of clip_rows_checked and quarantine_rows_checked).
+    CLIP_CHECKED = ("clip_id", "device_id", "sequence", "started_at", "ingested_at", "manifest_sha256",
+                    "journal_sha256", "state")
+    QUARANTINE_CHECKED = ("qid", "clip_id", "device_id", "manifest_sha256", "journal_sha256", "at", "started_at",
+                          "state")
+    # Does any live row name the object? Each question uses its own index (an OR across columns
+    # made SQLite scan every clip); quarantine rows are alive while quarantined, clips while stored.
+    _LIVE_QUERIES = (
+        ("SELECT 1 FROM segments s JOIN clips k USING (clip_id) WHERE s.sha256 = c.sha256 AND k.state = ?",
+         ClipState.STORED),
+        ("SELECT 1 FROM clips k WHERE k.manifest_sha256 = c.sha256 AND k.state = ?", ClipState.STORED),
+        ("SELECT 1 FROM clips k WHERE k.journal_sha256 = c.sha256 AND k.state = ?", ClipState.STORED),
+        ("SELECT 1 FROM quarantine_objects o JOIN quarantine q USING (qid) WHERE o.sha256 = c.sha256 AND q.state = ?",
+         ClipState.QUARANTINED),
+        ("SELECT 1 FROM quarantine q WHERE q.manifest_sha256 = c.sha256 AND q.state = ?", ClipState.QUARANTINED),
+        ("SELECT 1 FROM quarantine q WHERE q.journal_sha256 = c.sha256 AND q.state = ?", ClipState.QUARANTINED),
+    )
+    _LIVE_SQL = ("SELECT c.sha256 FROM expiry_candidates c WHERE "
+                 + " OR ".join(f"EXISTS ({q})" for q, _ in _LIVE_QUERIES))
+
+    def expire_quarantined(self, qids: Iterable[str], at: str) -> None:
+        """Mark quarantined items expired at ``at`` (their rows stay as tombstones)."""
+        self.conn.executemany("UPDATE quarantine SET state = ?, expired_at = ? WHERE qid = ?",
+                              [(ClipState.EXPIRED, at, qid) for qid in qids])
+
+    def expire_clips(self, clip_ids: Iterable[str], at: str) -> None:
+        """Mark clips expired at ``at`` (their rows stay as tombstones)."""
+        self.conn.executemany("UPDATE clips SET state = ?, expired_at = ? WHERE clip_id = ?",
+                              [(ClipState.EXPIRED, at, clip_id) for clip_id in clip_ids])
+
+    def mark_objects_deleted(self, hashes: Iterable[str], at: str) -> None:
+        self.conn.executemany("UPDATE objects SET deleted_at = ? WHERE sha256 = ?", [(at, h) for h in hashes])
+
+    def held_clip_ids(self) -> set[str]:
+        """Ids of the clips and quarantined items under an active hold (by the index)."""
+        return {r[0] for r in self._rows("SELECT DISTINCT clip_id FROM holds WHERE released_at IS NULL")}
+
+    def erase_expired_officers(self, ingested_before: str) -> None:
+        """Drop the officer's name from expired clips ingested at or before ``ingested_before``."""
+        self.conn.execute("UPDATE clips SET officer = NULL WHERE state = ? AND officer IS NOT NULL "
+                          "AND ingested_at <= ?", (ClipState.EXPIRED, ingested_before))
+
+    def indexed_object_hashes(self) -> set[str]:
+        """Every object the index has a row for, deleted or not."""
+        return {h for (h,) in self._rows("SELECT sha256 FROM objects")}
+
+    def index_deleted_object(self, sha256: str, size: int, kind: str, at: str) -> None:
+        """A tombstone row for an object deleted at ``at`` that had none (an orphan)."""
+        self.conn.execute("INSERT INTO objects (sha256, size, kind, created_at, deleted_at) "
+                          "VALUES (?, ?, ?, ?, ?)", (sha256, size, kind, at, at))
+
+    def deleted_object_hashes(self) -> Cursor:
+        """(sha256,) of each object whose row says deleted."""
+        return self._rows("SELECT sha256 FROM objects WHERE deleted_at IS NOT NULL")
+
+    def undeleted_object_hashes(self) -> set[str]:
+        return {sha for (sha,) in self._rows("SELECT sha256 FROM objects WHERE deleted_at IS NULL")}
+
+    def event_leaves(self) -> Cursor:
+        """(log index, leaf) of the whole log, in order (streamed)."""
+        return self._rows("SELECT idx, leaf FROM events ORDER BY idx")
+
+    def segment_hashes_by_clip(self) -> Cursor:
+        """(clip id, sha256) of every segment."""
+        return self._rows("SELECT clip_id, sha256 FROM segments")
+
+    def clip_rows_checked(self) -> Cursor:
+        """The clips' columns that expiry compares with the log (CLIP_CHECKED order)."""
+        return self._rows(
+            "SELECT clip_id, device_id, sequence, started_at, ingested_at, manifest_sha256, journal_sha256, state "
+            "FROM clips")
+
+    def quarantine_object_hashes_by_qid(self) -> Cursor:
+        """(qid, sha256) of every kept file of quarantined items."""
+        return self._rows("SELECT qid, sha256 FROM quarantine_objects")
+
+    def quarantine_rows_checked(self) -> Cursor:
+        """The quarantine columns that expiry compares with the log (QUARANTINE_CHECKED order)."""
+        return self._rows(
+            "SELECT qid, clip_id, device_id, manifest_sha256, journal_sha256, at, started_at, state FROM quarantine")
+
+    def hold_rows_checked(self) -> Cursor:
+        """(event index, clip id, kind, released_at, release event) of every hold row."""
+        return self._rows("SELECT event_index, clip_id, kind, released_at, release_event FROM holds")
+
+    def live_object_hashes(self, candidates: Iterable[str]) -> set[str]:
+        """Which of ``candidates`` a stored clip or a quarantined item still names. One set-based
+        query over a temporary table: a query per object (150,000 of them for 50,000 clips) made
+        the expiry run slower than its hourly timer could afford."""
+        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS expiry_candidates (sha256 TEXT PRIMARY KEY)")
+        self.conn.execute("DELETE FROM expiry_candidates")
+        self.conn.executemany("INSERT OR IGNORE INTO expiry_candidates VALUES (?)", ((h,) for h in candidates))
+        live = {h for (h,) in self._rows(self._LIVE_SQL, [state for _, state in self._LIVE_QUERIES])}
+        self.conn.execute("DELETE FROM expiry_candidates")
+        return live
 
     # -- deletion on four-eyes approval (deletion.py) -------------------------------------------
 

@@ -7,20 +7,12 @@ the records commands return). Every name of the former store.py is importable fr
 
 from evidence_store.clip.clock import SystemClock  # noqa: F401 - tests patch the facade's clock here
 from evidence_store.objects import ObjectRef  # noqa: F401
-from evidence_store.store.expiry import (  # noqa: F401
-    _LIVE_QUERIES,
-    _LIVE_SQL,
-    _refused,
-)
+from evidence_store.store.expiry import _refused  # noqa: F401
 from evidence_store.store.facade import (  # noqa: F401
     Store,  # noqa: F401
     _Tx,
 )
 from evidence_store.store.records import (  # noqa: F401
-    _CLIP_CHECKED,
-    _CLIP_SELECT,
-    _QUARANTINE_CHECKED,
-    _QUARANTINE_SELECT,
     CHECKPOINT_FILE,
     CHECKPOINT_MAX_BYTES,
     CONFIG_FILES,

@@ -11,9 +11,8 @@ from evidence_store.clip.ids import format_time, parse_time
 from evidence_store.clip.manifest import EMERGENCY
 from evidence_store.errors import UsageError
 from evidence_store.log import Appended
+from evidence_store.store.base import StoreBase
 from evidence_store.store.records import (
-    _CLIP_SELECT,
-    _QUARANTINE_SELECT,
     EXPIRED,
     HELD,
     HOLD_KINDS,
@@ -26,18 +25,17 @@ from evidence_store.store.records import (
 from evidence_store.vocabulary import HoldKind
 
 
-class AccessMixin:
+class AccessMixin(StoreBase):
     """The store's access methods (mixed into evidence_store.store.Store)."""
 
     def clip(self, clip_id: str) -> ClipInfo:
         """The clip (or quarantined item) ``clip_id``. Raises UsageError if there is none."""
-        row = self.conn.execute(_CLIP_SELECT + " WHERE clip_id = ?", (clip_id,)).fetchone()
+        row = self.index.clip_row(clip_id)
         if row is not None:
             return self._clip_info(row, self._holds({clip_id}))
         # By its quarantine id; by the id it claims only when no real clip has that id (then the
         # officer may look for it under the id the camera used).
-        row = (self.conn.execute(_QUARANTINE_SELECT + " WHERE qid = ?", (clip_id,)).fetchone()
-               or self.conn.execute(_QUARANTINE_SELECT + " WHERE clip_id = ? ORDER BY at, qid", (clip_id,)).fetchone())
+        row = self.index.quarantine_row(clip_id) or self.index.quarantine_row_claiming(clip_id)
         if row is not None:
             return self._quarantine_info(row, self._holds({row[0]}))
         raise UsageError(f"unknown clip {clip_id}", "hint: 'bodycam-evidence list --all' shows every clip")
@@ -45,18 +43,16 @@ class AccessMixin:
     def clips(self, *, include_expired: bool = False) -> list[ClipInfo]:
         """All clips and quarantined items, oldest recording first."""
         holds = self._holds(None)
-        out = [self._clip_info(r, holds) for r in self.conn.execute(_CLIP_SELECT + " ORDER BY started_at, clip_id")]
-        out += [self._quarantine_info(r, holds) for r in self.conn.execute(_QUARANTINE_SELECT + " ORDER BY started_at")]
+        out = [self._clip_info(r, holds) for r in self.index.clip_rows()]
+        out += [self._quarantine_info(r, holds) for r in self.index.quarantine_rows()]
         if not include_expired:
             out = [c for c in out if c.state != EXPIRED]
         out.sort(key=lambda c: (c.recorded_at, c.clip_id))
         return out
 
     def _holds(self, clip_ids: set[str] | None) -> dict[str, list[dict]]:
-        sql = ("SELECT h.clip_id, h.kind, c.text, h.created_at, h.hold_id FROM holds h "
-               "JOIN texts c ON c.text_id = h.case_text WHERE h.released_at IS NULL")
         out: dict[str, list[dict]] = {}
-        for clip_id, kind, case, created, _hold_id in self.conn.execute(sql + " ORDER BY h.hold_id"):
+        for clip_id, kind, case, created, _hold_id in self.index.active_holds():
             if clip_ids is None or clip_id in clip_ids:
                 out.setdefault(clip_id, []).append({"kind": kind, "case": case, "since": created})
         return out
@@ -84,29 +80,18 @@ class AccessMixin:
     def segments(self, clip_id: str) -> list[dict]:
         """Segments of a clip: name, bytes, sha256 (ciphertext), plaintext bytes/sha256, state.
         For a quarantine id: its kept objects (name, bytes, sha256, state "quarantined")."""
-        rows = self.conn.execute(
-            "SELECT name, bytes, sha256, plaintext_bytes, plaintext_sha256, duration_ms, cut, status "
-            "FROM segments WHERE clip_id = ? ORDER BY name", (clip_id,)).fetchall()
+        rows = self.index.segment_rows(clip_id)
         if not rows:
-            return [{"name": n, "bytes": b, "sha256": s, "state": QUARANTINED} for n, b, s in self.conn.execute(
-                "SELECT name, size, sha256 FROM quarantine_objects WHERE qid = ? ORDER BY name", (clip_id,))]
+            return [{"name": n, "bytes": b, "sha256": s, "state": QUARANTINED}
+                    for n, b, s in self.index.quarantine_object_rows(clip_id)]
         return [{"name": n, "bytes": b, "sha256": s, "plaintext_bytes": pb, "plaintext_sha256": ps,
                  "duration_ms": d, "cut": bool(c), "state": st} for n, b, s, pb, ps, d, c, st in rows]
 
     def events(self, *, clip_id: str | None = None) -> list[dict]:
         """Events (all, or those about ``clip_id``) with their texts where not erased."""
-        if clip_id is None:
-            rows = self.conn.execute("SELECT idx, kind, time, clip_id, device_id, leaf FROM events ORDER BY idx")
-        else:
-            rows = self.conn.execute("SELECT idx, kind, time, clip_id, device_id, leaf FROM events "
-                                     "WHERE subject = ? ORDER BY idx", (clip_id,))
+        rows = self.index.event_rows(clip_id)
         texts: dict[int, dict[str, str | None]] = {}
-        # Joined by event index: texts.clip_id is empty for quarantine events (their subject is the
-        # quarantine id), which showed their actor as erased.
-        for idx, fieldname, text in self.conn.execute(
-                "SELECT et.idx, et.field, t.text FROM event_texts et JOIN texts t USING (text_id)"
-                + ("" if clip_id is None else " WHERE et.idx IN (SELECT idx FROM events WHERE subject = ?)"),
-                () if clip_id is None else (clip_id,)):
+        for idx, fieldname, text in self.index.event_text_rows(clip_id):
             texts.setdefault(idx, {})[fieldname] = text
         out = []
         for idx, kind, time, clip, device, leaf in rows.fetchall():
@@ -148,18 +133,14 @@ class AccessMixin:
             raise UsageError("a hold needs a case reference (--case REF)")
         with self._command() as tx:
             clip_id = self._live_item(clip_id).clip_id
-            viewed = self.conn.execute("SELECT 1 FROM events WHERE subject = ? AND kind = ?",
-                                       (clip_id, ev.VIEW)).fetchone() is not None
+            viewed = self.index.has_event(clip_id, ev.VIEW)
             appended = tx.append(ev.Event(ev.HOLD, tx.time, clip_id, clip=clip_id,
                                           personal={"actor": self.actor, "case": case, "reason": reason},
                                           data={"hold_kind": kind, "after_view": viewed}))
-            text_ids = dict(self.conn.execute("SELECT field, text_id FROM event_texts WHERE idx = ?", (appended.index,)))
-            cur = self.conn.execute(
-                "INSERT INTO holds (clip_id, kind, case_text, reason_text, actor_text, created_at, event_index, "
-                "after_view) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (clip_id, kind, text_ids["case"], text_ids["reason"], text_ids["actor"], tx.time,
-                 appended.index, int(viewed)))
-            return cur.lastrowid
+            text_ids = self.index.event_text_ids(appended.index)
+            return self.index.add_hold(clip_id=clip_id, kind=kind, case_text=text_ids["case"],
+                                       reason_text=text_ids["reason"], actor_text=text_ids["actor"],
+                                       created_at=tx.time, event_index=appended.index, after_view=int(viewed))
 
     def release(self, clip_id: str, *, case: str, reason: str) -> None:
         """Release the active hold with case reference ``case`` (release event). After the last
@@ -170,18 +151,14 @@ class AccessMixin:
                              "hint: 'bodycam-evidence show CLIP' lists its holds")
         with self._command() as tx:
             clip_id = self._live_item(clip_id).clip_id
-            row = self.conn.execute(
-                "SELECT h.hold_id, h.event_index FROM holds h JOIN texts t ON t.text_id = h.case_text "
-                "WHERE h.clip_id = ? AND h.released_at IS NULL AND t.text = ? ORDER BY h.hold_id LIMIT 1",
-                (clip_id, case)).fetchone()
+            row = self.index.active_hold_with_case(clip_id, case)
             if row is None:
                 raise UsageError(f"clip {clip_id} has no active hold with case {case!r}",
                                  f"hint: 'bodycam-evidence show {clip_id}' lists its holds")
             appended = tx.append(ev.Event(ev.RELEASE, tx.time, clip_id, clip=clip_id,
                                           personal={"actor": self.actor, "case": case, "reason": reason},
                                           data={"hold_event": row[1]}))
-            self.conn.execute("UPDATE holds SET released_at = ?, release_event = ? WHERE hold_id = ?",
-                              (tx.time, appended.index, row[0]))
+            self.index.release_hold(row[0], tx.time, appended.index)
 
     def justify(self, clip_id: str, *, reason: str) -> None:
         """Record why an emergency clip was not announced (justify event)."""
@@ -190,7 +167,7 @@ class AccessMixin:
             info = self._live_clip(clip_id)
             if info.trigger != EMERGENCY:
                 raise UsageError(f"clip {clip_id} was announced; only emergency clips need a justification")
-            self.conn.execute("UPDATE clips SET justification = ? WHERE clip_id = ?", (JUSTIFIED, clip_id))
+            self.index.set_justification(clip_id, JUSTIFIED)
             tx.append(ev.Event(ev.JUSTIFY, tx.time, clip_id, clip=clip_id,
                                personal={"actor": self.actor, "reason": reason}))
 

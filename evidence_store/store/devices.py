@@ -7,24 +7,23 @@ import json
 from dataclasses import asdict
 from datetime import datetime
 
-from evidence_store import db
 from evidence_store import events as ev
 from evidence_store.clip.devkey import DevicePublicKey
 from evidence_store.clip.ids import check_device_id, format_time, parse_time
 from evidence_store.clip.outbox import NRW, ClockStamp, Enrollment, Profile
 from evidence_store.errors import IntegrityError, UsageError
+from evidence_store.store.base import StoreBase
 from evidence_store.store.records import DeviceInfo, _require_reason
 
 
-class DevicesMixin:
+class DevicesMixin(StoreBase):
     """The store's devices methods (mixed into evidence_store.store.Store)."""
 
     def devices(self) -> list[DeviceInfo]:
-        rows = self.conn.execute("SELECT * FROM devices ORDER BY device_id").fetchall()
-        return [self._device_info(r) for r in rows]
+        return [self._device_info(r) for r in self.index.device_rows()]
 
     def device(self, device_id: str) -> DeviceInfo | None:
-        row = self.conn.execute("SELECT * FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+        row = self.index.device_row(device_id)
         return None if row is None else self._device_info(row)
 
     def _device_info(self, row) -> DeviceInfo:
@@ -47,14 +46,12 @@ class DevicesMixin:
         check_device_id(device_id)
         DevicePublicKey.parse(public_key)
         with self._command() as tx:
-            row = self.conn.execute("SELECT public_key FROM devices WHERE device_id = ?", (device_id,)).fetchone()
-            if row is not None and row[0] != public_key:
+            enrolled_key = self.index.device_key(device_id)
+            if enrolled_key is not None and enrolled_key != public_key:
                 raise UsageError(f"device {device_id} is enrolled with another key",
                                  "hint: revoke it and enroll the new camera under a new device id")
-            if row is None:
-                self.conn.execute(
-                    "INSERT INTO devices (device_id, public_key, profile, enrolled_at) VALUES (?, ?, ?, ?)",
-                    (device_id, public_key, json.dumps(asdict(profile)), tx.time))
+            if enrolled_key is None:
+                self.index.add_device(device_id, public_key, json.dumps(asdict(profile)), tx.time)
                 tx.append(ev.Event(ev.ENROLL, tx.time, f"device:{device_id}", device=device_id,
                                    personal={"actor": self.actor},
                                    data={"public_key": public_key, "profile": asdict(profile)}))
@@ -72,7 +69,7 @@ class DevicesMixin:
             raise UsageError("the officer id is empty")
         with self._command() as tx:
             self._require_device(device_id)
-            self.conn.execute("UPDATE devices SET officer = ? WHERE device_id = ?", (officer, device_id))
+            self.index.assign_officer(device_id, officer)
             tx.append(ev.Event(ev.ASSIGN, tx.time, f"device:{device_id}", device=device_id,
                                personal={"actor": self.actor, "officer": officer}))
 
@@ -81,8 +78,7 @@ class DevicesMixin:
         _require_reason(reason)
         with self._command() as tx:
             self._require_device(device_id)
-            self.conn.execute("UPDATE devices SET revoked = 1, revoked_reason = ? WHERE device_id = ?",
-                              (reason, device_id))
+            self.index.revoke_device(device_id, reason)
             tx.append(ev.Event(ev.REVOKE, tx.time, f"device:{device_id}", device=device_id,
                                personal={"actor": self.actor, "reason": reason}))
 
@@ -103,8 +99,7 @@ class DevicesMixin:
 
     def record_docking(self, device_id: str, at: datetime) -> datetime | None:
         """Remember a docking time; returns the previous one (the dock flags older manifests)."""
-        with db.transaction(self.conn):
+        with self._transaction():
             previous = self._require_device(device_id).last_docking
-            self.conn.execute("UPDATE devices SET last_docking = ? WHERE device_id = ?",
-                              (format_time(at), device_id))
+            self.index.set_last_docking(device_id, format_time(at))
         return previous

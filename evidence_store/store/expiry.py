@@ -8,16 +8,16 @@ import logging
 from datetime import datetime
 
 from evidence_store import checkpoint as cpmod
-from evidence_store import db, logstate, merkle, retention
 from evidence_store import events as ev
+from evidence_store import logstate, merkle, retention
 from evidence_store.clip.fsutil import fsync_dir
 from evidence_store.clip.ids import format_time, parse_time
 from evidence_store.clip.manifest import parse_manifest
 from evidence_store.errors import EvidenceError, IntegrityError, UsageError
 from evidence_store.objects import HEX64
+from evidence_store.queries import Queries
+from evidence_store.store.base import StoreBase
 from evidence_store.store.records import (
-    _CLIP_CHECKED,
-    _QUARANTINE_CHECKED,
     CHECKPOINT_FILE,
     EXPIRED,
     ORPHAN,
@@ -31,7 +31,7 @@ from evidence_store.store.records import (
 log = logging.getLogger(__name__)
 
 
-class ExpiryMixin:
+class ExpiryMixin(StoreBase):
     """The store's expiry methods (mixed into evidence_store.store.Store)."""
 
     def expire(self, *, now: datetime | None = None, dry_run: bool = False, late_only: bool = False) -> ExpiryResult:
@@ -49,7 +49,7 @@ class ExpiryMixin:
             raise UsageError("--now only previews: use it with --dry-run",
                              "hint: expire deletes by the system clock")
         if dry_run:
-            with db.snapshot(self.conn):
+            with self._snapshot():
                 when = now or self.now()
                 state = self._proven_state()
                 faults = self._index_faults(state)
@@ -73,10 +73,8 @@ class ExpiryMixin:
             objects_of = {d.item_id: (state.quarantine[d.item_id] if d.quarantined else state.clips[d.item_id])
                           .object_hashes() for d in due}
             doomed: set[str] = set().union(*objects_of.values())
-            self.conn.executemany("UPDATE quarantine SET state = ?, expired_at = ? WHERE qid = ?",
-                                  [(EXPIRED, tx.time, d.item_id) for d in due if d.quarantined])
-            self.conn.executemany("UPDATE clips SET state = ?, expired_at = ? WHERE clip_id = ?",
-                                  [(EXPIRED, tx.time, d.item_id) for d in due if not d.quarantined])
+            self.index.expire_quarantined([d.item_id for d in due if d.quarantined], tx.time)
+            self.index.expire_clips([d.item_id for d in due if not d.quarantined], tx.time)
             tx.append_many([ev.Event(ev.EXPIRE, tx.time, d.item_id, clip=None if d.quarantined else d.item_id,
                                      personal={"actor": self.actor},
                                      data={"cause": d.reason, "deadline": format_time(d.deadline),
@@ -86,18 +84,16 @@ class ExpiryMixin:
             # Only objects no live clip or quarantine item still names (the same bytes may be both a
             # clip's segment and a quarantined copy's), by the log and by the index alike.
             due_ids = {d.item_id for d in due}
-            live_by_log = set().union(*(f.object_hashes() for f in [*state.clips.values(), *state.quarantine.values()]
-                                        if f.expired_index is None and (f.clip_id if isinstance(f, logstate.ClipFacts)
-                                                                        else f.qid) not in due_ids))
-            live = self._live_objects(doomed) | live_by_log
+            live_by_log = set().union(*(f.object_hashes() for f in _items(state)
+                                        if f.expired_index is None and _item_id(f) not in due_ids))
+            live = self.index.live_object_hashes(doomed) | live_by_log
             gone = sorted(doomed - live)
-            self.conn.executemany("UPDATE objects SET deleted_at = ? WHERE sha256 = ?", [(tx.time, h) for h in gone])
-            held = {r[0] for r in self.conn.execute("SELECT DISTINCT clip_id FROM holds WHERE released_at IS NULL")}
+            self.index.mark_objects_deleted(gone, tx.time)
+            held = self.index.held_clip_ids()
             erased = tx.log.erase_texts(tx.time, sorted(held | set(state.active_holds())))
             # The officer's name on an expired clip's row is a personal text like those in the log:
             # it goes when they go (two years after the ingest), not never.
-            self.conn.execute("UPDATE clips SET officer = NULL WHERE state = ? AND officer IS NOT NULL "
-                              "AND ingested_at <= ?", (EXPIRED, format_time(tx.now - TEXT_RETENTION)))
+            self.index.erase_expired_officers(format_time(tx.now - TEXT_RETENTION))
             result = ExpiryResult(tx.now, decisions, erased_texts=erased)
             result.faults = [f"{'quarantine' if item in state.quarantine else 'clip'} {item}: {text}"
                              for item, texts in sorted(faults.items()) for text in texts]
@@ -114,7 +110,7 @@ class ExpiryMixin:
     def orphans(self, now: datetime | None = None) -> list[tuple[str, float]]:
         """(name, age in seconds) of object files that no index row names: ciphertext copied by a
         dock that died before its ingest committed (and whose camera never came back)."""
-        known = {h for (h,) in self.conn.execute("SELECT sha256 FROM objects")}
+        known = self.index.indexed_object_hashes()
         stamp = (now or self.now()).timestamp()
         return [(name, self.objects.age_seconds(name, stamp)) for name in self.objects.names()
                 if name not in known]
@@ -130,8 +126,7 @@ class ExpiryMixin:
                             if age > limit and HEX64.match(name) and name not in protect)
             for sha in doomed:
                 size = self.objects.path(sha).stat().st_size
-                self.conn.execute("INSERT INTO objects (sha256, size, kind, created_at, deleted_at) "
-                                  "VALUES (?, ?, ?, ?, ?)", (sha, size, ORPHAN, tx.time, tx.time))
+                self.index.index_deleted_object(sha, size, ORPHAN, tx.time)
             tx.append_many([ev.Event(ev.EXPIRE, tx.time, f"object:{sha}", personal={"actor": self.actor},
                                      data={"cause": "unreferenced object (an ingest that never committed) "
                                                     "older than the retention", "objects": [sha]})
@@ -161,7 +156,7 @@ class ExpiryMixin:
         if may_delete is None:
             state = self._proven_state()
             may_delete = set(state.expired_objects) - state.live_objects()
-        rows = [sha for (sha,) in self.conn.execute("SELECT sha256 FROM objects WHERE deleted_at IS NOT NULL")
+        rows = [sha for (sha,) in self.index.deleted_object_hashes()
                 if isinstance(sha, str) and HEX64.match(sha)]
         refused = [sha for sha in rows if sha not in may_delete and self.objects.exists(sha)]
         if faults is not None:
@@ -180,7 +175,7 @@ class ExpiryMixin:
         leaf_hashes: list[bytes] = []
         bodies: list[tuple[int, dict]] = []
         hint = "hint: run 'bodycam-evidence verify' for the whole extent of the damage"
-        for idx, leaf in self.conn.execute("SELECT idx, leaf FROM events ORDER BY idx"):
+        for idx, leaf in self.index.event_leaves():
             if idx != len(leaf_hashes):
                 raise IntegrityError(f"the log is damaged: entry {len(leaf_hashes)} is missing", hint,
                                      where=f"log index {len(leaf_hashes)}")
@@ -243,11 +238,11 @@ class ExpiryMixin:
                                                 parse_time(facts.ingested_at or "")))
                 except ValueError:
                     continue  # not an event this store wrote: _index_faults cannot agree with it either
-        for facts in state.quarantine.values():
-            if facts.expired_index is None:
+        for quarantined in state.quarantine.values():
+            if quarantined.expired_index is None:
                 try:
-                    items.append(retention.Item(facts.qid, self._quarantine_start(facts),
-                                                parse_time(facts.at or ""), quarantined=True))
+                    items.append(retention.Item(quarantined.qid, self._quarantine_start(quarantined),
+                                                parse_time(quarantined.at or ""), quarantined=True))
                 except ValueError:
                     continue
         items.sort(key=lambda i: (i.started_at, i.item_id))
@@ -263,11 +258,9 @@ class ExpiryMixin:
                 faults.setdefault(item, []).append(f"the index's {', '.join(names)} differ(s) from the log")
 
         segments: dict[str, set[str]] = {}
-        for clip_id, sha in self.conn.execute("SELECT clip_id, sha256 FROM segments"):
+        for clip_id, sha in self.index.segment_hashes_by_clip():
             segments.setdefault(clip_id, set()).add(sha)
-        rows = {r[0]: r for r in self.conn.execute(
-            "SELECT clip_id, device_id, sequence, started_at, ingested_at, manifest_sha256, journal_sha256, state "
-            "FROM clips")}
+        rows = {r[0]: r for r in self.index.clip_rows_checked()}
         for clip_id, facts in state.clips.items():
             row = rows.get(clip_id)
             if row is None:
@@ -275,7 +268,7 @@ class ExpiryMixin:
                 continue
             want = (clip_id, facts.device, facts.sequence, facts.started_at, facts.ingested_at, facts.manifest,
                     facts.journal, EXPIRED if facts.expired_index is not None else STORED)
-            names = [n for n, a, b in zip(_CLIP_CHECKED, row, want) if a != b]
+            names = [n for n, a, b in zip(Queries.CLIP_CHECKED, row, want) if a != b]
             if facts.expired_index is None and segments.get(clip_id, set()) != {
                     o.get("sha256") for o in facts.objects if isinstance(o, dict)}:
                 names.append("segments")
@@ -283,74 +276,56 @@ class ExpiryMixin:
         for clip_id in rows.keys() - state.clips.keys():
             faults.setdefault(clip_id, []).append("has an index row but no ingest event in the log")
         kept: dict[str, set[str]] = {}
-        for qid, sha in self.conn.execute("SELECT qid, sha256 FROM quarantine_objects"):
+        for qid, sha in self.index.quarantine_object_hashes_by_qid():
             kept.setdefault(qid, set()).add(sha)
-        rows = {r[0]: r for r in self.conn.execute(
-            "SELECT qid, clip_id, device_id, manifest_sha256, journal_sha256, at, started_at, state FROM quarantine")}
-        for qid, facts in state.quarantine.items():
-            row = rows.get(qid)
-            if row is None:
+        qrows = {r[0]: r for r in self.index.quarantine_rows_checked()}
+        for qid, quarantined in state.quarantine.items():
+            qrow = qrows.get(qid)
+            if qrow is None:
                 faults.setdefault(qid, []).append("the log quarantined it but its index row is gone")
                 continue
             try:
-                start = format_time(self._quarantine_start(facts))
+                start: str | None = format_time(self._quarantine_start(quarantined))
             except ValueError:
                 start = None
-            want = (qid, facts.claimed_clip, facts.device, facts.manifest, facts.journal, facts.at, start,
-                    EXPIRED if facts.expired_index is not None else QUARANTINED)
-            names = [n for n, a, b in zip(_QUARANTINE_CHECKED, row, want) if a != b]
-            if facts.expired_index is None and kept.get(qid, set()) != {
-                    o.get("sha256") for o in facts.objects if isinstance(o, dict)}:
+            qwant = (qid, quarantined.claimed_clip, quarantined.device, quarantined.manifest, quarantined.journal,
+                     quarantined.at, start, EXPIRED if quarantined.expired_index is not None else QUARANTINED)
+            names = [n for n, a, b in zip(Queries.QUARANTINE_CHECKED, qrow, qwant) if a != b]
+            if quarantined.expired_index is None and kept.get(qid, set()) != {
+                    o.get("sha256") for o in quarantined.objects if isinstance(o, dict)}:
                 names.append("objects")
             differ(qid, names)
-        for qid in rows.keys() - state.quarantine.keys():
+        for qid in qrows.keys() - state.quarantine.keys():
             faults.setdefault(qid, []).append("has an index row but no quarantine event in the log")
-        table = {r[0]: r for r in self.conn.execute(
-            "SELECT event_index, clip_id, kind, released_at, release_event FROM holds")}
+        table = {r[0]: r for r in self.index.hold_rows_checked()}
         for idx, hold in state.holds.items():
-            row = table.get(idx)
-            want = (idx, hold.clip_id, hold.kind, hold.release_time, hold.release_index)
-            if row is None:
+            hold_row = table.get(idx)
+            if hold_row is None:
                 faults.setdefault(hold.clip_id or "?", []).append(
                     f"the log holds it (log index {idx}) but the holds table has no row for that hold")
-            elif tuple(row) != want:
+            elif tuple(hold_row) != (idx, hold.clip_id, hold.kind, hold.release_time, hold.release_index):
                 faults.setdefault(hold.clip_id or "?", []).append(
                     f"its hold row of log index {idx} differs from the hold and release events")
         for idx in table.keys() - state.holds.keys():
             faults.setdefault(table[idx][1], []).append(f"a hold row names log index {idx}, which is no hold event")
         # Objects of live items must have rows that keep them: a missing row makes a file look like
         # an interrupted ingest's leftover, a deleted_at makes sweep() a candidate.
-        kept_rows = {sha for (sha,) in self.conn.execute("SELECT sha256 FROM objects WHERE deleted_at IS NULL")}
-        for facts in [*state.clips.values(), *state.quarantine.values()]:
-            if facts.expired_index is None and not facts.object_hashes() <= kept_rows:
-                item = facts.clip_id if isinstance(facts, logstate.ClipFacts) else facts.qid
-                faults.setdefault(item, []).append("an object it names has no objects row or one marked deleted")
+        kept_rows = self.index.undeleted_object_hashes()
+        for item in _items(state):
+            if item.expired_index is None and not item.object_hashes() <= kept_rows:
+                faults.setdefault(_item_id(item), []).append(
+                    "an object it names has no objects row or one marked deleted")
         return faults
 
-    def _live_objects(self, candidates: set[str]) -> set[str]:
-        """Which of ``candidates`` a stored clip or a quarantined item still names. One set-based
-        query over a temporary table: a query per object (150,000 of them for 50,000 clips) made
-        the expiry run slower than its hourly timer could afford."""
-        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS expiry_candidates (sha256 TEXT PRIMARY KEY)")
-        self.conn.execute("DELETE FROM expiry_candidates")
-        self.conn.executemany("INSERT OR IGNORE INTO expiry_candidates VALUES (?)", ((h,) for h in candidates))
-        live = {h for (h,) in self.conn.execute(_LIVE_SQL, [state for _, state in _LIVE_QUERIES])}
-        self.conn.execute("DELETE FROM expiry_candidates")
-        return live
+
+def _items(state: logstate.LogState) -> list[logstate.ClipFacts | logstate.QuarantineFacts]:
+    """Every clip and quarantined item the log knows of."""
+    return [*state.clips.values(), *state.quarantine.values()]
 
 
-# Does any live row name the object? Each question uses its own index (an OR across columns
-# made SQLite scan every clip); quarantine rows are alive while quarantined, clips while stored.
-_LIVE_QUERIES = [
-    ("SELECT 1 FROM segments s JOIN clips k USING (clip_id) WHERE s.sha256 = c.sha256 AND k.state = ?", STORED),
-    ("SELECT 1 FROM clips k WHERE k.manifest_sha256 = c.sha256 AND k.state = ?", STORED),
-    ("SELECT 1 FROM clips k WHERE k.journal_sha256 = c.sha256 AND k.state = ?", STORED),
-    ("SELECT 1 FROM quarantine_objects o JOIN quarantine q USING (qid) WHERE o.sha256 = c.sha256 AND q.state = ?",
-     QUARANTINED),
-    ("SELECT 1 FROM quarantine q WHERE q.manifest_sha256 = c.sha256 AND q.state = ?", QUARANTINED),
-    ("SELECT 1 FROM quarantine q WHERE q.journal_sha256 = c.sha256 AND q.state = ?", QUARANTINED),
-]
-_LIVE_SQL = "SELECT c.sha256 FROM expiry_candidates c WHERE " + " OR ".join(f"EXISTS ({q})" for q, _ in _LIVE_QUERIES)
+def _item_id(item: logstate.ClipFacts | logstate.QuarantineFacts) -> str:
+    """The id a clip or a quarantined item is known by (retention decisions, faults)."""
+    return item.clip_id if isinstance(item, logstate.ClipFacts) else item.qid
 
 
 def _refused(decision: retention.Decision) -> retention.Decision:

@@ -41,6 +41,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from evidence_store import db, retention
 from evidence_store import events as ev
@@ -48,7 +49,7 @@ from evidence_store.clip.age import Identity, Passphrase, encrypt_identity
 from evidence_store.clip.clock import Clock, SystemClock
 from evidence_store.clip.fsutil import atomic_write, fsync_dir
 from evidence_store.clip.ids import format_time
-from evidence_store.clip.note import NoteSigner, NoteVerifier, generate_signer
+from evidence_store.clip.note import NoteVerifier, generate_signer
 from evidence_store.errors import UsageError
 from evidence_store.index import DATABASE_KEY, check_database, open_index
 from evidence_store.log import Appended, EventLog
@@ -75,6 +76,9 @@ from evidence_store.store.records import (
     current_actor,
 )
 
+if TYPE_CHECKING:
+    from evidence_store.postgres import PgIndex
+
 log = logging.getLogger(__name__)
 
 
@@ -85,7 +89,7 @@ class Store(KeysMixin, DevicesMixin, IngestMixin, AccessMixin, ExpiryMixin):
     are seams for tests; the CLI uses the system clock and the effective user.
     """
 
-    def __init__(self, root: Path, config: dict, conn: sqlite3.Connection, *,
+    def __init__(self, root: Path, config: dict, conn: sqlite3.Connection | PgIndex, *,
                  clock: Clock | None = None, actor: str | None = None):
         self.root = root
         self.config = config
@@ -99,7 +103,7 @@ class Store(KeysMixin, DevicesMixin, IngestMixin, AccessMixin, ExpiryMixin):
             retention=timedelta(days=config.get("retention_days", 14)),
             run_interval=timedelta(minutes=config.get("run_interval_minutes", 60)),
         )
-        self._signer: NoteSigner | None = None
+        self._signer = None
         self.verifier = NoteVerifier.from_vkey(self.verifier_key)
 
     @classmethod
@@ -193,6 +197,9 @@ class Store(KeysMixin, DevicesMixin, IngestMixin, AccessMixin, ExpiryMixin):
     def __exit__(self, *exc) -> None:
         self.close()
 
+    # The connection stays here: the job modules reach the index through ``self.index`` (every
+    # statement in evidence_store.queries) and its transactions through these four.
+
     @contextmanager
     def _command(self) -> Iterator[_Tx]:
         with db.transaction(self.conn):
@@ -201,6 +208,19 @@ class Store(KeysMixin, DevicesMixin, IngestMixin, AccessMixin, ExpiryMixin):
             note = tx.log.sign_checkpoint(format_time(tx.now)) if tx.appended else None
         if note is not None:
             self._publish_checkpoint(note)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        with db.transaction(self.conn):
+            yield
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        with db.snapshot(self.conn):
+            yield
+
+    def _log(self, writable: bool = False) -> EventLog:
+        return EventLog(self.conn, self.origin, self.signer if writable else None, self.verifier)
 
 
 class _Tx:

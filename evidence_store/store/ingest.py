@@ -15,6 +15,7 @@ from evidence_store.clip.manifest import EMERGENCY, Manifest, manifest_hash, par
 from evidence_store.clip.outbox import Receipt
 from evidence_store.errors import EvidenceError, IntegrityError
 from evidence_store.objects import ObjectRef
+from evidence_store.store.base import StoreBase
 from evidence_store.store.records import (
     JUSTIFICATION_PENDING,
     QUARANTINED,
@@ -28,7 +29,7 @@ from evidence_store.store.records import (
 log = logging.getLogger(__name__)
 
 
-class IngestMixin:
+class IngestMixin(StoreBase):
     """The store's ingest methods (mixed into evidence_store.store.Store)."""
 
     def put_object(self, src: BinaryIO, max_bytes: int) -> ObjectRef:
@@ -37,9 +38,9 @@ class IngestMixin:
 
     def manifest_status(self, manifest_sha256: str) -> str | None:
         """"stored" (also after expiry: the clip was stored), "quarantined", or None."""
-        if self.conn.execute("SELECT 1 FROM clips WHERE manifest_sha256 = ?", (manifest_sha256,)).fetchone():
+        if self.index.manifest_stored(manifest_sha256):
             return STORED
-        if self.conn.execute("SELECT 1 FROM quarantine WHERE manifest_sha256 = ?", (manifest_sha256,)).fetchone():
+        if self.index.manifest_quarantined(manifest_sha256):
             return QUARANTINED
         return None
 
@@ -62,7 +63,7 @@ class IngestMixin:
         manifest_ref = self.objects.put_bytes(manifest_bytes)
         journal_ref = self.objects.put_bytes(journal_bytes)
         with self._command() as tx:
-            row = self.conn.execute("SELECT manifest_sha256 FROM clips WHERE clip_id = ?", (manifest.clip_id,)).fetchone()
+            row = self.index.clip_manifest(manifest.clip_id)
             if row is not None:
                 if row[0] == mhash:
                     return IngestResult(manifest.clip_id, mhash, already=True)
@@ -98,17 +99,13 @@ class IngestMixin:
             all_flags = sorted(set(flags) | ({"late"} if late else set())
                                | ({retention.FLAG_START_CORRECTED} if started != claimed else set()))
             officer = manifest.officer or device.officer
-            self.conn.execute(
-                "INSERT INTO clips (clip_id, device_id, sequence, officer, trigger, started_at, ended_at, homes, "
-                "manifest_sha256, journal_sha256, ingested_at, flags, state, justification, late) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (manifest.clip_id, manifest.device_id, manifest.sequence, officer, manifest.trigger,
-                 format_time(started), manifest.ended_at, int(manifest.homes), mhash, journal_ref.sha256,
-                 tx.time, json.dumps(all_flags), STORED,
-                 JUSTIFICATION_PENDING if manifest.trigger == EMERGENCY else None, int(late)))
-            self.conn.executemany(
-                "INSERT INTO segments (clip_id, name, bytes, sha256, plaintext_bytes, plaintext_sha256, "
-                "duration_ms, cut, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            self.index.add_clip(
+                clip_id=manifest.clip_id, device_id=manifest.device_id, sequence=manifest.sequence, officer=officer,
+                trigger=manifest.trigger, started_at=format_time(started), ended_at=manifest.ended_at,
+                homes=int(manifest.homes), manifest_sha256=mhash, journal_sha256=journal_ref.sha256,
+                ingested_at=tx.time, flags=json.dumps(all_flags), state=STORED,
+                justification=JUSTIFICATION_PENDING if manifest.trigger == EMERGENCY else None, late=int(late))
+            self.index.add_segments(
                 [(manifest.clip_id, s.name, s.bytes, s.sha256, s.plaintext_bytes, s.plaintext_sha256,
                   s.duration_ms, int(s.cut), segment_states.get(s.name, "cut" if s.cut else "whole"))
                  for s in manifest.segments])
@@ -116,10 +113,7 @@ class IngestMixin:
             tx.index_object(journal_ref, "journal")
             for seg in manifest.segments:
                 tx.index_object(segments[seg.name], "segment")
-            self.conn.execute(
-                "UPDATE devices SET last_sequence = ?, last_manifest_sha256 = ? WHERE device_id = ? "
-                "AND (last_sequence IS NULL OR last_sequence < ?)",
-                (manifest.sequence, mhash, device.device_id, manifest.sequence))
+            self.index.advance_device_chain(device.device_id, manifest.sequence, mhash)
             personal = {"actor": self.actor}
             if officer:
                 personal["officer"] = officer
@@ -144,11 +138,9 @@ class IngestMixin:
     def _check_device_row(self, device: DeviceInfo, where: str) -> None:
         """The device row's key, revocation and chain position, against its events in the log:
         an edited row must not let a revoked camera, another key or a replayed sequence in."""
-        bodies = [(idx, json.loads(bytes(leaf))) for idx, leaf in self.conn.execute(
-            "SELECT idx, leaf FROM events WHERE subject = ? ORDER BY idx", (f"device:{device.device_id}",))]
-        row = self.conn.execute(
-            "SELECT e.idx, e.leaf FROM events e JOIN clips c ON c.clip_id = e.clip_id WHERE c.device_id = ? "
-            "AND e.kind = ? ORDER BY c.sequence DESC LIMIT 1", (device.device_id, ev.INGEST)).fetchone()
+        bodies = [(idx, json.loads(bytes(leaf)))
+                  for idx, leaf in self.index.event_leaves_about(f"device:{device.device_id}")]
+        row = self.index.last_ingest_of_device(device.device_id, ev.INGEST)
         if row is not None:
             bodies.append((row[0], json.loads(bytes(row[1]))))
         facts = logstate.derive(sorted(bodies, key=lambda b: b[0]), lambda i: "").devices.get(device.device_id)
@@ -192,18 +184,16 @@ class IngestMixin:
             except (EvidenceError, ValueError):
                 started_at = None
         with self._command() as tx:
-            if self.conn.execute("SELECT 1 FROM quarantine WHERE qid = ?", (qid,)).fetchone():
+            if self.index.quarantine_exists(qid):
                 return qid
             # Untrusted material: its claimed start may be a lie, so never later than its arrival.
             start = min(started_at, tx.now) if started_at else tx.now
             late = tx.now > retention.deadline(start, self.policy)
-            self.conn.execute(
-                "INSERT INTO quarantine (qid, clip_id, device_id, manifest_sha256, journal_sha256, reason, at, "
-                "started_at, state, late) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (qid, clip_id, device_id, mref.sha256 if mref else None, jref.sha256 if jref else None,
-                 reason, tx.time, format_time(start), QUARANTINED, int(late)))
-            self.conn.executemany("INSERT INTO quarantine_objects (qid, name, sha256, size) VALUES (?, ?, ?, ?)",
-                                  [(qid, n, r.sha256, r.size) for n, r in sorted(objects.items())])
+            self.index.add_quarantine(
+                qid=qid, clip_id=clip_id, device_id=device_id, manifest_sha256=mref.sha256 if mref else None,
+                journal_sha256=jref.sha256 if jref else None, reason=reason, at=tx.time,
+                started_at=format_time(start), state=QUARANTINED, late=int(late))
+            self.index.add_quarantine_objects([(qid, n, r.sha256, r.size) for n, r in sorted(objects.items())])
             for ref, kind in ([(mref, "manifest")] if mref else []) + ([(jref, "journal")] if jref else []):
                 tx.index_object(ref, kind)
             for ref in objects.values():
@@ -222,17 +212,15 @@ class IngestMixin:
         camera (its manifest, journal and kept files). A copy of another clip's files in this
         folder matches nothing here, so it is never taken for stored."""
         hashes: set[str] = set()
-        row = self.conn.execute("SELECT manifest_sha256, journal_sha256, sequence FROM clips "
-                                "WHERE clip_id = ? AND device_id = ?", (clip_id, device_id)).fetchone()
+        row = self.index.clip_of_device(clip_id, device_id)
         manifest_sha = sequence = None
         if row is not None:
             manifest_sha, journal_sha, sequence = row
             hashes.update((manifest_sha, journal_sha))
-            hashes.update(r[0] for r in self.conn.execute("SELECT sha256 FROM segments WHERE clip_id = ?", (clip_id,)))
-        for qid, mq, jq in self.conn.execute("SELECT qid, manifest_sha256, journal_sha256 FROM quarantine "
-                                             "WHERE clip_id = ? AND device_id = ?", (clip_id, device_id)).fetchall():
+            hashes.update(self.index.segment_hashes(clip_id))
+        for qid, mq, jq in self.index.quarantines_of(clip_id, device_id):
             hashes.update(h for h in (mq, jq) if h)
-            hashes.update(r[0] for r in self.conn.execute("SELECT sha256 FROM quarantine_objects WHERE qid = ?", (qid,)))
+            hashes.update(self.index.quarantine_object_hashes(qid))
         return Holdings(manifest_sha, sequence, frozenset(hashes))
 
     def sign_receipt(self, receipt: Receipt) -> bytes:

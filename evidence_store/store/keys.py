@@ -19,6 +19,7 @@ from evidence_store.clip.fsutil import atomic_write
 from evidence_store.clip.note import NoteSigner
 from evidence_store.errors import EvidenceError, IntegrityError, UsageError
 from evidence_store.log import EventLog
+from evidence_store.store.base import StoreBase
 from evidence_store.store.records import (
     CHECKPOINT_FILE,
     CHECKPOINT_MAX_BYTES,
@@ -35,7 +36,7 @@ from evidence_store.store.records import (
 log = logging.getLogger(__name__)
 
 
-class KeysMixin:
+class KeysMixin(StoreBase):
     """The store's keys methods (mixed into evidence_store.store.Store)."""
 
     @property
@@ -73,9 +74,6 @@ class KeysMixin:
 
     def now(self) -> datetime:
         return self.clock.now()
-
-    def _log(self, writable: bool = False) -> EventLog:
-        return EventLog(self.conn, self.origin, self.signer if writable else None, self.verifier)
 
     @property
     def log(self) -> EventLog:
@@ -142,8 +140,7 @@ class KeysMixin:
 
     def logged_config(self) -> tuple[int, dict[str, str]] | None:
         """(log index, files) of the latest config event, or None."""
-        row = self.conn.execute("SELECT idx, leaf FROM events WHERE kind = ? ORDER BY idx DESC LIMIT 1",
-                                (ev.CONFIG,)).fetchone()
+        row = self.index.latest_event_of_kind(ev.CONFIG)
         if row is None:
             return None
         state = logstate.derive([(row[0], json.loads(bytes(row[1])))], lambda i: "")

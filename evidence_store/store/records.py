@@ -165,18 +165,6 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-#: Columns of clips and quarantine rows that expiry compares with the log (in SELECT order).
-_CLIP_CHECKED = ("clip_id", "device_id", "sequence", "started_at", "ingested_at", "manifest_sha256",
-                 "journal_sha256", "state")
-_QUARANTINE_CHECKED = ("qid", "clip_id", "device_id", "manifest_sha256", "journal_sha256", "at", "started_at",
-                       "state")
-
-_CLIP_SELECT = ("SELECT clip_id, device_id, sequence, officer, trigger, started_at, manifest_sha256, journal_sha256, "
-                "ingested_at, flags, state, justification, late, expired_at FROM clips")
-_QUARANTINE_SELECT = ("SELECT qid, clip_id, device_id, manifest_sha256, journal_sha256, reason, at, started_at, "
-                      "state, late, expired_at FROM quarantine")
-
-
 def _require_reason(reason: str | None) -> str:
     if not reason or not reason.strip():
         raise UsageError("a reason is required (--reason TEXT)",
