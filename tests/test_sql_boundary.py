@@ -2,13 +2,13 @@
 not retyped (issue 11), read with ``ast``.
 
     SQL statements     only in the index modules (INDEX_MODULES)
-    ``.conn``          only inside the store's own modules (STORE_MODULES)
+    ``.conn``          only in the index modules and the store's facade, which holds the
+                       connection for the transaction of a command (STORE_MODULES)
     clip states, hold kinds, justification states: compared and queried through
                        evidence_store.vocabulary, never as string literals
 
-PENDING_SPLIT names the modules that still hold SQL of their own: the store package is split by
-job, but its statements have not yet moved into one index module per backend; the list may only
-shrink: a new module with SQL, or a listed one that no
+PENDING_SPLIT names the modules that still hold SQL of their own (their statements have not yet
+moved into queries.py); the list may only shrink: a new module with SQL, or a listed one that no
 longer has any, fails here (so that it is taken off the list).
 """
 
@@ -22,11 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("device", "dock", "evidence_store")
 INDEX_MODULES = {"evidence_store/db.py", "evidence_store/postgres.py", "evidence_store/log.py",
                  "evidence_store/queries.py"}
-PENDING_SPLIT = {f"evidence_store/store/{m}.py" for m in ("access", "devices", "expiry", "ingest", "keys",
-                                                           "records")} | {
-    "evidence_store/verify.py", "evidence_store/report.py", "evidence_store/deletion.py"}
-STORE_MODULES = INDEX_MODULES | PENDING_SPLIT | {"evidence_store/index.py", "evidence_store/store/__init__.py",
-                                               "evidence_store/store/facade.py"}
+PENDING_SPLIT = {"evidence_store/verify.py", "evidence_store/report.py", "evidence_store/deletion.py"}
+STORE_MODULES = INDEX_MODULES | PENDING_SPLIT | {"evidence_store/store/facade.py"}
 SQL = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|PRAGMA|BEGIN|COMMIT|ROLLBACK|WITH)\s")
 
 

@@ -86,7 +86,7 @@ class ExpiryMixin(StoreBase):
             due_ids = {d.item_id for d in due}
             live_by_log = set().union(*(f.object_hashes() for f in _items(state)
                                         if f.expired_index is None and _item_id(f) not in due_ids))
-            live = self.index.live_object_hashes(doomed) | live_by_log
+            live = self._live_objects(doomed) | live_by_log
             gone = sorted(doomed - live)
             self.index.mark_objects_deleted(gone, tx.time)
             held = self.index.held_clip_ids()
@@ -316,6 +316,11 @@ class ExpiryMixin(StoreBase):
                 faults.setdefault(_item_id(item), []).append(
                     "an object it names has no objects row or one marked deleted")
         return faults
+
+    def _live_objects(self, candidates: set[str]) -> set[str]:
+        """Which of ``candidates`` a stored clip or a quarantined item still names (by the index);
+        deletion.py asks it too."""
+        return self.index.live_object_hashes(candidates)
 
 
 def _items(state: logstate.LogState) -> list[logstate.ClipFacts | logstate.QuarantineFacts]:
