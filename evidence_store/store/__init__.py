@@ -2,7 +2,10 @@
 
 Modules by job: facade (Store: open, init, the transaction of one command), keys, devices,
 ingest, access (clips, holds, justification, access log), expiry, records (files, limits and
-the records commands return). Every name of the former store.py is importable from here.
+the records commands return), base (what the job modules may use of the Store). None of them
+writes SQL or touches the connection: their statements are methods of evidence_store.queries
+(``Store.index``), and only the facade holds the connection. Every public name of the former
+store.py is importable from here (its SQL constants now live in queries.py).
 """
 
 from evidence_store.clip.clock import SystemClock  # noqa: F401 - tests patch the facade's clock here

@@ -197,9 +197,6 @@ class Store(KeysMixin, DevicesMixin, IngestMixin, AccessMixin, ExpiryMixin):
     def __exit__(self, *exc) -> None:
         self.close()
 
-    # The connection stays here: the job modules reach the index through ``self.index`` (every
-    # statement in evidence_store.queries) and its transactions through these four.
-
     @contextmanager
     def _command(self) -> Iterator[_Tx]:
         with db.transaction(self.conn):
@@ -211,11 +208,14 @@ class Store(KeysMixin, DevicesMixin, IngestMixin, AccessMixin, ExpiryMixin):
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
+        """A writing transaction that appends no event. The facade alone holds the connection:
+        the job modules run their statements through ``self.index`` and their transactions here."""
         with db.transaction(self.conn):
             yield
 
     @contextmanager
     def _snapshot(self) -> Iterator[None]:
+        """A read transaction: every statement inside sees one state."""
         with db.snapshot(self.conn):
             yield
 
