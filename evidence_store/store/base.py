@@ -36,6 +36,7 @@ class StoreBase(Protocol):
     origin: str
     policy: retention.Policy
     verifier: NoteVerifier
+    #: The log key, read at its first use (keys.py: ``signer``).
     _signer: NoteSigner | None = None
 
     def _command(self) -> AbstractContextManager[_Tx]:
