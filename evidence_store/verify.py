@@ -5,8 +5,9 @@ whole extent of a damage (one altered object, or a rewritten log?) before decidi
 
 Steps (numbered as in the code):
  1. every log entry exists (indexes dense) and every stored Merkle hash exists;
- 2. leaf hashes and all stored hashes are recomputed from the leaf bytes; on a mismatch each bad
-    entry is localised: a leaf whose bytes no longer match its stored hash, or a stored node that no
+ 2. leaf hashes and all stored hashes are recomputed from the leaf bytes (each worker those its
+    range's appends wrote, the parent those over two ranges); on a mismatch each bad entry is
+    localised: a leaf whose bytes no longer match its stored hash, or a stored node that no
     longer matches its two children;
  3. every checkpoint the store ever signed: its signature, that the log still has its size
     (truncation), that the root recomputed from the leaves matches (rewriting), and consistency
