@@ -321,3 +321,19 @@ def snapshot(conn: sqlite3.Connection | PgIndex) -> Iterator[sqlite3.Connection 
         raise database_error(exc, "read") from exc
     finally:
         _rollback(conn)
+
+
+@contextlib.contextmanager
+def reader(path: str | Path) -> Iterator[sqlite3.Connection]:
+    """A read-only connection of its own to the database file (a verify worker's)."""
+    try:
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
+    except sqlite3.Error as exc:
+        raise database_error(exc, "read") from exc
+    try:
+        conn.execute("PRAGMA query_only = 1")
+        yield conn
+    except sqlite3.Error as exc:
+        raise database_error(exc, "read") from exc
+    finally:
+        conn.close()

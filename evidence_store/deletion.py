@@ -59,15 +59,13 @@ def person(actor: str | None) -> str | None:
 
 def pending_requests(store, clip_id: str | None = None) -> list[Request]:
     """Deletion requests not yet approved, whose clip is still there."""
-    approved = {ev.parse_leaf(bytes(leaf)).get("request") for (leaf,) in store.conn.execute(
-        "SELECT leaf FROM events WHERE kind = ?", (ev.DELETE_APPROVE,))}
+    approved = {ev.parse_leaf(bytes(leaf)).get("request")
+                for _idx, _clip, _time, leaf in store.index.deletion_events(ev.DELETE_APPROVE)}
     out = []
-    for idx, clip, time in store.conn.execute(
-            "SELECT idx, clip_id, time FROM events WHERE kind = ? ORDER BY idx", (ev.DELETE_REQUEST,)).fetchall():
+    for idx, clip, time, _leaf in store.index.deletion_events(ev.DELETE_REQUEST):
         if idx in approved or (clip_id is not None and clip != clip_id):
             continue
-        row = store.conn.execute("SELECT state FROM clips WHERE clip_id = ?", (clip,)).fetchone()
-        if row is None or row[0] == ClipState.EXPIRED:
+        if store.index.deletion_clip_state(clip) in (None, ClipState.EXPIRED):
             continue
         out.append(Request(str(idx), clip, idx, time, store.log.texts_of(idx).get("actor")))
     return out
@@ -107,11 +105,10 @@ def approve_deletion(store, request_id: str, *, reason: str) -> Deleted:
                          "hint: 'bodycam-evidence list' names pending requests")
     index = int(request_id)
     with store._command() as tx:
-        row = store.conn.execute("SELECT clip_id FROM events WHERE idx = ? AND kind = ?",
-                                 (index, ev.DELETE_REQUEST)).fetchone()
-        if row is None:
+        found = store.index.deletion_request_clip(index, ev.DELETE_REQUEST)
+        if found is None:
             raise UsageError(f"no deletion request {request_id}", "hint: 'bodycam-evidence list' names pending requests")
-        clip_id = row[0]
+        clip_id = found
         if not any(r.event_index == index for r in pending_requests(store, clip_id)):
             raise UsageError(f"deletion request {request_id} is already approved or its clip is gone")
         info = store._live_clip(clip_id)
@@ -126,14 +123,13 @@ def approve_deletion(store, request_id: str, *, reason: str) -> Deleted:
                                      personal={"actor": store.actor, "reason": reason}, data={"request": index}))
         objects = {s["sha256"] for s in store.segments(clip_id)} | {info.manifest_sha256, info.journal_sha256}
         objects.discard(None)
-        store.conn.execute("UPDATE clips SET state = ?, expired_at = ? WHERE clip_id = ?",
-                           (ClipState.EXPIRED, tx.time, clip_id))
+        store.index.deletion_expire_clip(clip_id, ClipState.EXPIRED, tx.time)
         expire = tx.append(ev.Event(ev.EXPIRE, tx.time, clip_id, clip=clip_id, personal={"actor": store.actor},
                                     data={"cause": "early deletion approved (four eyes)", "deadline": info.deadline,
                                           "late": False, "objects": sorted(objects), "request": index,
                                           "approval": approve.index}))
         gone = sorted(objects - store._live_objects(objects))
-        store.conn.executemany("UPDATE objects SET deleted_at = ? WHERE sha256 = ?", [(tx.time, h) for h in gone])
+        store.index.deletion_mark_objects_deleted(gone, tx.time)
     removed = store.sweep()
     log.info("clip %s deleted early (request %d approved as event %d)", clip_id, index, approve.index)
     return Deleted(str(index), clip_id, approve.index, expire.index, removed)

@@ -88,3 +88,16 @@ def open_index(root: Path, config: dict, *, create: bool = False) -> sqlite3.Con
 
         return postgres.connect(url, origin=config["origin"], create=create)
     return db.connect(root / db.DB_FILE, create=create)
+
+
+def open_reader(source: tuple[str, str, str | None]) -> AbstractContextManager:
+    """A connection of its own that reads what ``Queries.reader_source`` describes: the SQLite
+    file, or the exported snapshot of a PostgreSQL reader (verify's worker processes)."""
+    backend, where, snapshot_id = source
+    if backend == CENTRAL:
+        from evidence_store import postgres
+
+        if snapshot_id is None:
+            raise ValueError("a PostgreSQL reader needs an exported snapshot")
+        return postgres.snapshot_reader(where, snapshot_id)
+    return db.reader(where)

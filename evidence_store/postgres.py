@@ -190,6 +190,12 @@ _SCHEMA_LOCK = "SELECT pg_advisory_xact_lock(7270917)"
 #: for the first tenth of the rows by default, which picked nested loops that took minutes over a
 #: million-event log. Plan for all rows, as for any other query.
 _READER_PLANS = "SET cursor_tuple_fraction = 1.0"
+#: A verify worker reads its range of the log in log order through the primary keys (events,
+#: event_texts, hashes). For the texts, a nested loop over two index scans returns the rows
+#: already in that order; the planner's choice, a hash join over the whole texts table and a
+#: sort, spilled both to disk at a million entries (24 s of the server's time instead of 4).
+#: A JIT compile costs more than these plain scans save.
+_SCAN_PLANS = ("SET enable_hashjoin = off", "SET enable_mergejoin = off", "SET jit = off")
 _LOCK_HEAD = "SELECT size FROM log_head WHERE id = 1 FOR UPDATE"
 _UPDATE_HEAD = "UPDATE log_head SET size = (SELECT COALESCE(MAX(idx) + 1, 0) FROM events) WHERE id = 1"
 #: Tables whose key the database assigns: an INSERT returns it (sqlite3's ``lastrowid``).
@@ -345,7 +351,10 @@ def _copy_sql(pg_sql: str) -> str | None:
 
 def _params(params: Iterable[Any]) -> tuple:
     # SQLite stores Python's bools as 0/1 in INTEGER columns; PostgreSQL types them as boolean.
-    return tuple(int(p) if isinstance(p, bool) else p for p in params)
+    row = tuple(params)
+    if bool not in map(type, row):  # the common case, at C speed: an append copies 100,000s of rows
+        return row
+    return tuple(int(p) if isinstance(p, bool) else p for p in row)
 
 
 class PgIndex:
@@ -606,7 +615,8 @@ def snapshot_reader(url: str, snapshot_id: str) -> Iterator[PgIndex]:
         raise translate(exc, "connect to", url) from None
     index = PgIndex(raw, url)
     try:
-        index._run(_READER_PLANS, "read")
+        for setting in (_READER_PLANS, *_SCAN_PLANS):
+            index._run(setting, "read")
         index._run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "read")
         from psycopg import sql
 

@@ -14,11 +14,19 @@ PgIndex.transaction) decides that.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
-from evidence_store.index import Cursor, Index
+from evidence_store import db
+from evidence_store.index import CENTRAL, LOCAL, Cursor, Index
 from evidence_store.vocabulary import ClipState
+
+#: How a verify worker reaches the snapshot its parent reads: (backend, SQLite file or
+#: PostgreSQL URL, exported snapshot id or None); see ``Queries.reader_source``.
+ReaderSource = tuple[str, str, str | None]
 
 
 class Queries:
@@ -346,9 +354,226 @@ class Queries:
 
     # -- deletion on four-eyes approval (deletion.py) -------------------------------------------
 
+    def deletion_events(self, kind: str) -> list[tuple[int, str, str, bytes]]:
+        """(index, clip, time, leaf) of every delete-request or delete-approve event, oldest first."""
+        return self._rows("SELECT idx, clip_id, time, leaf FROM events WHERE kind = ? ORDER BY idx",
+                          (kind,)).fetchall()
+
+    def deletion_request_clip(self, index: int, kind: str) -> str | None:
+        """The clip of deletion request ``index`` (an event of ``kind``), None if there is none."""
+        row = self._one("SELECT clip_id FROM events WHERE idx = ? AND kind = ?", (index, kind))
+        return None if row is None else row[0]
+
+    def deletion_clip_state(self, clip_id: str) -> str | None:
+        row = self._one("SELECT state FROM clips WHERE clip_id = ?", (clip_id,))
+        return None if row is None else row[0]
+
+    def deletion_expire_clip(self, clip_id: str, state: str, time: str) -> None:
+        self.conn.execute("UPDATE clips SET state = ?, expired_at = ? WHERE clip_id = ?", (state, time, clip_id))
+
+    def deletion_mark_objects_deleted(self, shas: Iterable[str], time: str) -> None:
+        self.conn.executemany("UPDATE objects SET deleted_at = ? WHERE sha256 = ?", [(time, h) for h in shas])
+
     # -- verify (verify.py) ---------------------------------------------------------------------
 
+    def snapshot(self) -> AbstractContextManager:
+        """A read transaction: every statement inside sees one state (verify, report)."""
+        if isinstance(self.conn, sqlite3.Connection):
+            return db.snapshot(self.conn)
+        return self.conn.snapshot()  # a central index brings its own (postgres.PgIndex.snapshot)
+
+    def reader_source(self, local_file: Path) -> ReaderSource:
+        """How another process reads the very state of this connection's snapshot (verify's
+        workers): the SQLite file ``local_file`` (its WAL keeps the snapshot's pages), or the
+        PostgreSQL URL and the id of the exported snapshot. Call inside ``snapshot()``."""
+        from evidence_store.postgres import PgIndex
+
+        if isinstance(self.conn, PgIndex):
+            return (CENTRAL, self.conn.url, self.conn.export_snapshot())
+        return (LOCAL, str(local_file), None)
+
+    def log_end(self) -> int:
+        """One past the highest log index (the size, if no entry is missing)."""
+        row = self._one("SELECT max(idx) FROM events")
+        return 0 if row is None or row[0] is None else int(row[0]) + 1
+
+    def stored_hash_extent(self) -> tuple[int, int | None]:
+        """(count, highest id) of the stored Merkle hashes."""
+        row = self._one("SELECT count(*), max(id) FROM hashes")
+        return (0, None) if row is None else (int(row[0]), row[1])
+
+    def stored_hash_bounds(self) -> tuple[int | None, int | None]:
+        """(lowest id, highest id) of the stored Merkle hashes; (None, None) if there is none."""
+        # Two subqueries: SQLite answers a lone min() or max() from the key, both at once by a scan.
+        row = self._one("SELECT (SELECT min(id) FROM hashes), (SELECT max(id) FROM hashes)")
+        return (None, None) if row is None else (row[0], row[1])
+
+    def stored_hashes(self, lo: int = 0, hi: int | None = None) -> list[bytes]:
+        """The stored hashes with ids in [lo, hi), in id order (all from ``lo`` if ``hi`` is None)."""
+        if hi is None:
+            rows = self._rows("SELECT hash FROM hashes WHERE id >= ? ORDER BY id", (lo,))
+        else:
+            rows = self._rows("SELECT hash FROM hashes WHERE id >= ? AND id < ? ORDER BY id", (lo, hi))
+        return [bytes(h) for (h,) in rows]
+
+    def stored_hash_ids(self) -> Cursor:
+        """(id, hash) of every stored hash in id order (to find a gap)."""
+        return self._rows("SELECT id, hash FROM hashes ORDER BY id")
+
+    def events_in_range(self, lo: int, hi: int) -> Cursor:
+        """(idx, subject, leaf, kind, clip, device, time) of the log entries in [lo, hi), in order."""
+        return self._rows("SELECT idx, subject, leaf, kind, clip_id, device_id, time FROM events "
+                          "WHERE idx >= ? AND idx < ? ORDER BY idx", (lo, hi))
+
+    def event_texts_in_range(self, lo: int, hi: int) -> Cursor:
+        """(idx, link field, salt, text, field, digest, clip, retain_until, erased_at) of the personal
+        texts linked to the entries in [lo, hi), ordered like the entries (event_texts' key)."""
+        return self._rows("SELECT et.idx, et.field, t.salt, t.text, t.field, t.digest, t.clip_id, t.retain_until, "
+                          "t.erased_at FROM event_texts et LEFT JOIN texts t USING (text_id) "
+                          "WHERE et.idx >= ? AND et.idx < ? ORDER BY et.idx, et.field", (lo, hi))
+
+    def clip_objects_in_state(self, state: str) -> list[tuple[str, str, str]]:
+        """(clip, manifest, journal) of the clips in ``state``."""
+        return self._rows("SELECT clip_id, manifest_sha256, journal_sha256 FROM clips WHERE state = ?",
+                          (state,)).fetchall()
+
+    def segment_objects_in_state(self, state: str) -> list[tuple[str, str]]:
+        """(clip, segment object) of the clips in ``state``."""
+        return self._rows("SELECT s.clip_id, s.sha256 FROM segments s JOIN clips c USING (clip_id) WHERE c.state = ?",
+                          (state,)).fetchall()
+
+    def quarantine_in_state(self, state: str) -> list[tuple[str, str | None, str | None, str | None]]:
+        """(qid, claimed clip, manifest, journal) of the quarantined items in ``state``."""
+        return self._rows("SELECT qid, clip_id, manifest_sha256, journal_sha256 FROM quarantine WHERE state = ?",
+                          (state,)).fetchall()
+
+    def device_keys(self) -> dict[str, str]:
+        return dict(self._rows("SELECT device_id, public_key FROM devices").fetchall())
+
+    def ingest_leaves(self, kind: str) -> list[tuple[str, bytes]]:
+        """(clip, leaf) of every event of ``kind`` (ingest)."""
+        return [(c, bytes(leaf)) for c, leaf in self._rows("SELECT clip_id, leaf FROM events WHERE kind = ?", (kind,))]
+
+    def clips_in_state(self, state: str) -> list[tuple[str, str, str, str]]:
+        """(clip, device, manifest, journal) of the clips in ``state``, by clip id."""
+        return self._rows("SELECT clip_id, device_id, manifest_sha256, journal_sha256 FROM clips WHERE state = ? "
+                          "ORDER BY clip_id", (state,)).fetchall()
+
+    def clip_ingest_columns(self) -> list[tuple]:
+        """(clip, device, sequence, trigger, started_at, state, late) of every clip row, by clip id."""
+        return self._rows("SELECT clip_id, device_id, sequence, trigger, started_at, state, late "
+                          "FROM clips ORDER BY clip_id").fetchall()
+
+    def quarantine_states(self) -> list[tuple[str, str]]:
+        return self._rows("SELECT qid, state FROM quarantine ORDER BY qid").fetchall()
+
+    def hold_release_rows(self) -> list[tuple]:
+        """(hold id, clip, kind, event index, released_at, release event) of every hold row."""
+        return self._rows("SELECT hold_id, clip_id, kind, event_index, released_at, release_event FROM holds").fetchall()
+
+    def clip_state_rows(self) -> list[tuple]:
+        """Every clip row's columns that 7d compares with the log."""
+        return self._rows("SELECT clip_id, officer, manifest_sha256, journal_sha256, ingested_at, flags, "
+                          "justification, late, expired_at, ended_at, homes FROM clips").fetchall()
+
+    def segment_state_rows(self) -> list[tuple]:
+        """(clip, name, bytes, sha256, status) of every segment row."""
+        return self._rows("SELECT clip_id, name, bytes, sha256, status FROM segments").fetchall()
+
+    def quarantine_object_state_rows(self) -> list[tuple]:
+        """(qid, name, sha256, size) of every kept quarantined object."""
+        return self._rows("SELECT qid, name, sha256, size FROM quarantine_objects").fetchall()
+
+    def hold_text_rows(self) -> list[tuple]:
+        """(hold id, event index, case, reason and actor text ids, created_at, after_view) of every hold."""
+        return self._rows("SELECT hold_id, event_index, case_text, reason_text, actor_text, created_at, after_view "
+                          "FROM holds").fetchall()
+
+    def device_state_rows(self) -> list[tuple]:
+        """Every device row's columns that 7d compares with the log."""
+        return self._rows("SELECT device_id, public_key, profile, officer, revoked, revoked_reason, enrolled_at, "
+                          "last_sequence, last_manifest_sha256 FROM devices").fetchall()
+
+    def object_deletions(self) -> dict[str, str | None]:
+        """sha256 -> deleted_at (None: kept) of every objects row."""
+        return dict(self._rows("SELECT sha256, deleted_at FROM objects").fetchall())
+
+    def text_links(self, idx: int) -> dict[str, int]:
+        """field -> text id of the personal texts linked to log entry ``idx``."""
+        return dict(self._rows("SELECT field, text_id FROM event_texts WHERE idx = ?", (idx,)).fetchall())
+
+    def text_links_outside(self, size: int) -> list[int]:
+        """Log indexes outside [0, size) that personal texts are linked to."""
+        return [idx for (idx,) in self._rows("SELECT DISTINCT idx FROM event_texts WHERE idx >= ? OR idx < 0", (size,))]
+
+    def unlinked_texts(self) -> list[int]:
+        """Ids of personal texts no log entry links to."""
+        # An anti-join, not NOT IN: PostgreSQL runs NOT IN over a subquery larger than its
+        # work_mem once per row (hours at a million events); both engines plan this one linearly.
+        return [t for (t,) in self._rows("SELECT t.text_id FROM texts t LEFT JOIN event_texts et "
+                                         "ON et.text_id = t.text_id WHERE et.text_id IS NULL")]
+
+    def copied_texts(self, fields: tuple[str, ...], kinds: tuple[str, ...]) -> list[tuple[int, str, str | None]]:
+        """(idx, field, text or None if erased) of the ``fields`` texts of the events of ``kinds``:
+        the texts an index row copies (officer, reason of ingest, assign, revoke)."""
+        marks_f, marks_k = ",".join("?" * len(fields)), ",".join("?" * len(kinds))
+        return self._rows(f"SELECT et.idx, et.field, t.text FROM event_texts et JOIN texts t USING (text_id) "
+                          f"WHERE et.field IN ({marks_f}) AND et.idx IN "
+                          f"(SELECT idx FROM events WHERE kind IN ({marks_k}))", (*fields, *kinds)).fetchall()
+
     # -- report (report.py) ---------------------------------------------------------------------
+
+    def _report_count(self, sql: str, params: Iterable[Any]) -> int:
+        row = self._one(sql, params)
+        return 0 if row is None else int(row[0])
+
+    def report_clip_triggers(self, lo: str, hi: str) -> list[tuple[str, str | None]]:
+        """(trigger, justification) of the clips recorded in [lo, hi)."""
+        return self._rows("SELECT trigger, justification FROM clips WHERE started_at >= ? AND started_at < ?",
+                          (lo, hi)).fetchall()
+
+    def report_holds_by_kind(self, lo: str, hi: str) -> dict[str, int]:
+        return dict(self._rows("SELECT kind, COUNT(*) FROM holds WHERE created_at >= ? AND created_at < ? "
+                               "GROUP BY kind ORDER BY kind", (lo, hi)).fetchall())
+
+    def report_holds_without_view(self, lo: str, hi: str) -> int:
+        return self._report_count("SELECT COUNT(*) FROM holds WHERE created_at >= ? AND created_at < ? AND after_view = 0",
+                           (lo, hi))
+
+    def report_clips_expired(self, lo: str, hi: str) -> int:
+        return self._report_count("SELECT COUNT(*) FROM clips WHERE expired_at >= ? AND expired_at < ?", (lo, hi))
+
+    def report_quarantine_expired(self, lo: str, hi: str) -> int:
+        return self._report_count("SELECT COUNT(*) FROM quarantine WHERE expired_at >= ? AND expired_at < ?", (lo, hi))
+
+    def report_late_arrivals(self, lo: str, hi: str) -> int:
+        return self._report_count("SELECT COUNT(*) FROM clips WHERE ingested_at >= ? AND ingested_at < ? AND late = 1",
+                           (lo, hi))
+
+    def report_event_count(self, kind: str, lo: str, hi: str) -> int:
+        return self._report_count("SELECT COUNT(*) FROM events WHERE kind = ? AND time >= ? AND time < ?", (kind, lo, hi))
+
+    def report_event_leaves(self, kind: str, lo: str, hi: str) -> list[bytes]:
+        return [bytes(leaf) for (leaf,) in self._rows("SELECT leaf FROM events WHERE kind = ? AND time >= ? "
+                                                      "AND time < ?", (kind, lo, hi))]
+
+    def report_last_releases(self) -> dict[str, str]:
+        """clip -> when its last released hold was released."""
+        return dict(self._rows("SELECT clip_id, MAX(released_at) FROM holds WHERE released_at IS NOT NULL "
+                               "GROUP BY clip_id").fetchall())
+
+    def report_expired_on_time(self, lo: str, hi: str) -> list[tuple[str, str, str, str]]:
+        """(clip, started, ingested, expired) of clips expired in [lo, hi) that did not arrive late."""
+        return self._rows("SELECT clip_id, started_at, ingested_at, expired_at FROM clips "
+                          "WHERE expired_at >= ? AND expired_at < ? AND late = 0", (lo, hi)).fetchall()
+
+    def report_held_clips(self) -> set[str]:
+        return {c for (c,) in self._rows("SELECT clip_id FROM holds WHERE released_at IS NULL")}
+
+    def report_clips_on_time(self, state: str) -> list[tuple[str, str, str]]:
+        """(clip, started, ingested) of the clips in ``state`` that did not arrive late."""
+        return self._rows("SELECT clip_id, started_at, ingested_at FROM clips WHERE state = ? AND late = 0",
+                          (state,)).fetchall()
 
 
 def iterate(cursor: Cursor) -> Iterator[tuple]:

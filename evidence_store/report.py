@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from evidence_store import events as ev
 from evidence_store import retention
 from evidence_store.clip.ids import parse_time
-from evidence_store.db import snapshot
 from evidence_store.errors import UsageError
 from evidence_store.vocabulary import ClipState, Justification
 
@@ -42,27 +41,19 @@ def monthly_report(store, month: str | None = None) -> dict:
     now = store.now()
     month = month or now.strftime("%Y-%m")
     lo, hi = month_bounds(month)
-    conn = store.conn
-    with snapshot(conn):
-        rows = conn.execute("SELECT trigger, justification FROM clips WHERE started_at >= ? AND started_at < ?",
-                            (lo, hi)).fetchall()
+    index = store.index
+    with index.snapshot():
+        rows = index.report_clip_triggers(lo, hi)
         recordings = len(rows)
         emergency = [j for t, j in rows if t == "emergency"]
         justified = sum(1 for j in emergency if j == Justification.JUSTIFIED)
-        holds_by_kind = dict(conn.execute(
-            "SELECT kind, COUNT(*) FROM holds WHERE created_at >= ? AND created_at < ? GROUP BY kind ORDER BY kind",
-            (lo, hi)).fetchall())
-        without_view = conn.execute(
-            "SELECT COUNT(*) FROM holds WHERE created_at >= ? AND created_at < ? AND after_view = 0", (lo, hi)).fetchone()[0]
-        expired = conn.execute("SELECT COUNT(*) FROM clips WHERE expired_at >= ? AND expired_at < ?", (lo, hi)).fetchone()[0]
-        expired_q = conn.execute("SELECT COUNT(*) FROM quarantine WHERE expired_at >= ? AND expired_at < ?",
-                                 (lo, hi)).fetchone()[0]
-        late = conn.execute("SELECT COUNT(*) FROM clips WHERE ingested_at >= ? AND ingested_at < ? AND late = 1",
-                            (lo, hi)).fetchone()[0]
-        views = conn.execute("SELECT COUNT(*) FROM events WHERE kind = ? AND time >= ? AND time < ?",
-                             (ev.VIEW, lo, hi)).fetchone()[0]
-        exports = sum(1 for (leaf,) in conn.execute("SELECT leaf FROM events WHERE kind = ? AND time >= ? AND time < ?",
-                                                    (ev.EXPORT, lo, hi))
+        holds_by_kind = index.report_holds_by_kind(lo, hi)
+        without_view = index.report_holds_without_view(lo, hi)
+        expired = index.report_clips_expired(lo, hi)
+        expired_q = index.report_quarantine_expired(lo, hi)
+        late = index.report_late_arrivals(lo, hi)
+        views = index.report_event_count(ev.VIEW, lo, hi)
+        exports = sum(1 for leaf in index.report_event_leaves(ev.EXPORT, lo, hi)
                       if json.loads(leaf).get("step") == "begin")
         # Oldest unheld clip: clips deleted this month (their age at deletion, late arrivals aside:
         # they were already old when they came) and, for the running month, clips alive now.
@@ -70,8 +61,7 @@ def monthly_report(store, month: str | None = None) -> dict:
         # last hold was released after it, the first expiry run after that release. Counting a
         # clip held for 60 days from its recording would claim a breach of the two weeks where
         # there was none; counting it from the release alone would hide a released clip left lying.
-        released = dict(conn.execute(
-            "SELECT clip_id, MAX(released_at) FROM holds WHERE released_at IS NOT NULL GROUP BY clip_id"))
+        released = index.report_last_releases()
         policy = store.policy
 
         def age(clip_id: str, started: str, ingested: str, end: datetime) -> float:
@@ -80,14 +70,10 @@ def monthly_report(store, month: str | None = None) -> dict:
                 allowed = max(allowed, policy.next_run(parse_time(released[clip_id])))
             return (end - (allowed - policy.retention)).total_seconds()
 
-        ages = [age(c, s, i, parse_time(e)) for c, s, i, e in conn.execute(
-            "SELECT clip_id, started_at, ingested_at, expired_at FROM clips "
-            "WHERE expired_at >= ? AND expired_at < ? AND late = 0", (lo, hi))]
+        ages = [age(c, s, i, parse_time(e)) for c, s, i, e in index.report_expired_on_time(lo, hi)]
         if lo <= now.strftime("%Y-%m-%dT%H:%M:%S.000Z") < hi:
-            held = {c for (c,) in conn.execute("SELECT clip_id FROM holds WHERE released_at IS NULL")}
-            ages += [age(c, s, i, now) for c, s, i in conn.execute(
-                "SELECT clip_id, started_at, ingested_at FROM clips WHERE state = ? AND late = 0", (ClipState.STORED,))
-                if c not in held]
+            held = index.report_held_clips()
+            ages += [age(c, s, i, now) for c, s, i in index.report_clips_on_time(ClipState.STORED) if c not in held]
     oldest = max(ages) if ages else None
     return {
         "month": month,

@@ -5,8 +5,9 @@ whole extent of a damage (one altered object, or a rewritten log?) before decidi
 
 Steps (numbered as in the code):
  1. every log entry exists (indexes dense) and every stored Merkle hash exists;
- 2. leaf hashes and all stored hashes are recomputed from the leaf bytes; on a mismatch each bad
-    entry is localised: a leaf whose bytes no longer match its stored hash, or a stored node that no
+ 2. leaf hashes and all stored hashes are recomputed from the leaf bytes (each worker those its
+    range's appends wrote, the parent those over two ranges); on a mismatch each bad entry is
+    localised: a leaf whose bytes no longer match its stored hash, or a stored node that no
     longer matches its two children;
  3. every checkpoint the store ever signed: its signature, that the log still has its size
     (truncation), that the root recomputed from the leaves matches (rewriting), and consistency
@@ -41,11 +42,12 @@ import logging
 import multiprocessing
 import os
 import re
-import sqlite3
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
 
 from evidence_store import checkpoint as cpmod
 from evidence_store import events as ev
@@ -54,12 +56,17 @@ from evidence_store.clip.devkey import DevicePublicKey
 from evidence_store.clip.ids import parse_time
 from evidence_store.clip.journal import parse_journal
 from evidence_store.clip.manifest import parse_manifest
-from evidence_store.db import DB_FILE, snapshot
+from evidence_store.db import DB_FILE
 from evidence_store.errors import EvidenceError
+from evidence_store.index import open_reader
+from evidence_store.queries import Queries, ReaderSource
 from evidence_store.vocabulary import ClipState, Justification
 
+_loads: Callable[[bytes], Any]
 try:  # twice as fast as the standard library on a million log entries; same results
-    from orjson import loads as _loads
+    import orjson
+
+    _loads = orjson.loads
 except ImportError:  # pragma: no cover - platforms without an orjson wheel
     _loads = json.loads
 
@@ -130,8 +137,10 @@ class LogData:
     """What one streaming pass over the log keeps: never the million leaves themselves."""
 
     size: int  # entries present without a gap
-    leaf_hashes: list[bytes]  # RFC 9162 leaf hashes, in order
-    stored: list[bytes]  # the stored Merkle hashes, in storage order
+    leaf_hashes: bytes  # RFC 9162 leaf hashes, in order, 32 bytes each
+    #: Read the stored Merkle hashes by storage index (merkle.ReadHash), once every one of them
+    #: was found equal to the hash recomputed from the leaves; None: some differ or are missing.
+    read_stored: Callable[[list[int]], list[bytes]] | None = None
     #: Parsed ingest, hold, release and expire events by index: what step 7 compares the index with.
     bodies: dict[int, dict] = field(default_factory=dict)
     #: Subjects (clip ids, quarantine ids) that have an expire event.
@@ -151,16 +160,16 @@ def verify_store(store, clip_ids: Iterable[str] | None = None,
     # Before the snapshot: the file is written after its checkpoint commits, so the snapshot is
     # never older than the file (a later read could see a checkpoint the snapshot lacks).
     file_note = store.checkpoint_file()
-    with snapshot(store.conn), _no_gc():
+    with store.index.snapshot(), _no_gc():
         wanted = None
         if clip_ids:
             wanted = {store.clip(c).clip_id for c in clip_ids}
         say("log")
         data = _scan_log(store, faults)
-        expected = _check_hashes(data, faults)
+        read = data.read_stored or _check_hashes(store.index, data, faults)
         say("checkpoints")
-        _check_checkpoints(store, data, expected, faults)
-        _check_checkpoint_file(store, file_note, data, expected, faults)
+        _check_checkpoints(store, data, read, faults)
+        _check_checkpoint_file(store, file_note, data, read, faults)
         say("objects")
         _check_objects(store, wanted, faults)
         say("clips")
@@ -168,7 +177,8 @@ def verify_store(store, clip_ids: Iterable[str] | None = None,
         say("index")
         _check_index(store, data, wanted, faults)
         say("state")
-        state = logstate.derive(sorted(data.bodies.items()), lambda i: data.leaf_hashes[i].hex(), data.size)
+        state = logstate.derive(sorted(data.bodies.items()), lambda i: data.leaf_hashes[32 * i:32 * i + 32].hex(),
+                                data.size)
         _check_state(store, state, wanted, faults)
         if wanted is None:
             _check_config(store, state, faults)
@@ -214,6 +224,10 @@ class _Range:
     size: int = 0  # entries present from lo on, up to the first gap
     gap_at: int | None = None  # absolute index of the first missing entry, if any
     leaf_hashes: bytes = b""  # concatenated 32-byte leaf hashes
+    #: Every stored hash that the appends of these entries wrote equals the one recomputed from
+    #: the leaves, but for those over entries before lo (``crossing``): the caller checks those.
+    hashes_equal: bool = False
+    crossing: list = field(default_factory=list)
     faults: list = field(default_factory=list)
     bodies: dict = field(default_factory=dict)
     expired_subjects: set = field(default_factory=set)
@@ -225,24 +239,23 @@ def _scan_log(store, faults: list[Fault]) -> LogData:
     """Read every entry once: presence (no index missing), leaf hash, event format, index and
     per-subject chain, the index row's columns and texts against the leaf. Keeps only leaf
     hashes and the few bodies step 7 needs, so a million-entry log never sits in memory."""
-    row = store.conn.execute("SELECT max(idx) FROM events").fetchone()
-    end = 0 if row[0] is None else row[0] + 1
+    index = store.index
+    end = index.log_end()
     workers = min(os.cpu_count() or 1, 8)
     # Workers are forked (spawn would re-run the caller's main module), so only from a process
     # with no other thread: forking a threaded process can copy a lock held by another thread.
     # Each worker opens its own connection; the parent's is never used across the fork.
-    data = LogData(0, [], [])
+    data = LogData(0, b"")
     if end < PARALLEL_MIN_ENTRIES or workers < 2 or threading.active_count() > 1:
-        parts = [_scan_range(store.conn, 0, end)]
-        _read_stored_hashes(store.conn, data, faults)
+        parts = [_scan_range(index, 0, end)]
     else:
         bounds = [end * k // workers for k in range(workers + 1)]
-        source = _worker_source(store)
+        source = index.reader_source(store.root / DB_FILE)
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
             futures = [pool.submit(_scan_range_in_worker, source, lo, hi) for lo, hi in zip(bounds, bounds[1:])]
-            _read_stored_hashes(store.conn, data, faults)  # while the workers scan
             parts = [f.result() for f in futures]
     heads: dict[str, str] = {}
+    blobs = []
     for part in parts:
         # Each range checked its own chains; its first entry about a subject must follow the last
         # entry about it in the ranges before.
@@ -253,7 +266,7 @@ def _scan_log(store, faults: list[Fault]) -> LogData:
         part.faults.sort(key=lambda f: _fault_index(f.where))
         faults.extend(part.faults)
         heads.update(part.last_head)
-        data.leaf_hashes.extend(part.leaf_hashes[i:i + 32] for i in range(0, len(part.leaf_hashes), 32))
+        blobs.append(part.leaf_hashes)
         data.bodies.update(part.bodies)
         data.expired_subjects |= part.expired_subjects
         if part.gap_at is not None:
@@ -262,21 +275,100 @@ def _scan_log(store, faults: list[Fault]) -> LogData:
             faults.append(Fault(LOG_ENTRY_MISSING, f"log index {part.gap_at}",
                                 f"log entries from {part.gap_at} on are missing or out of place", HINT_LOG))
             break
-    data.size = len(data.leaf_hashes)
+    data.leaf_hashes = b"".join(blobs)
+    data.size = len(data.leaf_hashes) // 32
+    if len(blobs) == len(parts) and all(part.hashes_equal for part in parts):
+        data.read_stored = _stored_reader(store, data.size, [j for part in parts for j in part.crossing])
     return data
 
 
-def _read_stored_hashes(conn, data: LogData, faults: list[Fault]) -> None:
-    count, last = conn.execute("SELECT count(*), max(id) FROM hashes").fetchone()
+def _stored_reader(store, size: int, crossing: list[int]) -> Callable[[list[int]], list[bytes]] | None:
+    """The stored hashes as the checkpoints read them, if they are exactly the ones the leaves
+    give: the workers compared every hash over their own entries; what is left are the hashes
+    over entries of two ranges (``crossing``), each checked against its two stored children,
+    lowest first (storage order puts children before parents), so by induction every stored
+    hash equals its recomputed one. None if anything differs or is missing or extra: the caller
+    then recomputes and localises every fault (_check_hashes)."""
+    index = store.index
+    # The workers found every id their ranges need (ids are the key: no duplicates), so no other
+    # may exist: none below 0 or above the last (two lookups in the key, not a count of millions).
+    count = merkle.stored_hash_count(size)
+    if index.stored_hash_bounds() != ((0, count - 1) if count else (None, None)):
+        return None
+    if crossing:
+        children = [c for j in crossing for c in _children(j)]
+        known = dict(zip(crossing + children, store.log.read_hash(crossing + children)))
+        for j in sorted(crossing):
+            left, right = _children(j)
+            if known[j] != merkle.node_hash(known[left], known[right]):
+                return None
+    checkpoints = len(store.log.checkpoints())
+    if checkpoints * 64 < count:  # a few O(log n) reads each: cheaper than reading them all
+        cache: dict[int, bytes] = {}
+
+        def read(indexes: list[int]) -> list[bytes]:
+            missing = [i for i in indexes if i not in cache]
+            if missing:
+                cache.update(zip(missing, store.log.read_hash(missing)))
+            return [cache[i] for i in indexes]
+
+        return read
+    stored = index.stored_hashes()
+    return lambda indexes: [stored[i] for i in indexes]
+
+
+def _children(j: int) -> tuple[int, int]:
+    level, n = merkle.split_stored_hash_index(j)
+    return merkle.stored_hash_index(level - 1, 2 * n), merkle.stored_hash_index(level - 1, 2 * n + 1)
+
+
+def _compare_stored_hashes(index: Queries, lo: int, leaves: list[bytes], out: _Range) -> None:
+    """Recompute the stored hashes the appends of leaves lo, lo+1, ... wrote (the leaf hashes and
+    the subtree hashes each append completed; merkle.stored_hashes_for_appends) and compare them
+    with the stored ones. A subtree reaching left of lo cannot be recomputed here: its storage
+    index goes to ``out.crossing`` for the caller."""
+    first = merkle.stored_hash_count(lo)
+    stored = index.stored_hashes(first, merkle.stored_hash_count(lo + len(leaves)))
+    computed: list[bytes] = []
+    append = computed.append
+    stack: list[bytes | None] = []
+    pop, push = stack.pop, stack.append
+    node = merkle.NODE_PREFIX
+    sha = hashlib.sha256
+    crossing = out.crossing
+    i = lo
+    for h in leaves:
+        append(h)
+        n = i
+        top: bytes | None = h
+        while n & 1:
+            left = pop() if stack else None  # nothing left of it here: the subtree starts before lo
+            if left is None or top is None:
+                top = None
+                crossing.append(first + len(computed))
+                position = len(computed)
+                append(stored[position] if position < len(stored) else b"")  # checked by the caller
+            else:
+                top = sha(node + left + top).digest()
+                append(top)
+            n >>= 1
+        push(top)
+        i += 1
+    out.hashes_equal = computed == stored
+
+
+def _read_stored_hashes(index: Queries, faults: list[Fault]) -> list[bytes]:
+    count, last = index.stored_hash_extent()
     if count == 0 or last == count - 1:  # id is the key: no gap, so no per-row check needed
-        data.stored.extend(h for (h,) in conn.execute("SELECT hash FROM hashes ORDER BY id"))
-        return
-    for position, (i, h) in enumerate(conn.execute("SELECT id, hash FROM hashes ORDER BY id")):
+        return index.stored_hashes()
+    stored = []
+    for position, (i, h) in enumerate(index.stored_hash_ids()):
         if i != position:
             faults.append(Fault(STORED_HASH_MISSING, f"storage index {position}",
                                 f"stored Merkle hashes {position}..{i - 1} are missing", HINT_LOG))
             break
-        data.stored.append(h)
+        stored.append(bytes(h))
+    return stored
 
 
 def _text_retention() -> Callable[[str], str]:
@@ -306,47 +398,27 @@ def _fault_index(where: str) -> int:
     return int(match.group(1)) if match else -1
 
 
-def _worker_source(store) -> tuple:
-    """How a worker process reaches the log: the SQLite file, or the PostgreSQL URL and the id of
-    the parent's snapshot (so that every worker reads the very state the parent checks)."""
-    if hasattr(store.conn, "export_snapshot"):
-        return ("postgresql", store.conn.url, store.conn.export_snapshot())
-    return ("sqlite", str(store.root / DB_FILE))
-
-
-def _scan_range_in_worker(source: tuple, lo: int, hi: int) -> _Range:
-    if source[0] == "postgresql":
-        from evidence_store.postgres import snapshot_reader
-
-        with snapshot_reader(source[1], source[2]) as conn:
-            gc.disable()
-            return _scan_range(conn, lo, hi)
-    conn = sqlite3.connect(source[1], timeout=30)
-    try:
-        conn.execute("PRAGMA query_only = 1")
+def _scan_range_in_worker(source: ReaderSource, lo: int, hi: int) -> _Range:
+    with open_reader(source) as conn:
         gc.disable()
-        return _scan_range(conn, lo, hi)
-    finally:
-        conn.close()
+        return _scan_range(Queries(conn), lo, hi)
 
 
-def _scan_range(conn, lo: int, hi: int) -> _Range:
+def _scan_range(index: Queries, lo: int, hi: int) -> _Range:
     """Scan entries [lo, hi): the hot loop of a million-entry verify, with no work on the path
     where nothing is wrong."""
     out = _Range(lo)
     heads = out.last_head
     get_head = heads.get
-    hashes = bytearray()
+    leaves: list[bytes] = []
+    keep_leaf = leaves.append
     sha = hashlib.sha256
     event_format = ev.EVENT_FORMAT
     # Texts ordered like the events (event_texts' key starts with idx): merged as we go.
-    texts = conn.execute("SELECT et.idx, et.field, t.salt, t.text, t.field, t.digest, t.clip_id, t.retain_until, "
-                         "t.erased_at FROM event_texts et LEFT JOIN texts t USING (text_id) "
-                         "WHERE et.idx >= ? AND et.idx < ? ORDER BY et.idx, et.field", (lo, hi))
+    texts = iter(index.event_texts_in_range(lo, hi))
     retain_until = _text_retention()
     pending = next(texts, None)
-    rows = conn.execute("SELECT idx, subject, leaf, kind, clip_id, device_id, time FROM events "
-                        "WHERE idx >= ? AND idx < ? ORDER BY idx", (lo, hi))
+    rows = index.events_in_range(lo, hi)
     position = lo
     for idx, subject, leaf, kind, clip_id, device_id, time in rows:
         if idx != position:
@@ -354,7 +426,7 @@ def _scan_range(conn, lo: int, hi: int) -> _Range:
             break
         position += 1
         lh = sha(b"\x00" + leaf).digest()
-        hashes += lh
+        keep_leaf(lh)
         try:
             body = _loads(leaf)
             if not isinstance(body, dict) or body.get("format") != event_format:
@@ -376,28 +448,32 @@ def _scan_range(conn, lo: int, hi: int) -> _Range:
                                     HINT_LOG))
         heads[subject] = lh.hex()
         # Step 7a. list, show, report and retention query these columns, not the leaves.
-        leaf_cols = (body.get("kind"), body.get("clip"), body.get("device"), body.get("time"))
-        if (kind, clip_id, device_id, time) != leaf_cols:
+        logged_clip = body.get("clip")
+        if kind != body.get("kind") or clip_id != logged_clip or device_id != body.get("device") \
+                or time != body.get("time"):
+            leaf_cols = (body.get("kind"), logged_clip, body.get("device"), body.get("time"))
             names = [n for n, a, b in zip(_COLUMN_NAMES, (kind, clip_id, device_id, time), leaf_cols) if a != b]
             out.faults.append(Fault(EVENT_ROW_MISMATCH, _where(idx, body),
                                     f"the index's {', '.join(names)} differ(s) from the logged event", HINT_LOG))
         # The personal texts kept in the index must still hash to the salted digests in the leaf.
         while pending is not None and pending[0] < idx:
             pending = next(texts, None)  # texts of an entry that is not in the log: step 7 finds the row
-        linked = []
+        linked = 0
+        until = None  # the retention the texts of this entry must have, computed once per entry
         while pending is not None and pending[0] == idx:
             _, fieldname, salt, text, t_field, digest, t_clip, t_until, erased_at = pending
-            linked.append(fieldname)
-            if text is not None and (salt is None
-                                     or body.get(fieldname) != sha(salt + text.encode("utf-8")).hexdigest()):
+            linked += 1
+            logged = body.get(fieldname)
+            if text is not None and (salt is None or logged != sha(salt + text.encode("utf-8")).hexdigest()):
                 out.faults.append(Fault(TEXT_ALTERED, f"log index {idx}",
                                         f"the {fieldname} text in the index does not match the salted hash in the log",
                                         HINT_LOG))
-            elif (t_field, digest, t_clip) != (fieldname, body.get(fieldname), body.get("clip")):
+            elif t_field != fieldname or digest != logged or t_clip != logged_clip:
                 out.faults.append(Fault(TEXT_ALTERED, f"log index {idx}",
                                         f"the {fieldname} text's row names another field, digest or clip than the log",
                                         HINT_LOG))
-            elif not isinstance(t_until, str) or t_until < retain_until(time if isinstance(time, str) else ""):
+            elif not isinstance(t_until, str) or t_until < (
+                    until := until or retain_until(time if isinstance(time, str) else "")):
                 # Erasure acts on retain_until: an earlier one would erase an access log early.
                 # (Same-width ISO times: the string order is the time order.)
                 out.faults.append(Fault(TEXT_ALTERED, f"log index {idx}",
@@ -408,7 +484,7 @@ def _scan_range(conn, lo: int, hi: int) -> _Range:
                 out.faults.append(Fault(TEXT_ERASED_EARLY, f"log index {idx}",
                                         f"the {fieldname} text was erased before its two years had passed", HINT_LOG))
             pending = next(texts, None)
-        if len(linked) != ("actor" in body) + ("officer" in body) + ("reason" in body) + ("case" in body):
+        if linked != ("actor" in body) + ("officer" in body) + ("reason" in body) + ("case" in body):
             out.faults.append(Fault(TEXT_ALTERED, f"log index {idx}",
                                     "the personal texts linked to this entry are not those its leaf names", HINT_LOG))
         if body.get("kind") in _KEPT_KINDS or body.get("clip") is None:
@@ -419,21 +495,24 @@ def _scan_range(conn, lo: int, hi: int) -> _Range:
         if position != hi:
             out.gap_at = position
     out.size = position - lo
-    out.leaf_hashes = bytes(hashes)
+    out.leaf_hashes = b"".join(leaves)
+    if out.gap_at is None:
+        _compare_stored_hashes(index, lo, leaves, out)
     return out
 
 
 # -- 2. hashes -------------------------------------------------------------------------------
 
 
-def _check_hashes(data: LogData, faults: list[Fault]) -> list[bytes]:
-    """Recompute every stored hash from the leaves; localise mismatches. Returns the recomputed
-    hashes (what the checkpoints are checked against: the leaves, not the stored copies)."""
-    stored = data.stored
-    bad = merkle.mismatched_stored_hashes(data.leaf_hashes, stored)
-    if not bad:
-        return stored  # equal to the recomputed hashes
-    _, expected = merkle.stored_hashes_for_appends(0, data.leaf_hashes)
+def _check_hashes(index: Queries, data: LogData, faults: list[Fault]) -> Callable[[list[int]], list[bytes]]:
+    """Recompute every stored hash from the leaves; localise mismatches. Returns a reader of the
+    recomputed hashes (what the checkpoints are checked against: the leaves, not the stored
+    copies). The workers found a difference: this is the path of a damaged log."""
+    stored = _read_stored_hashes(index, faults)
+    leaves = [data.leaf_hashes[i:i + 32] for i in range(0, len(data.leaf_hashes), 32)]
+    bad = merkle.mismatched_stored_hashes(leaves, stored)
+    _, expected = merkle.stored_hashes_for_appends(0, leaves)
+    read = lambda indexes: [expected[i] for i in indexes]  # noqa: E731
     if len(stored) != len(expected):
         faults.append(Fault(STORED_HASH_MISSING, f"log size {data.size}",
                             f"{len(stored)} stored Merkle hashes for {data.size} entries "
@@ -453,15 +532,15 @@ def _check_hashes(data: LogData, faults: list[Fault]) -> list[bytes]:
             faults.append(Fault(STORED_HASH_ALTERED, f"storage index {j}",
                                 f"the stored hash over log entries {lo}..{hi} does not match its children",
                                 HINT_LOG))
-    return expected
+    return read
 
 
 # -- 3. checkpoints ----------------------------------------------------------------------------
 
 
-def _check_checkpoints(store, data: LogData, expected: list[bytes], faults: list[Fault]) -> None:
+def _check_checkpoints(store, data: LogData, read: Callable[[list[int]], list[bytes]], faults: list[Fault]) -> None:
+    """``read``: the hashes recomputed from the leaves (or the stored ones, found equal to them)."""
     size = data.size
-    read = lambda indexes: [expected[i] for i in indexes]  # noqa: E731 - recomputed from leaves
     rewritten: list[int] = []
     previous = None
     for row_size, note in store.log.checkpoints():
@@ -497,7 +576,7 @@ def _check_checkpoints(store, data: LogData, expected: list[bytes], faults: list
                             "match the root recomputed from the log entries", HINT_LOG))
 
 
-def _check_checkpoint_file(store, note: bytes | None, data: LogData, expected: list[bytes],
+def _check_checkpoint_file(store, note: bytes | None, data: LogData, read: Callable[[list[int]], list[bytes]],
                            faults: list[Fault]) -> None:
     """3b. The latest checkpoint kept outside the database (store.CHECKPOINT_FILE): the log must
     still have its entries and root, and the database must still hold it; entries after the
@@ -523,7 +602,7 @@ def _check_checkpoint_file(store, note: bytes | None, data: LogData, expected: l
         faults.append(Fault(LOG_TRUNCATED, CHECKPOINT_FILE, f"the store signed a log of {cp.size} entries; only "
                             f"{data.size} are left", HINT_LOG))
         return
-    if merkle.tree_hash(cp.size, lambda indexes: [expected[i] for i in indexes]) != cp.root:
+    if merkle.tree_hash(cp.size, read) != cp.root:
         faults.append(Fault(LOG_REWRITTEN, CHECKPOINT_FILE, f"the log's first {cp.size} entries do not match the "
                             "signed checkpoint kept outside the database: the log was rewritten", HINT_LOG))
     if cp.size not in kept:
@@ -542,24 +621,20 @@ def _where(idx: int, body: dict) -> str:
 def _object_owners(store, wanted: set[str] | None) -> dict[str, str]:
     """sha256 -> owner name, for the objects of live clips/quarantine items (optionally some)."""
     owners: dict[str, str] = {}
-    for clip_id, m, j in store.conn.execute("SELECT clip_id, manifest_sha256, journal_sha256 FROM clips WHERE state = ?",
-                                            (ClipState.STORED,)):
+    index = store.index
+    for clip_id, m, j in index.clip_objects_in_state(ClipState.STORED):
         if wanted is None or clip_id in wanted:
             owners.setdefault(m, f"clip {clip_id}")
             owners.setdefault(j, f"clip {clip_id}")
-    for clip_id, sha in store.conn.execute(
-            "SELECT s.clip_id, s.sha256 FROM segments s JOIN clips c USING (clip_id) WHERE c.state = ?",
-            (ClipState.STORED,)):
+    for clip_id, sha in index.segment_objects_in_state(ClipState.STORED):
         if wanted is None or clip_id in wanted:
             owners.setdefault(sha, f"clip {clip_id}")
-    for qid, clip_id, m, j in store.conn.execute(
-            "SELECT qid, clip_id, manifest_sha256, journal_sha256 FROM quarantine WHERE state = ?",
-            (ClipState.QUARANTINED,)):
-        if wanted is None or qid in wanted or clip_id in wanted:
+    for qid, claimed, m, j in index.quarantine_in_state(ClipState.QUARANTINED):
+        if wanted is None or qid in wanted or claimed in wanted:
             for h in (m, j):
                 if h:
                     owners.setdefault(h, f"quarantine {qid}")
-            for (sha,) in store.conn.execute("SELECT sha256 FROM quarantine_objects WHERE qid = ?", (qid,)):
+            for sha in index.quarantine_object_hashes(qid):
                 owners.setdefault(sha, f"quarantine {qid}")
     return owners
 
@@ -578,7 +653,7 @@ def _check_objects(store, wanted: set[str] | None, faults: list[Fault]) -> None:
     if wanted is None:
         from evidence_store.objects import HEX64
 
-        for (sha,) in store.conn.execute("SELECT sha256 FROM objects WHERE deleted_at IS NOT NULL"):
+        for (sha,) in store.index.deleted_object_hashes():
             if not isinstance(sha, str) or not HEX64.match(sha):
                 faults.append(Fault(ROW_MISMATCH, f"object {sha!r}", "is not an object name the store writes",
                                     HINT_CLIP))
@@ -591,16 +666,14 @@ def _check_objects(store, wanted: set[str] | None, faults: list[Fault]) -> None:
 
 
 def _check_clips(store, wanted: set[str] | None, faults: list[Fault]) -> None:
-    keys = dict(store.conn.execute("SELECT device_id, public_key FROM devices"))
+    keys = store.index.device_keys()
     ingests = {}
-    for clip_id, leaf in store.conn.execute("SELECT clip_id, leaf FROM events WHERE kind = 'ingest'"):
+    for clip_id, leaf in store.index.ingest_leaves(ev.INGEST):
         try:
             ingests[clip_id] = json.loads(leaf)
         except ValueError:
             pass  # reported by step 4
-    for clip_id, device_id, m, j in store.conn.execute(
-            "SELECT clip_id, device_id, manifest_sha256, journal_sha256 FROM clips WHERE state = ? ORDER BY clip_id",
-            (ClipState.STORED,)):
+    for clip_id, device_id, m, j in store.index.clips_in_state(ClipState.STORED):
         if wanted is not None and clip_id not in wanted:
             continue
         where = f"clip {clip_id}"
@@ -637,13 +710,18 @@ def _check_clips(store, wanted: set[str] | None, faults: list[Fault]) -> None:
             _check_start(event, manifest, where, faults)
 
 
+def _time_of(value: object) -> datetime:
+    """A logged time (FormatError for anything but a time as format_time writes it)."""
+    return parse_time(value if isinstance(value, str) else "")
+
+
 def _check_start(event: dict, manifest, where: str, faults: list[Fault]) -> None:
     """The start the deadline counts from (the event's ``started_at``) is the signed manifest's,
     or, for a clip whose claim was impossible (retention.earliest_start), a later one with the
     claim kept as ``claimed_started_at`` and the clip flagged."""
     try:
-        claimed = parse_time(event.get("claimed_started_at", event.get("started_at")))
-        started = parse_time(event.get("started_at"))
+        claimed = _time_of(event.get("claimed_started_at", event.get("started_at")))
+        started = _time_of(event.get("started_at"))
         signed = parse_time(manifest.started_at)
     except EvidenceError:
         faults.append(Fault(INDEX_MISMATCH, where, "the ingest event or the manifest has no valid start", HINT_CLIP))
@@ -663,7 +741,7 @@ def _check_start(event: dict, manifest, where: str, faults: list[Fault]) -> None
 def _check_index(store, data: LogData, wanted: set[str] | None, faults: list[Fault]) -> None:
     """7a (event rows against their leaves) runs in the log scan; here: clip rows, expiry and
     holds against the events that created them."""
-    conn = store.conn
+    index = store.index
     ingests: dict[str, tuple[int, dict]] = {}
     hold_events: dict[int, dict] = {}
     releases: dict[int, tuple[int, dict]] = {}  # hold event index -> (release index, body)
@@ -677,10 +755,8 @@ def _check_index(store, data: LogData, wanted: set[str] | None, faults: list[Fau
         elif kind == "release" and isinstance(body.get("hold_event"), int):
             releases[body["hold_event"]] = (idx, body)
     # 7b. Clip rows against their ingest events (every row, expired ones too: the report counts them).
-    rows = conn.execute("SELECT clip_id, device_id, sequence, trigger, started_at, state, late "
-                        "FROM clips ORDER BY clip_id").fetchall()
     seen = set()
-    for clip_id, device_id, sequence, trigger, started_at, state, _late in rows:
+    for clip_id, device_id, sequence, trigger, started_at, state, _late in index.clip_ingest_columns():
         seen.add(clip_id)
         if wanted is not None and clip_id not in wanted:
             continue
@@ -707,14 +783,13 @@ def _check_index(store, data: LogData, wanted: set[str] | None, faults: list[Fau
             if clip_id not in seen:
                 faults.append(Fault(INDEX_MISMATCH, f"clip {clip_id} (log index {idx})",
                                     "was ingested but its index row is gone", HINT_CLIP))
-    for qid, state in conn.execute("SELECT qid, state FROM quarantine ORDER BY qid"):
+    for qid, state in index.quarantine_states():
         if (wanted is None or qid in wanted) and state == ClipState.EXPIRED and qid not in expired_subjects:
             faults.append(Fault(EXPIRE_MISSING, f"quarantine {qid}",
                                 "is marked expired but the log has no expire event for it", HINT_CLIP))
     # 7c. Holds: the table must be exactly what the hold and release events say.
     table = {event_index: (hold_id, clip_id, kind, released_at, release_event)
-             for hold_id, clip_id, kind, event_index, released_at, release_event in conn.execute(
-                 "SELECT hold_id, clip_id, kind, event_index, released_at, release_event FROM holds")}
+             for hold_id, clip_id, kind, event_index, released_at, release_event in index.hold_release_rows()}
     for idx, body in sorted(hold_events.items()):
         clip_id = body.get("clip")
         if wanted is not None and clip_id not in wanted:
@@ -750,7 +825,7 @@ def _check_state(store, state: logstate.LogState, wanted: set[str] | None, fault
     """What 7b/7c leave out: every column expiry, ingest, list or report act on, against the
     state derived from the leaves (logstate). Each difference is a ROW_MISMATCH naming the row
     and the columns."""
-    conn = store.conn
+    index = store.index
 
     def differ(where: str, names: list[str], what: str = "the log") -> None:
         if names:
@@ -760,11 +835,10 @@ def _check_state(store, state: logstate.LogState, wanted: set[str] | None, fault
     def pick(item: str | None) -> bool:
         return wanted is None or item in wanted
 
-    texts = _event_texts(conn)
+    texts = _event_texts(index)
     # Clips: arrival, flags, expiry, justification, officer (7b checked device, sequence, trigger, start).
     for (clip_id, officer, manifest, journal, ingested_at, flags, justification, late, expired_at, _ended_at,
-         _homes) in conn.execute("SELECT clip_id, officer, manifest_sha256, journal_sha256, ingested_at, flags, "
-                                "justification, late, expired_at, ended_at, homes FROM clips"):
+         _homes) in index.clip_state_rows():
         facts = state.clips.get(clip_id)
         if facts is None or not pick(clip_id):
             continue
@@ -787,7 +861,7 @@ def _check_state(store, state: logstate.LogState, wanted: set[str] | None, fault
         differ(f"clip {clip_id} (log index {facts.index})", names)
     # Segment rows: exactly the objects of the ingest event.
     segs: dict[str, dict[str, tuple]] = {}
-    for clip_id, name, size, sha, status in conn.execute("SELECT clip_id, name, bytes, sha256, status FROM segments"):
+    for clip_id, name, size, sha, status in index.segment_state_rows():
         segs.setdefault(clip_id, {})[name] = (size, sha, status)
     for clip_id, facts in state.clips.items():
         if not pick(clip_id):
@@ -801,45 +875,45 @@ def _check_state(store, state: logstate.LogState, wanted: set[str] | None, fault
             differ(f"clip {clip_id}", ["segments"], "the log (no ingest event)")
     # Quarantined items.
     kept: dict[str, dict[str, tuple]] = {}
-    for qid, name, sha, size in conn.execute("SELECT qid, name, sha256, size FROM quarantine_objects"):
+    for qid, name, sha, size in index.quarantine_object_state_rows():
         kept.setdefault(qid, {})[name] = (sha, size)
-    rows = {r[0]: r for r in conn.execute("SELECT qid, clip_id, device_id, manifest_sha256, journal_sha256, reason, "
-                                          "at, started_at, state, late, expired_at FROM quarantine")}
-    for qid, facts in state.quarantine.items():
-        if not pick(qid) and not pick(facts.claimed_clip):
+    quarantine_rows = {r[0]: r for r in index.quarantine_rows()}
+    for qid, item in state.quarantine.items():
+        if not pick(qid) and not pick(item.claimed_clip):
             continue
-        where = f"quarantine {qid} (log index {facts.index})"
-        row = rows.get(qid)
+        where = f"quarantine {qid} (log index {item.index})"
+        row = quarantine_rows.get(qid)
         if row is None:
             faults.append(Fault(ROW_MISMATCH, where, "was quarantined but its index row is gone", HINT_CLIP))
             continue
+        want_start: str | None
+        want_late: int | None
         try:
-            start = store._quarantine_start(facts)
+            start = store._quarantine_start(item)
             want_start = _fmt(start)
-            want_late = int(_parse(facts.at) > start + store.policy.retention)
+            want_late = int(_parse(item.at) > start + store.policy.retention)
         except ValueError:
-            want_start = want_late = None
-        want = (qid, facts.claimed_clip, facts.device, facts.manifest, facts.journal, facts.cause, facts.at,
-                want_start, ClipState.EXPIRED if facts.expired_index is not None else ClipState.QUARANTINED, want_late,
-                facts.expired_at)
+            want_start, want_late = None, None
+        want = (qid, item.claimed_clip, item.device, item.manifest, item.journal, item.cause, item.at,
+                want_start, ClipState.EXPIRED if item.expired_index is not None else ClipState.QUARANTINED, want_late,
+                item.expired_at)
         names = [n for n, a, b in zip(_QUARANTINE_COLUMNS, row, want) if a != b
                  # an old event without started_at, whose manifest expiry deleted: nothing to derive from
-                 and not (n in ("started_at", "late") and facts.started_at is None and facts.expired_index is not None)]
-        logged = {o.get("name"): (o.get("sha256"), o.get("bytes")) for o in facts.objects if isinstance(o, dict)}
-        if kept.get(qid, {}) != logged:
+                 and not (n in ("started_at", "late") and item.started_at is None and item.expired_index is not None)]
+        kept_logged = {o.get("name"): (o.get("sha256"), o.get("bytes")) for o in item.objects if isinstance(o, dict)}
+        if kept.get(qid, {}) != kept_logged:
             names.append("objects")
         differ(where, names)
-    for qid in (rows.keys() | kept.keys()) - state.quarantine.keys():
+    for qid in (quarantine_rows.keys() | kept.keys()) - state.quarantine.keys():
         if pick(qid):
             faults.append(Fault(ROW_MISMATCH, f"quarantine {qid}", "has index rows but no quarantine event in the log",
                                 HINT_CLIP))
     # Holds: the texts, time and after_view of each row (7c checked clip, kind and release).
-    for hold_id, event_index, case_text, reason_text, actor_text, created_at, after_view in conn.execute(
-            "SELECT hold_id, event_index, case_text, reason_text, actor_text, created_at, after_view FROM holds"):
+    for hold_id, event_index, case_text, reason_text, actor_text, created_at, after_view in index.hold_text_rows():
         hold = state.holds.get(event_index)
         if hold is None or not pick(hold.clip_id):
             continue
-        links = _links(conn, event_index)
+        links = index.text_links(event_index)
         names = [n for n, a, b in (("case_text", case_text, links.get("case")),
                                    ("reason_text", reason_text, links.get("reason")),
                                    ("actor_text", actor_text, links.get("actor")),
@@ -849,11 +923,11 @@ def _check_state(store, state: logstate.LogState, wanted: set[str] | None, fault
         differ(f"clip {hold.clip_id} (hold row {hold_id}, log index {event_index})", names)
     # Devices: key, profile, revocation, officer and chain position decide what ingest accepts.
     if wanted is None:
-        for row in conn.execute("SELECT device_id, public_key, profile, officer, revoked, revoked_reason, enrolled_at, "
-                                "last_sequence, last_manifest_sha256 FROM devices"):
+        device_rows = index.device_state_rows()
+        for row in device_rows:
             device_id, public_key, profile, officer, revoked, revoked_reason, enrolled_at, last_seq, last_manifest = row
-            facts = state.devices.get(device_id)
-            if facts is None:
+            device = state.devices.get(device_id)
+            if device is None:
                 faults.append(Fault(ROW_MISMATCH, f"device {device_id}", "has an index row but no enroll event",
                                     HINT_CLIP))
                 continue
@@ -861,42 +935,38 @@ def _check_state(store, state: logstate.LogState, wanted: set[str] | None, fault
                 row_profile = json.loads(profile)
             except (TypeError, ValueError):
                 row_profile = None
-            logged_officer = texts.get((facts.assign_index, "officer")) if facts.assign_index is not None else None
-            logged_reason = texts.get((facts.revoke_index, "reason")) if facts.revoke_index is not None else None
+            logged_officer = texts.get((device.assign_index, "officer")) if device.assign_index is not None else None
+            logged_reason = texts.get((device.revoke_index, "reason")) if device.revoke_index is not None else None
             names = [n for n, a, b in (
-                ("public_key", public_key, facts.public_key), ("profile", row_profile, facts.profile),
-                ("enrolled_at", enrolled_at, facts.enrolled_at), ("revoked", revoked, int(facts.revoked)),
+                ("public_key", public_key, device.public_key), ("profile", row_profile, device.profile),
+                ("enrolled_at", enrolled_at, device.enrolled_at), ("revoked", revoked, int(device.revoked)),
                 ("revoked_reason", revoked_reason, revoked_reason if logged_reason is _ERASED else logged_reason),
                 ("officer", officer, officer if logged_officer is _ERASED else logged_officer),
-                ("last_sequence", last_seq, facts.last_sequence),
-                ("last_manifest_sha256", last_manifest, facts.last_manifest)) if a != b]
-            differ(f"device {device_id} (log index {facts.index})", names)
-        for device_id in state.devices.keys() - {r[0] for r in conn.execute("SELECT device_id FROM devices")}:
+                ("last_sequence", last_seq, device.last_sequence),
+                ("last_manifest_sha256", last_manifest, device.last_manifest)) if a != b]
+            differ(f"device {device_id} (log index {device.index})", names)
+        for device_id in state.devices.keys() - {r[0] for r in device_rows}:
             faults.append(Fault(ROW_MISMATCH, f"device {device_id}", "was enrolled but its index row is gone",
                                 HINT_CLIP))
         # Objects: deleted exactly when the log expired them; every live one indexed (expiry treats
         # an unindexed file as an interrupted ingest's leftover).
         live = state.live_objects()
-        rows = dict(conn.execute("SELECT sha256, deleted_at FROM objects"))
+        rows = index.object_deletions()
         for sha in sorted(live):
             if rows.get(sha, "missing") is not None:
                 state_text = "has no objects row" if sha not in rows else "is marked deleted"
                 faults.append(Fault(ROW_MISMATCH, f"object {sha}", f"a live clip or quarantined item names it but it "
                                     f"{state_text}", HINT_CLIP))
-        named = set(state.expired_objects).union(*(f.object_hashes() for f in [*state.clips.values(),
-                                                                                 *state.quarantine.values()]))
+        named = set(state.expired_objects).union(*(f.object_hashes() for f in state.clips.values()),
+                                                 *(f.object_hashes() for f in state.quarantine.values()))
         for sha in sorted(rows.keys() - named, key=str):
             # A row keeps a file from being treated as an interrupted ingest's leftover, which
             # expiry deletes after the retention: one no event names would keep it for ever.
             faults.append(Fault(ROW_MISMATCH, f"object {sha}", "has an objects row but no event names it", HINT_CLIP))
-        for (idx,) in conn.execute("SELECT DISTINCT idx FROM event_texts WHERE idx >= ? OR idx < 0", (state.size,)):
+        for idx in index.text_links_outside(state.size):
             faults.append(Fault(TEXT_ALTERED, f"log index {idx}", "personal texts are linked to a log entry that "
                                 "does not exist", HINT_LOG))
-        # An anti-join, not NOT IN: PostgreSQL runs NOT IN over a subquery larger than its
-        # work_mem once per row (hours at a million events); both engines plan this one linearly.
-        for (text_id,) in conn.execute(
-                "SELECT t.text_id FROM texts t LEFT JOIN event_texts et ON et.text_id = t.text_id "
-                "WHERE et.text_id IS NULL"):
+        for text_id in index.unlinked_texts():
             faults.append(Fault(TEXT_ALTERED, f"text {text_id}", "a personal text no log entry names", HINT_LOG))
         for sha in sorted(state.expired_objects.keys() - rows.keys()):
             faults.append(Fault(ROW_MISMATCH, f"object {sha}", "an expire event deleted it but its objects row (the "
@@ -915,20 +985,11 @@ _QUARANTINE_COLUMNS = ("qid", "clip_id", "device_id", "manifest_sha256", "journa
                        "started_at", "state", "late", "expired_at")
 
 
-def _event_texts(conn) -> dict[tuple[int, str], str | object]:
+def _event_texts(index: Queries) -> dict[tuple[int, str], str | object]:
     """(event index, field) -> text (or _ERASED) for the officer and reason fields of the events
     whose texts an index row copies (ingest, assign, revoke): few, so all are read."""
-    out: dict[tuple[int, str], str | object] = {}
-    for idx, fieldname, text in conn.execute(
-            "SELECT et.idx, et.field, t.text FROM event_texts et JOIN texts t USING (text_id) "
-            "WHERE et.field IN ('officer', 'reason') AND et.idx IN "
-            "(SELECT idx FROM events WHERE kind IN ('ingest', 'assign', 'revoke'))"):
-        out[(idx, fieldname)] = _ERASED if text is None else text
-    return out
-
-
-def _links(conn, idx: int) -> dict[str, int]:
-    return dict(conn.execute("SELECT field, text_id FROM event_texts WHERE idx = ?", (idx,)))
+    return {(idx, fieldname): _ERASED if text is None else text
+            for idx, fieldname, text in index.copied_texts(("officer", "reason"), (ev.INGEST, ev.ASSIGN, ev.REVOKE))}
 
 
 def _fmt(moment) -> str:

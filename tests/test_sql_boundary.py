@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("device", "dock", "evidence_store")
 INDEX_MODULES = {"evidence_store/db.py", "evidence_store/postgres.py", "evidence_store/log.py",
                  "evidence_store/queries.py"}
-PENDING_SPLIT = {"evidence_store/verify.py", "evidence_store/report.py", "evidence_store/deletion.py"}
+PENDING_SPLIT: set[str] = set()
 STORE_MODULES = INDEX_MODULES | PENDING_SPLIT | {"evidence_store/store/facade.py"}
 SQL = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|PRAGMA|BEGIN|COMMIT|ROLLBACK|WITH)\s")
 

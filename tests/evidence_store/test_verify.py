@@ -89,6 +89,23 @@ def test_verify_flipped_byte_in_stored_hash_named(store, filled, storage_index):
     assert v.LOG_REWRITTEN not in kinds(faults)  # the leaves still match the checkpoints
 
 
+def test_verify_flipped_byte_in_highest_stored_hash_named(store, filled):
+    # The hash over the most entries: with worker processes it spans two ranges, so no worker
+    # can recompute it and the parent checks it against its children.
+    size = store.log.size()
+    level = size.bit_length() - 1
+    j = merkle.stored_hash_index(level, 0)
+    (h,) = store.conn.execute("SELECT hash FROM hashes WHERE id = ?", (j,)).fetchone()
+    store.conn.execute("UPDATE hashes SET hash = ? WHERE id = ?", (flip(h, 3), j))
+    faults = verify_store(store)
+    assert [f.kind for f in faults] == [v.STORED_HASH_ALTERED] and faults[0].where == f"storage index {j}"
+
+
+def test_verify_missing_last_stored_hash_found(store, filled):
+    store.conn.execute("DELETE FROM hashes WHERE id = (SELECT MAX(id) FROM hashes)")
+    assert v.STORED_HASH_MISSING in kinds(verify_store(store))
+
+
 def test_verify_flipped_byte_in_checkpoint_named(store, filled):
     size, note = store.log.checkpoints()[3]
     store.conn.execute("UPDATE checkpoints SET note = ? WHERE size = ?", (flip(note, 5), size))
