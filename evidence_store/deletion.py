@@ -123,13 +123,13 @@ def approve_deletion(store, request_id: str, *, reason: str) -> Deleted:
                                      personal={"actor": store.actor, "reason": reason}, data={"request": index}))
         objects = {s["sha256"] for s in store.segments(clip_id)} | {info.manifest_sha256, info.journal_sha256}
         objects.discard(None)
-        store.index.deletion_expire_clip(clip_id, ClipState.EXPIRED, tx.time)
+        store.index.expire_clips([clip_id], tx.time)
         expire = tx.append(ev.Event(ev.EXPIRE, tx.time, clip_id, clip=clip_id, personal={"actor": store.actor},
                                     data={"cause": "early deletion approved (four eyes)", "deadline": info.deadline,
                                           "late": False, "objects": sorted(objects), "request": index,
                                           "approval": approve.index}))
         gone = sorted(objects - store._live_objects(objects))
-        store.index.deletion_mark_objects_deleted(gone, tx.time)
+        store.index.mark_objects_deleted(gone, tx.time)
     removed = store.sweep()
     log.info("clip %s deleted early (request %d approved as event %d)", clip_id, index, approve.index)
     return Deleted(str(index), clip_id, approve.index, expire.index, removed)

@@ -368,12 +368,6 @@ class Queries:
         row = self._one("SELECT state FROM clips WHERE clip_id = ?", (clip_id,))
         return None if row is None else row[0]
 
-    def deletion_expire_clip(self, clip_id: str, state: str, time: str) -> None:
-        self.conn.execute("UPDATE clips SET state = ?, expired_at = ? WHERE clip_id = ?", (state, time, clip_id))
-
-    def deletion_mark_objects_deleted(self, shas: Iterable[str], time: str) -> None:
-        self.conn.executemany("UPDATE objects SET deleted_at = ? WHERE sha256 = ?", [(time, h) for h in shas])
-
     # -- verify (verify.py) ---------------------------------------------------------------------
 
     def snapshot(self) -> AbstractContextManager:
