@@ -5,6 +5,7 @@ job modules define them (mypy checks that their definitions match these)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
@@ -73,4 +74,11 @@ class StoreBase(Protocol):
 
     # -- devices.py ---------------------------------------------------------------------------
     def device(self, device_id: str) -> DeviceInfo | None: ...
+
+    # -- locks.py -----------------------------------------------------------------------------
+    def item_objects(self, item_id: str) -> tuple[list[str], datetime, bool]: ...
+
+    def lock_objects(self, hashes: Iterable[str], deadline: datetime, *, held: bool | None = None) -> int: ...
+
+    def apply_lock(self, item_id: str) -> int: ...
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from evidence_store.errors import IntegrityError, UsageError
-from evidence_store.objects import ObjectTooLarge
+from evidence_store.objects import LockTarget, ObjectTooLarge
 from tests.servers._process import free_port
 
 boto3 = pytest.importorskip("boto3", reason="boto3 is in the 'test' and 'central' extras")
@@ -351,7 +351,7 @@ def test_s3_objects_check_many_lists_faults_in_order(store):
     good = store.put_bytes(b"good", retain_until=_deadline())
     gone = store.put_bytes(b"gone", retain_until=_deadline())
     store.delete(gone.sha256)
-    faults = store.check_many([(gone.sha256, 4), (good.sha256, 4)], quick=True)
+    faults = store.check_many([LockTarget(gone.sha256, 4), LockTarget(good.sha256, 4)], quick=True)
     assert [(f.kind, f.sha256) for f in faults] == [(OBJECT_MISSING, gone.sha256)]
     store.delete(good.sha256)
 
