@@ -30,9 +30,16 @@ STORE_MODULES = {"test_cli", "test_export", "test_log", "test_permissions", "tes
 BACKENDS = ("sqlite", "postgresql", "postgresql+s3")
 
 
+#: Store modules about the folder's own files (modes of objects/ and tmp/): no run with S3 objects.
+FOLDER_MODULES = {"test_permissions"}
+
+
 def pytest_generate_tests(metafunc):
-    if "backend" in metafunc.fixturenames and metafunc.module.__name__.rsplit(".", 1)[-1] in STORE_MODULES:
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    if "backend" in metafunc.fixturenames and module in STORE_MODULES:
         wanted = getattr(metafunc.function, "backends", None) or BACKENDS
+        if module in FOLDER_MODULES:
+            wanted = [b for b in wanted if not b.endswith("+s3")]
         metafunc.parametrize("backend", wanted, indirect=True)
 
 

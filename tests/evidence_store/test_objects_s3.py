@@ -378,8 +378,9 @@ def test_s3_objects_documented_policy_bypass_only_for_deletion_role(ceph_rgw, s3
         return S3Objects(f"s3://{s3_bucket}/city-a")
 
     dock, officer, expiry = as_user("dock"), as_user("officer"), as_user("expiry")
-    ref = dock.put_bytes(b"segment from a dock", retain_until=_deadline())
-    assert dock.check(ref.sha256, 19) == []
+    ref = dock.put_bytes(b"segment from a dock", retain_until=_deadline(1))
+    assert dock.extend_retention(ref.sha256, _deadline()) == 1  # what the ingest does before it commits
+    assert dock.check(ref.sha256, 19, deadline=_deadline()) == []
     for who in (dock, officer):
         with pytest.raises(S3Error, match="refused to delete|denied") as exc:
             who.delete(ref.sha256)

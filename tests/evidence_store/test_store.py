@@ -14,7 +14,7 @@ from evidence_store.objects import ObjectTooLarge
 from evidence_store.store import NotAStore, Store
 from evidence_store.verify import verify_store
 from tests.clipfactory import EMERGENCY, DeviceFixture, make_clip
-from tests.evidence_store.conftest import PASSPHRASE, local_only, put_and_ingest
+from tests.evidence_store.conftest import PASSPHRASE, local_objects, local_only, put_and_ingest
 
 
 def test_store_open_folder_without_store_raises_not_a_store(tmp_path):
@@ -73,6 +73,7 @@ def test_store_record_docking_returns_previous(store, camera, clock):
     assert store.record_docking(camera.device_id, clock.now() + timedelta(hours=1)) == clock.now()
 
 
+@local_objects
 def test_store_put_object_is_read_only_and_idempotent(store):
     ref = store.put_object(io.BytesIO(b"ciphertext"), 100)
     again = store.put_object(io.BytesIO(b"ciphertext"), 100)
@@ -318,6 +319,7 @@ def _backdate(path, moment):
     os.utime(path, (moment.timestamp(), moment.timestamp()))
 
 
+@local_objects
 def test_store_expire_removes_orphan_older_than_retention_logs_it_and_stale_tmp(store, add_clip, clock):
     clip = add_clip()
     # A dock died between copying and ingesting, and its camera never came back.
@@ -340,6 +342,7 @@ def test_store_expire_removes_orphan_older_than_retention_logs_it_and_stale_tmp(
     assert verify_store(store) == []
 
 
+@local_objects
 def test_store_put_object_again_refreshes_time_of_old_orphan(store, clock):
     data = b"the same segment, delivered again"
     ref = store.put_object(io.BytesIO(data), 100)
