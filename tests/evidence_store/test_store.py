@@ -259,6 +259,7 @@ def test_store_expire_keeps_texts_of_held_clip(store, add_clip, clock):
     assert store.clip(clip.clip_id).holds[0]["case"] == "StA-9"
 
 
+@local_objects  # 384 expiry runs; on S3, test_locks.py checks what expiry and holds do to the lock
 def test_store_time_travel_no_unheld_clip_survives_no_held_clip_deleted(store, add_clip, clock):
     # Clips recorded with an old clock: 0..20 days before they arrive, every 12 hours.
     clips = [add_clip(age=timedelta(hours=12 * k)) for k in range(0, 42, 3)]
