@@ -17,7 +17,7 @@ from evidence_store.clip.note import NoteSigner, NoteVerifier
 from evidence_store.log import EventLog
 from evidence_store.objects import ObjectStore
 from evidence_store.queries import Queries
-from evidence_store.store.records import DeviceInfo
+from evidence_store.store.records import ClipInfo, DeviceInfo
 
 if TYPE_CHECKING:
     from evidence_store.store.facade import _Tx
@@ -74,6 +74,11 @@ class StoreBase(Protocol):
 
     # -- devices.py ---------------------------------------------------------------------------
     def device(self, device_id: str) -> DeviceInfo | None: ...
+
+    # -- access.py ----------------------------------------------------------------------------
+    def clip(self, clip_id: str) -> ClipInfo: ...
+
+    def segments(self, clip_id: str) -> list[dict]: ...
 
     # -- locks.py -----------------------------------------------------------------------------
     def item_objects(self, item_id: str) -> tuple[list[str], datetime, bool]: ...

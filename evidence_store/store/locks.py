@@ -45,9 +45,8 @@ class LocksMixin(StoreBase):
         info = self.clip(item_id)
         if info.state == EXPIRED:
             return [], parse_time(info.deadline), False
-        hashes = {s["sha256"] for s in self.segments(info.clip_id)} | {info.manifest_sha256, info.journal_sha256}
-        hashes.discard(None)
-        return sorted(hashes), parse_time(info.deadline), bool(info.holds)
+        named = [s["sha256"] for s in self.segments(info.clip_id)] + [info.manifest_sha256, info.journal_sha256]
+        return sorted({h for h in named if h}), parse_time(info.deadline), bool(info.holds)
 
     def apply_lock(self, item_id: str) -> int:
         """Lock the objects of ``item_id`` as the law says: retention until its deadline (extended
