@@ -53,6 +53,7 @@ from evidence_store.clip.journal import CUT, JOURNAL_FILE, MAX_JOURNAL_BYTES, TA
 from evidence_store.clip.manifest import MANIFEST_FILE, Manifest, SegmentRecord, manifest_hash, parse_manifest
 from evidence_store.clip.outbox import QUARANTINED, STORED, DeviceRecord, Outbox, Receipt
 from evidence_store.errors import EvidenceError, IntegrityError
+from evidence_store.objects import ObjectTooLarge
 
 if TYPE_CHECKING:  # the store is heavy (SQLite, the log); the caller's open_store loads it
     from evidence_store.store import Store
@@ -515,7 +516,7 @@ class Ingester:
 
             try:
                 result = copy_and_check(dk.store.put_object, fd, seg.name, journal.entries, seg.bytes, on_bytes)
-            except EvidenceError as exc:
+            except ObjectTooLarge as exc:
                 # The size was checked before the copy: more bytes arriving means the file grew.
                 raise _Skip(f"{seg.name}: changed during ingest ({exc})") from None
             after = os.fstat(fd)
@@ -578,7 +579,7 @@ class Ingester:
         with os.fdopen(os.dup(fd), "rb", buffering=0) as src:
             try:
                 return dk.store.put_object(src, size)
-            except EvidenceError:
+            except ObjectTooLarge:
                 return None  # grew while read; the reason already says the size is wrong
 
     def _unlisted_names(self, cand: Candidate, manifest: Manifest) -> list[str]:

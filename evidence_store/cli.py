@@ -1,11 +1,12 @@
 """``bodycam-evidence``: the evidence officers' command line.
 
     bodycam-evidence --store DIR init [--passphrase-file F] [--database postgresql://USER@HOST/DB]
+                                      [--objects s3://BUCKET/PREFIX]
     bodycam-evidence --store DIR recipient
     bodycam-evidence --store DIR list [--held] [--expiring] [--officer ID] [--device ID]
                                       [--since DATE] [--until DATE] [--all] [--json]
     bodycam-evidence --store DIR show CLIP [--json]
-    bodycam-evidence --store DIR verify [CLIP ...]
+    bodycam-evidence --store DIR verify [CLIP ...] [--quick] [--json]
     bodycam-evidence --store DIR hold CLIP --case REF --reason TEXT [--kind evidence|hazard|subject-request]
     bodycam-evidence --store DIR release CLIP --case REF --reason TEXT
     bodycam-evidence --store DIR justify CLIP --reason TEXT
@@ -83,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--database", metavar="URL",
                    help="keep index and log in this PostgreSQL database (postgresql://USER@HOST/DB, "
                         "no password: libpq's ~/.pgpass, PGPASSFILE, PGSERVICEFILE); default: SQLite in DIR")
+    c.add_argument("--objects", metavar="URL",
+                   help="keep the objects in this S3 bucket with versioning and Object Lock (s3://BUCKET/PREFIX; "
+                        "endpoint and credentials by boto3's conventions: AWS_ENDPOINT_URL, AWS_PROFILE, "
+                        "~/.aws/config and ~/.aws/credentials); default: DIR/objects")
     cmd("recipient", "print the age recipient(s)")
     c = cmd("list", "list clips")
     c.add_argument("--held", action="store_true", help="only clips with a hold")
@@ -98,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true")
     c = cmd("verify", "check objects, log, checkpoints and clips; list every fault")
     c.add_argument("clips", metavar="CLIP", nargs="*")
+    c.add_argument("--quick", action="store_true",
+                   help="do not re-read the objects: trust the SHA-256 and size the storage recorded")
     c.add_argument("--json", action="store_true")
     c = cmd("hold", "keep a clip beyond its deadline (after review)")
     c.add_argument("clip", metavar="CLIP")
@@ -227,11 +234,18 @@ def cmd_init(args) -> int:
         from evidence_store.index import check_database
 
         check_database(args.database)  # before the passphrase prompt: a URL with a password is refused
+    if args.objects is not None:
+        from evidence_store.objects_s3 import parse_s3_url
+
+        parse_s3_url(args.objects)  # a malformed URL is a usage error, before the prompt
     passphrase = read_passphrase(args, confirm=True)
-    with Store.init(root, passphrase, scrypt_log_n=int(log_n_text), database=args.database) as store:
+    with Store.init(root, passphrase, scrypt_log_n=int(log_n_text), database=args.database,
+                    objects=args.objects) as store:
         out(f"created evidence store {root}")
         if args.database is not None:
             out(f"index and log: {args.database}")
+        if args.objects is not None:
+            out(f"objects: {args.objects} (S3 Object Lock, GOVERNANCE retention until each clip's deadline)")
         for recipient in store.recipients:
             out(f"recipient: {recipient}")
         out(f"verifier key: {store.verifier_key}")
@@ -374,12 +388,13 @@ def cmd_verify(args) -> int:
     progress = _show_step if sys.stderr.isatty() else None
     notes: list[Fault] = []
     with open_store(args) as store:
-        faults = verify_store(store, args.clips or None, progress=progress, notes=notes)
+        faults = verify_store(store, args.clips or None, progress=progress, notes=notes, quick=args.quick)
         size = store.log.size()
     if progress:
         sys.stderr.write("\r" + " " * 24 + "\r")
     if args.json:
-        dump({"faults": [f.as_dict() for f in faults], "notes": [n.as_dict() for n in notes]})
+        dump({"faults": [f.as_dict() for f in faults], "notes": [n.as_dict() for n in notes]}
+             | ({"quick": "objects not re-read; recorded SHA-256 and size trusted"} if args.quick else {}))
     else:
         for fault in faults:
             out(f"FAULT {fault.kind}: {fault.where}: {fault.message}")
@@ -387,6 +402,8 @@ def cmd_verify(args) -> int:
         for note in notes:  # leftovers of interrupted writes: worth knowing, not a fault
             out(f"note {note.kind}: {note.where}: {note.message}")
             out(f"  hint: {note.hint}")
+        if args.quick:
+            out("quick: objects were not re-read; their recorded SHA-256 and size were trusted")
         out(f"{len(faults)} fault(s) found" if faults else f"ok: objects, {size} log entries, checkpoints and clips verified")
     return EXIT_INTEGRITY if faults else EXIT_OK
 

@@ -11,9 +11,10 @@ group. So every folder here is 2770 (group-writable, the group inherited), whoev
 expiry service must be able to unlink an object the dock wrote. Objects are 0440: the group reads
 them (verify), nobody writes them, and other users never see even ciphertext.
 
-Growth path: ``ObjectStore`` is the seam. A backend for an S3-compatible store with Object Lock
-implements the same five methods (put, put_bytes, open, exists, delete, plus iteration); legal
-holds map to S3 legal hold there.
+``ObjectStore`` is the seam between the store and its object storage: this folder
+(``LocalObjects``) or S3 with Object Lock (objects_s3.S3Objects). The lock methods
+(``extend_retention``, ``set_legal_hold``) map the law onto S3's lock; a folder has no lock of its
+own (its protection is the file mode and the group), so here they do nothing.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ import hashlib
 import logging
 import os
 import re
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -73,14 +76,56 @@ def copy_hashed(src, write, max_bytes: int) -> ObjectRef:
         write(block)
 
 
+# Fault kinds of ``check`` (the same strings as verify's object faults).
+OBJECT_MISSING = "object-missing"
+OBJECT_ALTERED = "object-altered"
+OBJECT_UNLOCKED = "object-unlocked"
+
+
+@dataclass(frozen=True)
+class ObjectFault:
+    """One problem with one object: ``kind`` (constants above), its SHA-256, a one-line message."""
+
+    kind: str
+    sha256: str
+    message: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        return f"object {self.sha256}: {self.message}"
+
+
+@dataclass(frozen=True)
+class LockTarget:
+    """What one object must be locked for: its clip's deadline and whether the clip is held."""
+
+    sha256: str
+    size: int | None = None
+    deadline: datetime | None = None
+    held: bool = False
+
+
 class ObjectStore(Protocol):
-    def put(self, src: BinaryIO, max_bytes: int) -> ObjectRef: ...
-    def put_bytes(self, data: bytes) -> ObjectRef: ...
+    """What the store asks of its object storage (LocalObjects, objects_s3.S3Objects)."""
+
+    def put(self, src: BinaryIO, max_bytes: int, retain_until: datetime | None = None,
+            legal_hold: bool = False) -> ObjectRef: ...
+    def put_bytes(self, data: bytes, retain_until: datetime | None = None, legal_hold: bool = False) -> ObjectRef: ...
     def open(self, sha256: str) -> BinaryIO: ...
+    def read(self, sha256: str) -> bytes: ...
     def exists(self, sha256: str) -> bool: ...
+    def size(self, sha256: str) -> int | None: ...
     def delete(self, sha256: str) -> bool: ...
     def delete_many(self, sha256s: Iterable[str]) -> int: ...
     def names(self) -> Iterator[str]: ...
+    def age_seconds(self, name: str, now: float) -> float: ...
+    def leftovers(self) -> int: ...
+    def remove_stale(self, cutoff: float) -> int: ...
+    def extend_retention(self, sha256: str, retain_until: datetime) -> int: ...
+    def set_legal_hold(self, sha256: str, on: bool) -> int: ...
+    def check_many(self, targets: Iterable[LockTarget], *, quick: bool = False) -> list[ObjectFault]: ...
+    #: Whether the storage enforces retention and legal hold itself (S3 Object Lock).
+    locking: bool
 
 
 def make_shared_dir(path: Path) -> None:
@@ -109,6 +154,9 @@ class LocalObjects:
     """Objects in a local folder. Safe for concurrent writers: each writes its own temp file and
     the final rename is atomic; two writers of the same bytes produce the same file."""
 
+    #: No lock of its own (see the module docstring): verify asks no deadline of it.
+    locking = False
+
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root) / OBJECTS_DIR
         self.tmp = Path(root) / TMP_DIR
@@ -120,8 +168,10 @@ class LocalObjects:
     def exists(self, sha256: str) -> bool:
         return self.path(sha256).is_file()
 
-    def put(self, src: BinaryIO, max_bytes: int) -> ObjectRef:
+    def put(self, src: BinaryIO, max_bytes: int, retain_until: datetime | None = None,
+            legal_hold: bool = False) -> ObjectRef:
         """Copy ``src`` into the store while hashing it (temp, fsync, rename, fsync folder).
+        (``retain_until`` and ``legal_hold``: a folder has no lock; see the module docstring.)
 
         Returns the ObjectRef. Idempotent: if the object exists, the copy replaces it (same bytes,
         fresh time). Raises
@@ -145,7 +195,7 @@ class LocalObjects:
         os.close(fd)
         return self._commit(tmp, ref)
 
-    def put_bytes(self, data: bytes) -> ObjectRef:
+    def put_bytes(self, data: bytes, retain_until: datetime | None = None, legal_hold: bool = False) -> ObjectRef:
         import io
 
         return self.put(io.BytesIO(data), len(data))
@@ -232,6 +282,62 @@ class LocalObjects:
                 size += len(block)
         return digest.hexdigest(), size
 
+    def size(self, sha256: str) -> int | None:
+        """The object's size in bytes; None if it is missing (or not a file)."""
+        try:
+            st = self.path(sha256).stat()
+        except FileNotFoundError:
+            return None
+        return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+    def leftovers(self) -> int:
+        """How many temporary files of object writes are in tmp/ (in progress or interrupted)."""
+        return sum(1 for _ in self.tmp_files())
+
+    def remove_stale(self, cutoff: float) -> int:
+        """Remove temp files last written before ``cutoff`` (a crashed copy; its camera still
+        holds the clip, or the rerun made a new copy). Not evidence: never indexed or named."""
+        count = 0
+        for path, mtime in self.tmp_files():
+            if mtime < cutoff and path.is_file():
+                path.unlink(missing_ok=True)
+                count += 1
+        if count:
+            fsync_dir(self.tmp)
+        return count
+
+    def extend_retention(self, sha256: str, retain_until: datetime) -> int:
+        """No lock in a folder: nothing to extend (0 versions changed)."""
+        check_sha256(sha256)
+        return 0
+
+    def set_legal_hold(self, sha256: str, on: bool) -> int:
+        """No lock in a folder: the store's hold rows and events are the hold (0 versions changed)."""
+        check_sha256(sha256)
+        return 0
+
+    def check_many(self, targets: Iterable[LockTarget], *, quick: bool = False) -> list[ObjectFault]:
+        """Missing or altered objects: re-hashed, or with ``quick`` only their presence (and size,
+        where the target names one) is checked. No lock to check in a folder."""
+        faults = []
+        for target in targets:
+            sha = target.sha256
+            if quick:
+                size = self.size(sha)
+                if size is None:
+                    faults.append(ObjectFault(OBJECT_MISSING, sha, "is missing"))
+                elif target.size is not None and size != target.size:
+                    faults.append(ObjectFault(OBJECT_ALTERED, sha, f"has {size} bytes, the index says {target.size}"))
+                continue
+            try:
+                digest, _ = self.rehash(sha)
+            except IntegrityError:
+                faults.append(ObjectFault(OBJECT_MISSING, sha, "is missing"))
+                continue
+            if digest != sha:
+                faults.append(ObjectFault(OBJECT_ALTERED, sha, f"was altered (its bytes hash to {digest[:16]}...)"))
+        return faults
+
 
 #: ``store.json`` key naming central object storage (``s3://BUCKET/PREFIX``); absent: the folder.
 OBJECTS_KEY = "objects"
@@ -242,7 +348,7 @@ def open_objects(root: Path, config: dict) -> ObjectStore:
     Object Lock (objects_s3, which loads boto3 only then) where ``"objects"`` names a bucket."""
     url = config.get(OBJECTS_KEY)
     if url:
-        from evidence_store.objects_s3 import S3Objects
+        from evidence_store.objects_s3 import ARRIVAL_RETENTION, S3Objects
 
-        return S3Objects(url)
+        return S3Objects(url, default_retention=ARRIVAL_RETENTION)
     return LocalObjects(root)

@@ -56,7 +56,18 @@ from datetime import UTC, datetime, timedelta
 from typing import IO, BinaryIO
 
 from evidence_store.errors import EvidenceError, IntegrityError, UsageError
-from evidence_store.objects import COPY_BLOCK, HEX64, ObjectRef, check_sha256, copy_hashed
+from evidence_store.objects import (
+    COPY_BLOCK,
+    HEX64,
+    OBJECT_ALTERED,
+    OBJECT_MISSING,
+    OBJECT_UNLOCKED,
+    LockTarget,
+    ObjectFault,
+    ObjectRef,
+    check_sha256,
+    copy_hashed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +76,11 @@ OBJECTS_PREFIX = "objects/"
 LOCK_MODE = "GOVERNANCE"
 #: The shortest retention any version gets (see "Already-due objects" above).
 MIN_RETENTION = timedelta(hours=1)
+#: The retention of an object written before its clip's deadline is known (a segment the dock
+#: copies before the ingest checks the manifest): the ingest extends it to the deadline before it
+#: commits (store/locks.py). Long enough for any ingest, short enough that an orphan of an ingest
+#: that never committed is not locked much longer than it is kept.
+ARRIVAL_RETENTION = timedelta(days=1)
 #: Objects up to this size go up in one PUT; larger ones in parts of PART_SIZE (S3: 5 MiB..5 GiB).
 MULTIPART_THRESHOLD = 256 << 20
 PART_SIZE = 64 << 20
@@ -79,29 +95,12 @@ CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken
                     "InvalidClientTokenId", "AuthorizationHeaderMalformed"}
 NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound", "NoSuchVersion"}
 
-# Fault kinds of ``check`` (the same strings as verify's object faults).
-OBJECT_MISSING = "object-missing"
-OBJECT_ALTERED = "object-altered"
-OBJECT_UNLOCKED = "object-unlocked"
 HINT_VERSIONS = ("an older, locked version may still hold the original bytes: list the key's versions "
                  "(aws s3api list-object-versions) and compare their SHA-256 with the object's name")
 
 
 class S3Error(EvidenceError):
     """The S3 storage cannot be used: unreachable, credentials refused, bucket unfit, access denied."""
-
-
-@dataclass(frozen=True)
-class ObjectFault:
-    """One problem with one object: ``kind`` (constants above), its SHA-256, a one-line message."""
-
-    kind: str
-    sha256: str
-    message: str
-    hint: str = ""
-
-    def __str__(self) -> str:
-        return f"object {self.sha256}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -136,6 +135,9 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     return bucket, prefix + "/" if prefix else ""
 
 
+_LOADER = None
+
+
 def make_client():
     """A boto3 S3 client configured by boto3's own conventions (environment, shared files).
 
@@ -144,15 +146,25 @@ def make_client():
     the body's SHA-256 on receipt), few quick retries (an unreachable endpoint fails in seconds)."""
     try:
         import boto3
+        import botocore.session
         from botocore.config import Config
     except ImportError:
         raise UsageError("objects on S3 need boto3, which is not installed",
                          "hint: pip install 'bodycam[central]'") from None
+    # A new session per client (credentials and endpoint are read afresh, as boto3 documents),
+    # but one loader of the service models per process: parsing them took 0.5 s per client.
+    global _LOADER
+    if _LOADER is None:
+        import botocore.loaders
+
+        _LOADER = botocore.loaders.create_loader()
+    core = botocore.session.get_session()
+    core.register_component("data_loader", _LOADER)
     config = Config(request_checksum_calculation="when_required", response_checksum_validation="when_required",
                     retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=60,
                     s3={"payload_signing_enabled": True}, max_pool_connections=16)
     with _translated("open the S3 client"):
-        return boto3.session.Session().client("s3", config=config)
+        return boto3.session.Session(botocore_session=core).client("s3", config=config)
 
 
 @contextmanager
@@ -227,6 +239,9 @@ class S3Objects:
     ``default_retention``: used for ``put`` calls without ``retain_until`` (now + it); without
     either, a version is written without a retention of its own (the bucket's default, if any,
     applies; ``check`` reports it unlocked otherwise)."""
+
+    #: The storage enforces retention and legal hold (verify checks them).
+    locking = True
 
     def __init__(self, url: str, *, client=None, check: bool = True, default_retention: timedelta | None = None,
                  multipart_threshold: int = MULTIPART_THRESHOLD, part_size: int = PART_SIZE,
@@ -427,6 +442,25 @@ class S3Objects:
         Interrupted multipart uploads are listed by ``incomplete_uploads``."""
         return iter(())
 
+    def size(self, sha256: str) -> int | None:
+        """The current version's size in bytes; None if the object is missing."""
+        status = self.lock_status(sha256)
+        return None if status is None else status.size
+
+    def leftovers(self) -> int:
+        """How many multipart uploads under the prefix are unfinished (in progress or interrupted)."""
+        return sum(1 for _ in self.incomplete_uploads())
+
+    def remove_stale(self, cutoff: float) -> int:
+        """Abort the multipart uploads started before ``cutoff`` (a crashed upload of a large
+        object; its camera still holds the clip). Their parts are no object and no evidence."""
+        count = 0
+        for key, upload_id, started in list(self.incomplete_uploads()):
+            if started.timestamp() < cutoff:
+                self.abort_upload(key, upload_id)
+                count += 1
+        return count
+
     def incomplete_uploads(self) -> Iterator[tuple[str, str, datetime]]:
         """(key, upload id, started) of every unfinished multipart upload under the prefix."""
         paginator = self.client.get_paginator("list_multipart_uploads")
@@ -586,12 +620,14 @@ class S3Objects:
             return [ObjectFault(OBJECT_UNLOCKED, sha256, "has no retention in force and no legal hold", hint)]
         return []
 
-    def check_many(self, items: Iterable[tuple[str, int | None]], *, quick: bool = False, workers: int = 4,
-                   **kwargs) -> list[ObjectFault]:
-        """``check`` for many (sha256, size) pairs on ``workers`` threads (each request waits on
-        the network); faults in the order of ``items``."""
-        items = list(items)
+    def check_many(self, targets: Iterable[LockTarget], *, quick: bool = False, workers: int = 4
+                   ) -> list[ObjectFault]:
+        """``check`` for many objects, each against its own deadline and hold, on ``workers``
+        threads (each request waits on the network); faults in the order of ``targets``."""
+        targets = list(targets)
+        now = self._now()
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            results = list(pool.map(lambda item: self.check(item[0], item[1], quick=quick, **kwargs), items))
+            results = list(pool.map(lambda t: self.check(t.sha256, t.size, quick=quick, deadline=t.deadline,
+                                                         held=t.held, now=now), targets))
         return [fault for faults in results for fault in faults]
 

@@ -133,6 +133,10 @@ class AccessMixin(StoreBase):
             raise UsageError("a hold needs a case reference (--case REF)")
         with self._command() as tx:
             clip_id = self._live_item(clip_id).clip_id
+            # The legal hold before the commit (see locks.py): a held clip's objects are never
+            # deletable, not even by the deletion role.
+            hashes, deadline, _ = self.item_objects(clip_id)
+            self.lock_objects(hashes, deadline, held=True)
             viewed = self.index.has_event(clip_id, ev.VIEW)
             appended = tx.append(ev.Event(ev.HOLD, tx.time, clip_id, clip=clip_id,
                                           personal={"actor": self.actor, "case": case, "reason": reason},
@@ -159,6 +163,11 @@ class AccessMixin(StoreBase):
                                           personal={"actor": self.actor, "case": case, "reason": reason},
                                           data={"hold_event": row[1]}))
             self.index.release_hold(row[0], tx.time, appended.index)
+            if not self._holds({clip_id}):
+                # The last release: retention to the deadline first, then the legal hold off,
+                # before the commit (see locks.py).
+                hashes, deadline, _ = self.item_objects(clip_id)
+                self.lock_objects(hashes, deadline, held=False)
 
     def justify(self, clip_id: str, *, reason: str) -> None:
         """Record why an emergency clip was not announced (justify event)."""

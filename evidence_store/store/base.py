@@ -5,6 +5,7 @@ job modules define them (mypy checks that their definitions match these)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +17,7 @@ from evidence_store.clip.note import NoteSigner, NoteVerifier
 from evidence_store.log import EventLog
 from evidence_store.objects import ObjectStore
 from evidence_store.queries import Queries
-from evidence_store.store.records import DeviceInfo
+from evidence_store.store.records import ClipInfo, DeviceInfo
 
 if TYPE_CHECKING:
     from evidence_store.store.facade import _Tx
@@ -74,4 +75,16 @@ class StoreBase(Protocol):
 
     # -- devices.py ---------------------------------------------------------------------------
     def device(self, device_id: str) -> DeviceInfo | None: ...
+
+    # -- access.py ----------------------------------------------------------------------------
+    def clip(self, clip_id: str) -> ClipInfo: ...
+
+    def segments(self, clip_id: str) -> list[dict]: ...
+
+    # -- locks.py -----------------------------------------------------------------------------
+    def item_objects(self, item_id: str) -> tuple[list[str], datetime, bool]: ...
+
+    def lock_objects(self, hashes: Iterable[str], deadline: datetime, *, held: bool | None = None) -> int: ...
+
+    def apply_lock(self, item_id: str) -> int: ...
 

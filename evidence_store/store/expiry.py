@@ -10,7 +10,6 @@ from datetime import datetime
 from evidence_store import checkpoint as cpmod
 from evidence_store import events as ev
 from evidence_store import logstate, merkle, retention
-from evidence_store.clip.fsutil import fsync_dir
 from evidence_store.clip.ids import format_time, parse_time
 from evidence_store.clip.manifest import parse_manifest
 from evidence_store.errors import EvidenceError, IntegrityError, UsageError
@@ -125,7 +124,7 @@ class ExpiryMixin(StoreBase):
             doomed = sorted(name for name, age in self.orphans(tx.now)
                             if age > limit and HEX64.match(name) and name not in protect)
             for sha in doomed:
-                size = self.objects.path(sha).stat().st_size
+                size = self.objects.size(sha) or 0
                 self.index.index_deleted_object(sha, size, ORPHAN, tx.time)
             tx.append_many([ev.Event(ev.EXPIRE, tx.time, f"object:{sha}", personal={"actor": self.actor},
                                      data={"cause": "unreferenced object (an ingest that never committed) "
@@ -138,15 +137,7 @@ class ExpiryMixin(StoreBase):
     def _remove_stale_tmp(self) -> int:
         """Remove temp files of object writes older than TMP_MAX_AGE (a crashed copy; its camera
         still holds the clip, or the rerun made a new copy). Not evidence: never indexed or named."""
-        cutoff = (self.now() - TMP_MAX_AGE).timestamp()
-        count = 0
-        for path, mtime in self.objects.tmp_files():
-            if mtime < cutoff and path.is_file():
-                path.unlink(missing_ok=True)
-                count += 1
-        if count:
-            fsync_dir(self.objects.tmp)
-        return count
+        return self.objects.remove_stale((self.now() - TMP_MAX_AGE).timestamp())
 
     def sweep(self, may_delete: set[str] | None = None, faults: list[str] | None = None) -> int:
         """Remove object files whose index row says deleted (finishing an interrupted expiry), but

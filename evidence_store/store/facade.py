@@ -5,13 +5,16 @@ Layout::
 
     store.json       format marker, log origin, retention policy
     evidence.db      index and event log (db.py), unless store.json names a "database" URL
-    objects/ab/<sha256>   ciphertext segments, signed manifests and journals (objects.py)
+    objects/ab/<sha256>   ciphertext segments, signed manifests and journals (objects.py), unless
+                     store.json names an "objects" bucket (s3://BUCKET/PREFIX, objects_s3.py)
     log.key          the log's note signer key (0640): signs checkpoints, enrollments, receipts
     log.vkey         its verifier key (publish it out of band)
     recipients       the age recipient(s) cameras encrypt to
     log.checkpoint   the latest signed checkpoint, outside the database (never moves back)
     identity.age     the age identity, encrypted to a passphrase (age -p); may be moved elsewhere
     tmp/             temporary files of object writes (same file system: rename is atomic)
+
+Where the objects are on S3 with Object Lock, locks.py maps retention and holds onto the lock.
 
 Permissions (the documented deployment): an admin creates the folder with
 ``install -d -o root -g bodycam-store -m 2770`` and runs ``init``; the dock, the expiry service and
@@ -53,13 +56,14 @@ from evidence_store.clip.note import NoteVerifier, generate_signer
 from evidence_store.errors import UsageError
 from evidence_store.index import DATABASE_KEY, check_database, open_index
 from evidence_store.log import Appended, EventLog
-from evidence_store.objects import SHARED_DIR_MODE, ObjectRef, make_shared_dir, open_objects
+from evidence_store.objects import OBJECTS_KEY, SHARED_DIR_MODE, ObjectRef, make_shared_dir, open_objects
 from evidence_store.queries import Queries
 from evidence_store.store.access import AccessMixin
 from evidence_store.store.devices import DevicesMixin
 from evidence_store.store.expiry import ExpiryMixin
 from evidence_store.store.ingest import IngestMixin
 from evidence_store.store.keys import KeysMixin
+from evidence_store.store.locks import LocksMixin
 from evidence_store.store.records import (
     DEFAULT_SCRYPT_LOG_N,
     IDENTITY_FILE,
@@ -82,7 +86,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class Store(KeysMixin, DevicesMixin, IngestMixin, AccessMixin, ExpiryMixin):
+class Store(KeysMixin, DevicesMixin, IngestMixin, AccessMixin, ExpiryMixin, LocksMixin):
     """An evidence store. Create with ``Store.init``, open with ``Store.open``.
 
     ``clock`` (a ``evidence_store.clip.clock.Clock``: its ``now()`` is aware UTC) and ``actor``
@@ -129,12 +133,17 @@ class Store(KeysMixin, DevicesMixin, IngestMixin, AccessMixin, ExpiryMixin):
             if config.get(DATABASE_KEY):
                 raise  # a store whose central database cannot be used: that error's own line and hint
             raise NotAStore(f"{root}: {exc}", hint) from None
-        return cls(root, config, conn, clock=clock, actor=actor)
+        try:
+            return cls(root, config, conn, clock=clock, actor=actor)
+        except BaseException:
+            conn.close()  # the object storage cannot be used (S3Error): its own line and hint
+            raise
 
     @classmethod
     def init(cls, root: str | os.PathLike, passphrase: bytes, *, scrypt_log_n: int = DEFAULT_SCRYPT_LOG_N,
              origin: str | None = None, clock: Clock | None = None,
-             actor: str | None = None, retention_days: int = 14, database: str | None = None) -> Store:
+             actor: str | None = None, retention_days: int = 14, database: str | None = None,
+             objects: str | None = None) -> Store:
         """Create a store in ``root`` (missing or empty): identity (age scrypt file), log key,
         database with a signed checkpoint over its config event. Returns the open store. Raises UsageError if
         ``root`` holds anything, or the passphrase is empty.
@@ -142,7 +151,12 @@ class Store(KeysMixin, DevicesMixin, IngestMixin, AccessMixin, ExpiryMixin):
         ``database``: a PostgreSQL URL (no password: libpq's password file, service file or
         environment supply it) of an empty database that takes the index and log instead of a
         local SQLite file. It is connected to (and its schema created) before any file is
-        written, so a wrong URL or credentials leave nothing behind."""
+        written, so a wrong URL or credentials leave nothing behind.
+
+        ``objects``: ``s3://BUCKET/PREFIX``, a bucket with versioning and Object Lock that takes
+        the objects instead of the folder (endpoint and credentials by boto3's conventions). The
+        bucket is checked (reachable, credentials accepted, versioning and Object Lock on) before
+        anything is written or created, the database included: S3Error (one line) otherwise."""
         root = Path(root)
         if not passphrase:
             raise UsageError("the passphrase is empty")
@@ -151,6 +165,8 @@ class Store(KeysMixin, DevicesMixin, IngestMixin, AccessMixin, ExpiryMixin):
         retention.Policy(retention=timedelta(days=retention_days))  # refuses more than 14 days
         if database is not None:
             check_database(database)
+        if objects is not None:
+            open_objects(root, {OBJECTS_KEY: objects})  # checks the bucket; nothing written yet
         origin = origin or f"bodycam-evidence.{socket.gethostname().split('.')[0] or 'store'}/{os.urandom(4).hex()}"
         signer = generate_signer(origin)
         identity = Identity.generate()
@@ -162,8 +178,9 @@ class Store(KeysMixin, DevicesMixin, IngestMixin, AccessMixin, ExpiryMixin):
                 root.mkdir(parents=True, mode=SHARED_DIR_MODE)
                 os.chmod(root, SHARED_DIR_MODE)
             # An existing (empty) folder keeps its owner, group and mode: the admin's install -d.
-            make_shared_dir(root / "objects")
-            make_shared_dir(root / "tmp")
+            if objects is None:
+                make_shared_dir(root / "objects")
+                make_shared_dir(root / "tmp")
             atomic_write(root / LOG_KEY_FILE, (signer.skey() + "\n").encode(), mode=KEY_MODE)
             atomic_write(root / VKEY_FILE, (signer.verifier_key() + "\n").encode(), mode=0o644)
             atomic_write(root / RECIPIENTS_FILE, f"{identity.recipient}\n".encode(), mode=0o644)
@@ -174,6 +191,8 @@ class Store(KeysMixin, DevicesMixin, IngestMixin, AccessMixin, ExpiryMixin):
                       "retention_days": retention_days, "run_interval_minutes": 60}
             if central is not None:
                 config[DATABASE_KEY] = database
+            if objects is not None:
+                config[OBJECTS_KEY] = objects
             config_bytes = json.dumps(config, indent=2).encode() + b"\n"
             conn = central or open_index(root, config, create=True)
             store = cls(root, config, conn, clock=clock, actor=actor)

@@ -33,7 +33,8 @@ class IngestMixin(StoreBase):
     """The store's ingest methods (mixed into evidence_store.store.Store)."""
 
     def put_object(self, src: BinaryIO, max_bytes: int) -> ObjectRef:
-        """Stream ``src`` into objects/ab/<sha256> (see objects.LocalObjects.put)."""
+        """Stream ``src`` into objects/ab/<sha256> (see objects.LocalObjects.put; on S3 with the
+        short arrival retention, which the ingest extends to the clip's deadline, see locks.py)."""
         return self.objects.put(src, max_bytes)
 
     def manifest_status(self, manifest_sha256: str) -> str | None:
@@ -66,6 +67,8 @@ class IngestMixin(StoreBase):
             row = self.index.clip_manifest(manifest.clip_id)
             if row is not None:
                 if row[0] == mhash:
+                    # A rerun wrote new versions (with the short arrival retention): lock them too.
+                    self._relock_rerun(manifest.clip_id)
                     return IngestResult(manifest.clip_id, mhash, already=True)
                 raise IntegrityError(f"clip {manifest.clip_id} is already stored with another manifest",
                                      "hint: the newcomer is quarantined; compare both with 'bodycam-evidence show'",
@@ -95,7 +98,10 @@ class IngestMixin(StoreBase):
             # and never from a start the chain proves impossible (retention.earliest_start): the
             # corrected start is what the index and the leaf hold, the claim stays in the leaf.
             started = retention.earliest_start(claimed, device.last_docking, tx.now)
-            late = tx.now > retention.deadline(retention.basis(started, tx.now), self.policy)
+            due = retention.deadline(retention.basis(started, tx.now), self.policy)
+            late = tx.now > due
+            # Before the commit (see locks.py): a stored clip's objects are never unlocked.
+            self.lock_objects([manifest_ref.sha256, journal_ref.sha256, *(r.sha256 for r in segments.values())], due)
             all_flags = sorted(set(flags) | ({"late"} if late else set())
                                | ({retention.FLAG_START_CORRECTED} if started != claimed else set()))
             officer = manifest.officer or device.officer
@@ -185,10 +191,14 @@ class IngestMixin(StoreBase):
                 started_at = None
         with self._command() as tx:
             if self.index.quarantine_exists(qid):
+                self._relock_rerun(qid)
                 return qid
             # Untrusted material: its claimed start may be a lie, so never later than its arrival.
             start = min(started_at, tx.now) if started_at else tx.now
-            late = tx.now > retention.deadline(start, self.policy)
+            due = retention.deadline(start, self.policy)
+            late = tx.now > due
+            # Quarantined material follows the same deadline, and is locked before the commit too.
+            self.lock_objects([r.sha256 for r in (mref, jref, *objects.values()) if r is not None], due)
             self.index.add_quarantine(
                 qid=qid, clip_id=clip_id, device_id=device_id, manifest_sha256=mref.sha256 if mref else None,
                 journal_sha256=jref.sha256 if jref else None, reason=reason, at=tx.time,
@@ -205,6 +215,19 @@ class IngestMixin(StoreBase):
                       "objects": [{"name": n, "sha256": r.sha256, "bytes": r.size} for n, r in sorted(objects.items())]}))
         log.warning("quarantined %s (clip %s, device %s): %s", qid, clip_id, device_id, reason)
         return qid
+
+    def _relock_rerun(self, item_id: str) -> None:
+        """Lock the versions a rerun of an ingest or quarantine added to a stored item: its
+        retention, and its legal hold if it is held (the dock may lack that right, see the
+        README's permission model: then verify names the version, and an officer's
+        'hold' or migrate's apply_lock sets it)."""
+        hashes, deadline, held = self.item_objects(item_id)
+        self.lock_objects(hashes, deadline)
+        if held:
+            try:
+                self.lock_objects(hashes, deadline, held=True)
+            except EvidenceError as exc:
+                log.warning("%s is held, but its objects' legal hold could not be set again: %s", item_id, exc)
 
     def holdings(self, clip_id: str, device_id: str) -> Holdings:
         """Every object recorded for clip ``clip_id`` of camera ``device_id``: the stored clip's

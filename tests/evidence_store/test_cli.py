@@ -8,7 +8,7 @@ import pytest
 from evidence_store.cli import main
 from evidence_store.store import Store
 from tests.clipfactory import EMERGENCY, DeviceFixture, make_clip
-from tests.evidence_store.conftest import PASSPHRASE, local_only, put_and_ingest
+from tests.evidence_store.conftest import PASSPHRASE, local_only, on_s3, put_and_ingest, tamper_object
 
 
 @pytest.fixture
@@ -211,12 +211,12 @@ def test_cli_expire_system_clock_deletes_due_clip_verify_ok(cli_store, capsys):
 def test_cli_verify_fault_listed_with_hint_exit_3(cli_store, capsys):
     root, _, clips = cli_store
     store = Store.open(root)
-    path = store.objects.path(store.segments(clips["fresh"])[0]["sha256"])
-    path.chmod(0o644)
-    path.write_bytes(b"x" + path.read_bytes()[1:])
+    sha = store.segments(clips["fresh"])[0]["sha256"]
+    tamper_object(store, sha, b"x" + store.objects.read(sha)[1:])
     code, out, _ = run(capsys, "--store", root, "verify")
     assert code == 3
-    assert f"FAULT object-altered: clip {clips['fresh']}" in out and "hint: restore objects/" in out
+    assert f"FAULT object-altered: clip {clips['fresh']}" in out
+    assert ("list-object-versions" if on_s3(store) else "hint: restore objects/") in out
     assert run(capsys, "--store", root, "verify", clips["old"])[0] == 0
 
 

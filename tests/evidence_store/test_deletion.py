@@ -63,7 +63,7 @@ def test_deletion_approved_by_second_user_deletes_objects_log_verifies(cli):
         kinds = [e["kind"] for e in store.events(clip_id=clips[0].clip_id)]
         gone = [s["sha256"] for s in store.segments(clips[0].clip_id)] + [info.manifest_sha256]
         assert info.state == "expired"
-        assert not any(store.objects.path(sha).exists() for sha in gone)
+        assert not any(store.objects.exists(sha) for sha in gone)
         assert store.clip(clips[1].clip_id).state == "stored"  # the other clip untouched
         approve = next(e for e in store.events(clip_id=clips[0].clip_id) if e["kind"] == "delete-approve")
         assert approve["actor"] == "bob (as root)" and approve["request"] == int(rid)

@@ -14,7 +14,7 @@ import pytest
 from evidence_store.errors import UsageError
 from evidence_store.export import export_clip, verify_export
 from tests.clipfactory import EMERGENCY, FPS
-from tests.evidence_store.conftest import PASSPHRASE
+from tests.evidence_store.conftest import PASSPHRASE, tamper_object
 
 ORACLE_SOURCE = Path(__file__).resolve().parents[1] / "oracle" / "tlogcheck"
 GOPATH = Path("/usr/share/gocode")
@@ -86,7 +86,7 @@ def test_export_object_decrypts_with_age_tool_to_exported_segment(store, exporte
     key = tmp_path / "key.txt"
     key.write_text(f"{identity}\n")
     seg = store.segments(clip.clip_id)[0]
-    plain = subprocess.run(["age", "-d", "-i", str(key), str(store.objects.path(seg["sha256"]))],
+    plain = subprocess.run(["age", "-d", "-i", str(key)], input=store.objects.read(seg["sha256"]),
                            capture_output=True, check=True).stdout
     assert plain == (out / "segments" / "seg-00000.ts").read_bytes()
 
@@ -177,11 +177,9 @@ def test_export_damaged_object_no_plaintext_left_clear_error(store, add_clip, tm
 
     clip = add_clip(segments=2, seconds=2.0)
     second = store.segments(clip.clip_id)[1]["sha256"]  # the first segment decrypts, then this fails
-    path = store.objects.path(second)
-    os.chmod(path, 0o640)
-    data = bytearray(path.read_bytes())
+    data = bytearray(store.objects.read(second))
     data[-50] ^= 0x01
-    path.write_bytes(bytes(data))
+    tamper_object(store, second, bytes(data))
     out = tmp_path / "court" / "export"
     with pytest.raises(EvidenceError):
         export_clip(store, clip.clip_id, out, reason="prosecutor request", identities=store.identities(PASSPHRASE))

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from evidence_store.errors import IntegrityError, UsageError
-from evidence_store.objects import ObjectTooLarge
+from evidence_store.objects import LockTarget, ObjectTooLarge
 from tests.servers._process import free_port
 
 boto3 = pytest.importorskip("boto3", reason="boto3 is in the 'test' and 'central' extras")
@@ -351,7 +351,7 @@ def test_s3_objects_check_many_lists_faults_in_order(store):
     good = store.put_bytes(b"good", retain_until=_deadline())
     gone = store.put_bytes(b"gone", retain_until=_deadline())
     store.delete(gone.sha256)
-    faults = store.check_many([(gone.sha256, 4), (good.sha256, 4)], quick=True)
+    faults = store.check_many([LockTarget(gone.sha256, 4), LockTarget(good.sha256, 4)], quick=True)
     assert [(f.kind, f.sha256) for f in faults] == [(OBJECT_MISSING, gone.sha256)]
     store.delete(good.sha256)
 
@@ -378,8 +378,9 @@ def test_s3_objects_documented_policy_bypass_only_for_deletion_role(ceph_rgw, s3
         return S3Objects(f"s3://{s3_bucket}/city-a")
 
     dock, officer, expiry = as_user("dock"), as_user("officer"), as_user("expiry")
-    ref = dock.put_bytes(b"segment from a dock", retain_until=_deadline())
-    assert dock.check(ref.sha256, 19) == []
+    ref = dock.put_bytes(b"segment from a dock", retain_until=_deadline(1))
+    assert dock.extend_retention(ref.sha256, _deadline()) == 1  # what the ingest does before it commits
+    assert dock.check(ref.sha256, 19, deadline=_deadline()) == []
     for who in (dock, officer):
         with pytest.raises(S3Error, match="refused to delete|denied") as exc:
             who.delete(ref.sha256)

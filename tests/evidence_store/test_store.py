@@ -14,7 +14,7 @@ from evidence_store.objects import ObjectTooLarge
 from evidence_store.store import NotAStore, Store
 from evidence_store.verify import verify_store
 from tests.clipfactory import EMERGENCY, DeviceFixture, make_clip
-from tests.evidence_store.conftest import PASSPHRASE, local_only, put_and_ingest
+from tests.evidence_store.conftest import PASSPHRASE, local_objects, local_only, put_and_ingest
 
 
 def test_store_open_folder_without_store_raises_not_a_store(tmp_path):
@@ -73,6 +73,7 @@ def test_store_record_docking_returns_previous(store, camera, clock):
     assert store.record_docking(camera.device_id, clock.now() + timedelta(hours=1)) == clock.now()
 
 
+@local_objects
 def test_store_put_object_is_read_only_and_idempotent(store):
     ref = store.put_object(io.BytesIO(b"ciphertext"), 100)
     again = store.put_object(io.BytesIO(b"ciphertext"), 100)
@@ -258,6 +259,7 @@ def test_store_expire_keeps_texts_of_held_clip(store, add_clip, clock):
     assert store.clip(clip.clip_id).holds[0]["case"] == "StA-9"
 
 
+@local_objects  # 384 expiry runs; on S3, test_locks.py checks what expiry and holds do to the lock
 def test_store_time_travel_no_unheld_clip_survives_no_held_clip_deleted(store, add_clip, clock):
     # Clips recorded with an old clock: 0..20 days before they arrive, every 12 hours.
     clips = [add_clip(age=timedelta(hours=12 * k)) for k in range(0, 42, 3)]
@@ -318,6 +320,7 @@ def _backdate(path, moment):
     os.utime(path, (moment.timestamp(), moment.timestamp()))
 
 
+@local_objects
 def test_store_expire_removes_orphan_older_than_retention_logs_it_and_stale_tmp(store, add_clip, clock):
     clip = add_clip()
     # A dock died between copying and ingesting, and its camera never came back.
@@ -340,6 +343,7 @@ def test_store_expire_removes_orphan_older_than_retention_logs_it_and_stale_tmp(
     assert verify_store(store) == []
 
 
+@local_objects
 def test_store_put_object_again_refreshes_time_of_old_orphan(store, clock):
     data = b"the same segment, delivered again"
     ref = store.put_object(io.BytesIO(data), 100)

@@ -9,7 +9,7 @@ from PIL import Image
 
 from evidence_store.errors import UsageError
 from evidence_store.view import find_player, view_clip
-from tests.evidence_store.conftest import PASSPHRASE, local_only
+from tests.evidence_store.conftest import PASSPHRASE, local_only, tamper_object
 
 
 def files_under(root: Path) -> set[Path]:
@@ -80,7 +80,6 @@ def test_view_find_player_explicit_command_split_like_shell():
 
 
 def test_view_damaged_object_partway_raises_and_player_does_not_hang(store, add_clip, tmp_path):
-    import os
     import threading
 
     from evidence_store.errors import EvidenceError
@@ -88,11 +87,9 @@ def test_view_damaged_object_partway_raises_and_player_does_not_hang(store, add_
     clip = add_clip(seconds=4.0)
     (segment,) = store.segments(clip.clip_id)
     assert segment["bytes"] > 2 * 65536  # so the first chunks decrypt and reach the player
-    path = store.objects.path(segment["sha256"])
-    os.chmod(path, 0o640)
-    data = bytearray(path.read_bytes())
+    data = bytearray(store.objects.read(segment["sha256"]))
     data[-100] ^= 0x01  # the last chunk no longer authenticates
-    path.write_bytes(bytes(data))
+    tamper_object(store, segment["sha256"], bytes(data))
     got = tmp_path / "got"
     outcome = {}
 
