@@ -25,7 +25,7 @@ T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 #: store's whole suite against both). The others test formats and pure functions; test_redact
 #: builds one store per module (its detector runs are slow) and tests the video, not the index.
 STORE_MODULES = {"test_cli", "test_export", "test_log", "test_permissions", "test_report", "test_store",
-                 "test_verify", "test_view", "test_caseexport", "test_deletion"}
+                 "test_verify", "test_view", "test_caseexport", "test_deletion", "test_tamper"}
 #: "postgresql+s3": the data centre's store, PostgreSQL index and objects on S3 with Object Lock.
 BACKENDS = ("sqlite", "postgresql", "postgresql+s3")
 
