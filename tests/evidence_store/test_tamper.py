@@ -138,6 +138,9 @@ class Insider:
         info = sorted((row[5], row[1]) for row in self.execute(f"PRAGMA table_info({table})") if row[5])
         return [name for _, name in info]
 
+    def set_schema_version(self, version: int) -> None:
+        self.execute(f"PRAGMA user_version = {int(version)}")
+
     def indexes(self) -> set[tuple[str, str]]:
         """(table, index) of the indexes the schema creates (not those behind keys)."""
         return set(self.execute("SELECT tbl_name, name FROM sqlite_master WHERE type = 'index' "
@@ -222,6 +225,9 @@ class CentralInsider(Insider):
             "WHERE c.table_schema = current_schema() AND c.table_name = ? AND c.constraint_type = 'PRIMARY KEY' "
             "ORDER BY k.ordinal_position", (table,))]
 
+    def set_schema_version(self, version: int) -> None:
+        self.execute("UPDATE bodycam_schema SET version = ?", (version,))
+
     def indexes(self) -> set[tuple[str, str]]:
         return set(self.execute(
             "SELECT i.tablename, i.indexname FROM pg_indexes i WHERE i.schemaname = current_schema() "
@@ -283,9 +289,20 @@ class Template:
     def copy(self, target: Path) -> Path:
         shutil.copytree(self.root, target, symlinks=True)
         if self.server is not None:
-            with self._central() as conn:
-                conn.execute(self._restore)
+            self.restore_database(target)
         return target
+
+    def restore_database(self, target: Path) -> None:
+        """Put the template's database back under the copy in ``target``, as an insider restoring
+        a backup would: the SQLite file copied over (its WAL removed), or the central database's
+        rows replaced (what a data-only pg_dump fed to psql does, in one round trip)."""
+        if self.server is None:
+            for leftover in (target / f"{DB_FILE}-wal", target / f"{DB_FILE}-shm"):
+                leftover.unlink(missing_ok=True)
+            shutil.copyfile(self.root / DB_FILE, target / DB_FILE)
+            return
+        with self._central() as conn:
+            conn.execute(self._restore)
 
 
 def _build(base: Path, server) -> Template:
@@ -652,28 +669,120 @@ def test_tamper_recipients_group_writable_refused(copy):
         store.enrollment_note("cam-07")
 
 
+# -- a backup restored, the engines' own bookkeeping ---------------------------------------------
+
+
+def test_tamper_older_database_restored_named_and_expire_deletes_nothing_held(template, tmp_path, capsys,
+                                                                               monkeypatch):
+    """The insider puts back a backup of the database from before a hold (SQLite: an older
+    evidence.db; PostgreSQL: an older dump restored). The checkpoint file outside the database is
+    ahead of that log: verify names it, and expire deletes nothing, the held clip least of all."""
+    root, now, items = template.copy(tmp_path / "store"), template.now, template.items
+    with _open(root, now) as store:
+        store.hold(items["due"], case="AZ-3", reason="needed after all")
+    template.restore_database(root)
+    monkeypatch.setattr("evidence_store.store.facade.SystemClock", lambda: FakeClock(now + timedelta(minutes=1)))
+    capsys.readouterr()
+    code = main(["--store", str(root), "expire"])
+    captured = capsys.readouterr()
+    assert code == 3 and "Traceback" not in captured.err, captured
+    with _open(root, now) as store:
+        assert any(f.where == CHECKPOINT_FILE for f in verify_store(store))
+        for name in (*PROTECTED, "due", "released", "q_due"):
+            assert all(store.objects.exists(h) for h in template.objects[name]), name
+
+
+@pytest.mark.parametrize("version", [99, 0], ids=["newer", "none"])
+def test_tamper_schema_version_edited_refused_one_line_nothing_changed(copy, version, capsys):
+    """SQLite's PRAGMA user_version, PostgreSQL's bodycam_schema row: a newer version is refused
+    (upgrade first), an older one fails its migration; either way one line, exit 1, and nothing
+    in the log or the objects changed."""
+    root, now, items, objects = copy
+    with Insider.of(root) as db:
+        events = db.execute("SELECT count(*) FROM events")
+        db.set_schema_version(version)
+    for command in ("verify", "expire"):
+        capsys.readouterr()
+        assert main(["--store", str(root), command]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("bodycam-evidence: error: ") and "Traceback" not in err and err.count("\n") <= 2
+        assert ("newer than this program" in err and "hint: upgrade bodycam" in err) == (version == 99), err
+    with Insider.of(root) as db:
+        assert db.execute("SELECT count(*) FROM events") == events
+    assert all((root / "objects" / h[:2] / h).exists() for hashes in objects.values() for h in hashes
+               if hashes is not objects["expired"])
+
+
+@central_only
+def test_tamper_log_head_row_deleted_writers_refuse_size_edited_harmless(copy, capsys):
+    """PostgreSQL's log head: the row every writer locks first, so that docks on several machines
+    append one after the other. Without it nothing would serialize them: every writing command
+    refuses with one line (reading ones still work). Its size is recomputed at every commit and
+    never read, so editing it changes nothing; a second row is refused by the database itself."""
+    root, now, items, objects = copy
+    with Insider.of(root) as db:
+        db.execute("UPDATE log_head SET size = size + 7")
+    with _open(root, now) as store:
+        assert verify_store(store) == []
+        store.hold(items["recent"], case="AZ-5", reason="complaint")
+    with Insider.of(root) as db:
+        ((size, events),) = db.execute("SELECT size, (SELECT count(*) FROM events) FROM log_head")
+        assert size == events
+        with pytest.raises(db.integrity_error):
+            db.execute("INSERT INTO log_head (id, size) VALUES (2, 0)")
+        db.execute("DELETE FROM log_head")
+    capsys.readouterr()
+    assert main(["--store", str(root), "hold", items["due"], "--case", "AZ-6", "--reason", "x"]) == 1
+    err = capsys.readouterr().err
+    assert "the log head row is missing" in err and err.count("\n") == 2
+    with _open(root, now) as store:
+        assert verify_store(store) == []
+        with pytest.raises(EvidenceError, match="log head row is missing"):
+            store.expire()
+        assert store.clip(items["due"]).holds == []
+        assert all(store.objects.exists(h) for h in objects["due"])
+
+
 # -- SIGKILL at every write of an expiry run ----------------------------------------------------
 
 
 def _expire_killed_at(root: Path, now: datetime, kill_at: int) -> int:
-    """Run expire in a forked child that SIGKILLs itself at its ``kill_at``-th file-system write
-    (fsync, rename or unlink: each durable step of the run). Returns the child's exit code."""
+    """Run expire in a forked child that SIGKILLs itself at its ``kill_at``-th durable step: a
+    file-system write (fsync, rename or unlink) or either side of a database commit (on
+    PostgreSQL the commit is the only durable step of the index; the server rolls back what a
+    killed client left open). Returns the child's exit code."""
+    import contextlib
     import multiprocessing
     import os
     import signal
 
+    from evidence_store import db
+
     def child():
         calls = [0]
 
+        def step():
+            calls[0] += 1
+            if calls[0] == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+
         def hook(real):
             def wrapped(*args, **kwargs):
-                calls[0] += 1
-                if calls[0] == kill_at:
-                    os.kill(os.getpid(), signal.SIGKILL)
+                step()
                 return real(*args, **kwargs)
             return wrapped
 
+        real_transaction = db.transaction
+
+        @contextlib.contextmanager
+        def transaction(conn):
+            with real_transaction(conn) as inside:
+                yield inside
+                step()  # the transaction's work done, not yet committed
+            step()  # committed
+
         os.fsync, os.replace, os.unlink = hook(os.fsync), hook(os.replace), hook(os.unlink)
+        db.transaction = transaction
         with _open(root, now) as store:
             store.expire()
         os._exit(0)
