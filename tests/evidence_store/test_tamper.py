@@ -10,9 +10,10 @@ PostgreSQL's ctid, so a column added later is tampered with too, and fails here 
 checked or listed in NOT_CHECKED with the reason it cannot change what the store does. Both
 backends have the same tables and columns (a test checks it) and share one NOT_CHECKED.
 
-Every edit is made on a fresh copy of one template store: its folder copied, and on PostgreSQL its
-database restored from a saved copy (CREATE DATABASE ... TEMPLATE) under the name store.json names
-(store.json's hash is in the log: a copy naming another database would be a config fault).
+Every edit is made on a fresh copy of one template store: its folder copied, and on PostgreSQL the
+rows of its database put back from a copy kept in a side schema, under the database name that
+store.json names (store.json's hash is in the log: a copy naming another database would be a
+config fault, so only one copy of a central template is live at a time).
 """
 
 from __future__ import annotations
