@@ -36,13 +36,24 @@ def video_only(function):
     return function
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _cli_environment(tmp_path_factory):
+    """What the CLI reads from the environment, for the whole module (set up before any test's
+    own fixtures, so that undoing it restores the session's values)."""
+    mp = pytest.MonkeyPatch()
+    pw = tmp_path_factory.mktemp("redact-pass") / "pass"
+    pw.write_bytes(PASSPHRASE)
+    mp.setenv("BODYCAM_SCRYPT_LOG_N", "10")
+    mp.delenv("BODYCAM_STORE", raising=False)
+    mp.setenv("BODYCAM_PASSPHRASE_FILE", str(pw))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(scope="module")
 def _worlds():
     """The world of each backend, built on first use (the backend parameter is per test)."""
-    worlds: dict = {}
-    yield worlds
-    for world in worlds.values():
-        world["mp"].undo()
+    return {}
 
 
 @pytest.fixture
@@ -55,12 +66,6 @@ def world(backend, _worlds, tmp_path_factory):
 def _make_world(tmp):
     """A store (on the test's backend: conftest's ``backend`` gives ``init`` its database) with a
     face clip with sound, one without sound and one with sound only."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("BODYCAM_SCRYPT_LOG_N", "10")
-    mp.delenv("BODYCAM_STORE", raising=False)
-    pw = tmp / "pass"
-    pw.write_bytes(PASSPHRASE)
-    mp.setenv("BODYCAM_PASSPHRASE_FILE", str(pw))
     root = tmp / "store"
     assert main(["--store", str(root), "init"]) == 0
     store = Store.open(root)
@@ -84,7 +89,7 @@ def _make_world(tmp):
                                  "mute": [{"from": MUTE[0], "to": MUTE[1]}]}))
     plain = b"".join(clip.plaintext[s.name] for s in clip.manifest.segments)
     return {"root": root, "tmp": tmp, "clip": clip, "silent": silent, "blind": blind, "edits": edits, "plain": plain,
-            "mp": mp, "once": {}}
+            "once": {}}
 
 
 def once(world, name, make):

@@ -94,7 +94,7 @@ class Insider:
         self.root = root
         self.backend = "sqlite"
         self.conn = sqlite3.connect(root / DB_FILE, isolation_level=None)
-        self.integrity_error: type[Exception] = sqlite3.IntegrityError
+        self.integrity_error: type[Exception] | tuple[type[Exception], ...] = sqlite3.IntegrityError
 
     @staticmethod
     def of(root: Path) -> Insider:
@@ -194,7 +194,8 @@ class CentralInsider(Insider):
         self.root = root
         self.backend = "postgresql"
         self.conn = psycopg.connect(url, autocommit=True)
-        self.integrity_error = psycopg.IntegrityError
+        # A value of the wrong type is refused too (SQLite's columns take any type).
+        self.integrity_error = (psycopg.IntegrityError, psycopg.DataError)
 
     def _sql(self, sql: str) -> str:
         sql = sql.replace("%", "%%")
