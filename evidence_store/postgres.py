@@ -205,6 +205,8 @@ HINT_CREDENTIALS = ("hint: give the password the libpq way: a password file (~/.
                     "a service file (PGSERVICEFILE) or PGPASSWORD; never in the URL or on the command line")
 HINT_SERVER = "hint: check that the database server runs and that the URL's host and port reach it"
 HINT_BUSY = "hint: another dock or command holds the log; try again"
+HINT_HEAD = ("hint: run 'bodycam-evidence verify'; then the database's administrator restores the row: "
+             "INSERT INTO log_head (id, size) VALUES (1, 0) (its size is recomputed at every write)")
 
 
 def _database_error():
@@ -442,11 +444,13 @@ class PgIndex:
     def _rollback(self) -> None:
         import psycopg
 
-        self._close_server_cursors()
         try:
             self._raw.execute("ROLLBACK")
         except psycopg.Error:
             pass  # the connection is gone: the server rolled back on its own
+        # After the ROLLBACK, which closed them on the server: psycopg then sends no CLOSE (a
+        # round trip per query of a verify, most of its time on a small store).
+        self._close_server_cursors()
 
     def _close_server_cursors(self) -> None:
         import psycopg
@@ -465,7 +469,12 @@ class PgIndex:
         self._run("BEGIN ISOLATION LEVEL READ COMMITTED", "write")
         try:
             self._run(f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}", "write")
-            self._run(_LOCK_HEAD, "write")
+            if self._run(_LOCK_HEAD, "write").fetchone() is None:
+                # Without its row nothing serializes the appends of several machines: refuse.
+                DatabaseError, _, _ = _database_error()
+                raise DatabaseError(f"{redacted(self.url)}: the log head row is missing (log_head, the lock "
+                                    "that serializes writers); the database was edited outside the store",
+                                    HINT_HEAD)
             yield self
             self._run(_UPDATE_HEAD, "write")
         except BaseException:
@@ -559,7 +568,16 @@ class _ServerCursor(_Cursor):
         super().__init__(cursor, index)
         # A batch at a time, iterated as a list: psycopg's per-row iteration costs more than the
         # verify's own work per leaf.
-        self._rows = itertools.chain.from_iterable(iter(lambda: cursor.fetchmany(FETCH_ROWS), []))
+        self._rows = itertools.chain.from_iterable(self._batches(cursor))
+
+    @staticmethod
+    def _batches(cursor) -> Iterator[list]:
+        while True:
+            batch = cursor.fetchmany(FETCH_ROWS)
+            if batch:
+                yield batch
+            if len(batch) < FETCH_ROWS:  # the last one: no round trip to learn that nothing follows
+                return
 
     def __next__(self):
         import psycopg

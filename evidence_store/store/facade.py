@@ -132,7 +132,7 @@ class Store(KeysMixin, DevicesMixin, IngestMixin, AccessMixin, ExpiryMixin, Lock
         except db.DatabaseError as exc:
             if config.get(DATABASE_KEY):
                 raise  # a store whose central database cannot be used: that error's own line and hint
-            raise NotAStore(f"{root}: {exc}", hint) from None
+            raise NotAStore(f"{root}: {exc}", *(exc.hints or [hint])) from None  # "upgrade bodycam" stays
         try:
             return cls(root, config, conn, clock=clock, actor=actor)
         except BaseException:

@@ -1,7 +1,10 @@
 """Redaction through the command line, on clips with real faces (scikit-image's astronaut) moving
 and turning, real H.264 + AAC segments inside real signed clips (tests/evidence_store/facematerial.py).
 
-Expensive parts (each redaction decodes, detects and encodes 100 frames) run once per module.
+Expensive parts (each redaction decodes, detects and encodes 100 frames) run once per module and
+backend. The tests about the index (what is logged, the package's proofs from the log, refusals that
+log nothing) run on both backends; those about the video and the offline package run on SQLite only
+(``video_only``): the index plays no part in them, and a second detector run costs 10-20 s.
 """
 
 import hashlib
@@ -26,15 +29,43 @@ BLUR = (3.2, 3.6)
 KEEP_B = [440, 200, 640, 360]  # face B's corner: the requester's own face
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def video_only(function):
+    """Mark a test about the video, the sound or the offline package, not the index: it runs
+    with the local backend only (see the module's docstring)."""
+    function.backends = ("sqlite",)
+    return function
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cli_environment(tmp_path_factory):
+    """What the CLI reads from the environment, for the whole module (set up before any test's
+    own fixtures, so that undoing it restores the session's values)."""
     mp = pytest.MonkeyPatch()
-    tmp = tmp_path_factory.mktemp("redact")
+    pw = tmp_path_factory.mktemp("redact-pass") / "pass"
+    pw.write_bytes(PASSPHRASE)
     mp.setenv("BODYCAM_SCRYPT_LOG_N", "10")
     mp.delenv("BODYCAM_STORE", raising=False)
-    pw = tmp / "pass"
-    pw.write_bytes(PASSPHRASE)
     mp.setenv("BODYCAM_PASSPHRASE_FILE", str(pw))
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def _worlds():
+    """The world of each backend, built on first use (the backend parameter is per test)."""
+    return {}
+
+
+@pytest.fixture
+def world(backend, _worlds, tmp_path_factory):
+    if backend not in _worlds:
+        _worlds[backend] = _make_world(tmp_path_factory.mktemp(f"redact-{backend}"))
+    return _worlds[backend]
+
+
+def _make_world(tmp):
+    """A store (on the test's backend: conftest's ``backend`` gives ``init`` its database) with a
+    face clip with sound, one without sound and one with sound only."""
     root = tmp / "store"
     assert main(["--store", str(root), "init"]) == 0
     store = Store.open(root)
@@ -57,8 +88,15 @@ def world(tmp_path_factory):
                                  "blur": [{"from": BLUR[0], "to": BLUR[1]}],
                                  "mute": [{"from": MUTE[0], "to": MUTE[1]}]}))
     plain = b"".join(clip.plaintext[s.name] for s in clip.manifest.segments)
-    yield {"root": root, "tmp": tmp, "clip": clip, "silent": silent, "blind": blind, "edits": edits, "plain": plain}
-    mp.undo()
+    return {"root": root, "tmp": tmp, "clip": clip, "silent": silent, "blind": blind, "edits": edits, "plain": plain,
+            "once": {}}
+
+
+def once(world, name, make):
+    """``make()``, run once per world (a redaction, the source's frames)."""
+    if name not in world["once"]:
+        world["once"][name] = make()
+    return world["once"][name]
 
 
 def redact(world, name, *extra):
@@ -68,18 +106,20 @@ def redact(world, name, *extra):
     return code, out
 
 
-@pytest.fixture(scope="module")
+def _ok(result):
+    code, out = result
+    assert code == 0
+    return out
+
+
+@pytest.fixture
 def plain_run(world):
-    code, out = redact(world, "plain")
-    assert code == 0
-    return out
+    return once(world, "plain", lambda: _ok(redact(world, "plain")))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def edited_run(world):
-    code, out = redact(world, "edited", "--edits", str(world["edits"]))
-    assert code == 0
-    return out
+    return once(world, "edited", lambda: _ok(redact(world, "edited", "--edits", str(world["edits"]))))
 
 
 def frames_of(path, fmt="mpegts"):
@@ -87,11 +127,14 @@ def frames_of(path, fmt="mpegts"):
         return [f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])]
 
 
-@pytest.fixture(scope="module")
-def source_frames(world, tmp_path_factory):
-    path = tmp_path_factory.mktemp("src") / "src.ts"
-    path.write_bytes(world["plain"])
-    return frames_of(path)
+@pytest.fixture
+def source_frames(world):
+    def decode():
+        path = world["tmp"] / "src.ts"
+        path.write_bytes(world["plain"])
+        return frames_of(path)
+
+    return once(world, "source_frames", decode)
 
 
 def detail(img, box):
@@ -121,6 +164,7 @@ def test_redact_package_verifies_and_has_h264_and_aac(plain_run, capsys):
     assert probe.stdout.split() == ["h264", "aac"]
 
 
+@video_only
 def test_redact_every_face_covered_in_every_frame(plain_run, source_frames):
     out = frames_of(plain_run / "redacted.mp4", None)
     assert len(out) == len(source_frames) == 100
@@ -133,6 +177,7 @@ def test_redact_every_face_covered_in_every_frame(plain_run, source_frames):
     assert faced > 100
 
 
+@video_only
 def test_redact_detector_finds_no_face_in_result(plain_run, source_frames):
     out = frames_of(plain_run / "redacted.mp4", None)
     detector = FaceDetector(fm.WIDTH, fm.HEIGHT)
@@ -151,6 +196,7 @@ def test_redact_detector_finds_no_face_in_result(plain_run, source_frames):
     assert found_before > 20  # the material does have detectable faces
 
 
+@video_only
 def test_redact_frames_without_faces_essentially_unchanged(plain_run, source_frames):
     out = frames_of(plain_run / "redacted.mp4", None)
     for n in range(0, fm.FACE_A_FROM - 3):
@@ -158,6 +204,7 @@ def test_redact_frames_without_faces_essentially_unchanged(plain_run, source_fra
         assert diff < 3.0, f"frame {n} changed by {diff:.1f} on average"
 
 
+@video_only
 def test_redact_record_names_source_detector_params_output(world, plain_run):
     record = json.loads((plain_run / "redaction.json").read_text())
     clip = world["clip"]
@@ -185,6 +232,7 @@ def test_redact_events_begin_before_sealed_with_salted_reason(world, plain_run):
     assert sealed["files"] == hashlib.sha256((plain_run / "SHA256SUMS.note").read_bytes()).hexdigest()
 
 
+@video_only
 def test_redact_sound_kept_and_muted_where_edits_say(edited_run):
     with av.open(str(edited_run / "redacted.mp4")) as c:
         chunks = [(float(f.pts * f.time_base), f.to_ndarray()[0]) for f in c.decode(c.streams.audio[0])]
@@ -202,6 +250,7 @@ def test_redact_sound_kept_and_muted_where_edits_say(edited_run):
     assert rms(MUTE[1] + 0.1, 3.8) > 0.7 * loud
 
 
+@video_only
 def test_redact_edits_box_covered_kept_face_visible_whole_frame_blurred(edited_run, source_frames):
     out = frames_of(edited_run / "redacted.mp4", None)
     plate = tuple(PLATE)
@@ -221,6 +270,7 @@ def test_redact_edits_box_covered_kept_face_visible_whole_frame_blurred(edited_r
     assert len(record["faces"]["kept_tracks"]) == 1
 
 
+@video_only
 def test_redact_rerun_gives_identical_bytes(world, edited_run):
     code, again = redact(world, "edited-again", "--edits", str(world["edits"]))
     assert code == 0
@@ -231,6 +281,7 @@ def test_redact_rerun_gives_identical_bytes(world, edited_run):
     assert first == second
 
 
+@video_only
 def test_redact_altered_video_found_by_verify_export(world, plain_run, tmp_path, capsys):
     import shutil
 
@@ -244,6 +295,7 @@ def test_redact_altered_video_found_by_verify_export(world, plain_run, tmp_path,
     assert "redacted.mp4" in capsys.readouterr().out
 
 
+@video_only
 @pytest.mark.parametrize("record", [
     b'{"format": "bodycam-redaction/v1", "output": [], "source": {"segments": []}}',
     b'{"format": "bodycam-redaction/v1", "output": {}, "edits": "x", "source": {"segments": [1]}}',
@@ -266,6 +318,7 @@ def test_redact_forged_record_is_a_fault_not_a_traceback(plain_run, tmp_path, ca
     assert "redaction.json" in got.out and "Traceback" not in got.err
 
 
+@video_only
 def test_redact_clip_without_sound_gives_video_only(world, capsys):
     out = world["tmp"] / "silent"
     assert main(["--store", str(world["root"]), "redact", world["silent"].clip_id, "--reason", "press",
@@ -322,6 +375,7 @@ def test_redact_clip_without_video_one_line_no_package_logged_as_failed(world, c
     assert steps == ["begin", "failed"]  # the access is logged; nothing is logged as released
 
 
+@video_only
 def test_redact_replay_of_record_gives_identical_bytes_without_detector(world, edited_run):
     code, again = redact(world, "replayed", "--edits", str(edited_run / "edits.json"),
                          "--record", str(edited_run / "redaction.json"))
@@ -330,9 +384,9 @@ def test_redact_replay_of_record_gives_identical_bytes_without_detector(world, e
     assert json.loads((again / "redaction.json").read_text())["replayed"] is True
 
 
-def test_redact_replay_with_other_edits_refused_nothing_logged(world, edited_run, capsys):
+def test_redact_replay_with_other_edits_refused_nothing_logged(world, plain_run, capsys):
     before = len(_redact_events(world))
     capsys.readouterr()
-    code, out = redact(world, "replay-bad", "--record", str(edited_run / "redaction.json"))
+    code, out = redact(world, "replay-bad", "--edits", str(world["edits"]), "--record", str(plain_run / "redaction.json"))
     assert code == 2 and "edits" in capsys.readouterr().err
     assert not out.exists() and len(_redact_events(world)) == before
