@@ -738,7 +738,7 @@ def cmd_migrate(args) -> int:
     from evidence_store.migrate import MARKER_FILE, migrate
 
     root = store_dir(args)
-    result = migrate(root, args.database, args.objects, say=log.info)
+    result = migrate(root, args.database, args.objects)
     if result.already:
         out(f"{root} already uses {args.database} and {args.objects}: nothing to do")
         return EXIT_OK

@@ -125,7 +125,11 @@ def migrate(root: str | os.PathLike, database: str, objects_url: str, *, clock=N
                              "hint: migrate moves a local store; this one has moved already")
         _require_admin(root)
         marker = _read_marker(root)
-        if store.index.migrate_frozen() and marker not in (None, target):
+        if store.index.migrate_frozen() and marker != target:
+            if not marker:
+                raise UsageError(f"{root}: an earlier migrate froze the local database, and {MARKER_FILE}, which "
+                                 "names where it was moving, is missing or unreadable",
+                                 "hint: restore it from a backup, or look up the targets in that run's output")
             raise UsageError(f"{root} is being moved to {marker.get(DATABASE_KEY)} and {marker.get(OBJECTS_KEY)}; "
                              "finish that move first", "hint: run migrate again with those two targets")
         bucket = S3Objects(objects_url)  # reachable, credentials, versioning and Object Lock
@@ -308,6 +312,15 @@ def _copy_objects(store, bucket, result: MigrationResult, say) -> None:
                 result.objects_uploaded += 1
             else:
                 result.objects_present += 1
+    # An interrupted run copied an object whose item expired locally before this run: the law
+    # wants it gone, and verify would name it. Deleting it needs the deletion role's bypass right.
+    stale = [name for name in bucket.names() if name not in wanted]
+    for sha in stale:
+        status = bucket.lock_status(sha)
+        if status is not None and status.legal_hold:
+            bucket.set_legal_hold(sha, False)
+        bucket.delete(sha)
+        say(f"object {sha} deleted from the bucket: its item expired since an interrupted run copied it")
 
 
 def _copy_object(local: LocalObjects, bucket, sha: str, want: _Wanted, say) -> bool:
