@@ -325,3 +325,47 @@ def test_migrate_local_store_with_a_fault_refused(local, targets, capsys):
     code, _, err = run(capsys, "--store", root, "migrate", "--database", targets[0], "--objects", targets[1])
     assert code == 3 and "fault(s), first object-altered" in err.splitlines()[0], err
     assert snapshot(root) == before
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def interrupt_at(words: str):
+    def say(line: str) -> None:
+        if line.startswith(words):
+            raise _Interrupted(line)
+    return say
+
+
+def test_migrate_rerun_after_holds_and_deletion_changed_locks_as_they_are_now(local, targets, capsys):
+    """An interrupted run copied and locked every object; before the rerun an officer released
+    one hold and placed another, and a clip was deleted early (four eyes). The rerun locks each
+    object as things are now and removes the copy of the deleted clip: verify passes."""
+    from evidence_store.deletion import approve_deletion, request_deletion
+    from evidence_store.migrate import migrate
+    from evidence_store.objects_s3 import S3Objects
+    from evidence_store.vocabulary import ClipState
+
+    root, clips, _ = local
+    database, objects_url = targets
+    with pytest.raises(_Interrupted):
+        migrate(root, database, objects_url, say=interrupt_at("table clips"))
+    assert json.loads((root / "store.json").read_text()).get("database") is None
+    with Store.open(root) as store:
+        assert not store.index.migrate_frozen()
+        gone = {store.clip(clips["fresh"]).manifest_sha256}
+    assert all(S3Objects(objects_url).exists(sha) for sha in gone)  # copied before the interruption
+    assert run(capsys, "--store", root, "release", clips["held"], "--case", "AZ 4711/26", "--reason", "closed")[0] == 0
+    with Store.open(root, actor="officer-a") as store:
+        request = request_deletion(store, clips["fresh"], reason="core of private life")
+    with Store.open(root, actor="officer-b") as store:
+        approve_deletion(store, request.request_id, reason="confirmed")
+    size, digests = local_digests(root)
+    result = migrate(root, database, objects_url)
+    assert result.objects_present > 0 and result.log_size == size
+    with check_migrated(root, size, digests, clips, objects_url) as store:
+        assert store.clip(clips["fresh"]).state == ClipState.EXPIRED
+        assert not any(store.objects.exists(sha) for sha in gone)
+        assert store.objects.lock_status(store.clip(clips["held"]).manifest_sha256).legal_hold is False
+    assert run(capsys, "--store", root, "verify")[0] == 0
