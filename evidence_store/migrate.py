@@ -233,20 +233,18 @@ def _refuse_foreign_objects(store, bucket) -> None:
                              "hint: each store gets its own bucket or prefix")
 
 
-def _layouts(store, central) -> dict[str, tuple[list[str], list[str]]]:
-    """Every local table with its columns and key; UsageError if the central schema lacks one."""
+def _layouts(store, central) -> dict[str, list[str]]:
+    """Every local table with its columns; UsageError if the central schema lacks one."""
     from evidence_store import postgres
 
     tables = {}
     for table in store.index.migrate_tables():
-        columns, key = store.index.migrate_layout(table)
-        if not key:
-            raise IntegrityError(f"the local table {table} has no primary key", where=table)
+        columns, _key = store.index.migrate_layout(table)
         missing = set(columns) - set(postgres.table_columns(central, table))
         if missing:
             raise UsageError(f"the central database has no {table}.{sorted(missing)[0]} for the local one",
                              "hint: the central schema is older than the local one: upgrade bodycam, run again")
-        tables[table] = (columns, key)
+        tables[table] = columns
     return tables
 
 
@@ -257,8 +255,7 @@ def _central_state(store, central, central_log: EventLog, size: int, target: dic
     theirs = central_log.size()
     if theirs == 0:
         for table in store.index.migrate_tables():
-            columns, key = store.index.migrate_layout(table)
-            if table != "meta" and queries.migrate_page(table, columns, key, None, 1):
+            if table != "meta" and queries.migrate_has_rows(table):
                 raise UsageError(f"{target[DATABASE_KEY]} holds {table} rows but no log: not a copy migrate made",
                                  "hint: give migrate an empty database")
         return "empty"
@@ -357,75 +354,74 @@ def _copy_object(local: LocalObjects, bucket, sha: str, want: _Wanted, say) -> b
 
 
 def _copy_rows(store, central, tables: dict, result: MigrationResult, say) -> None:
-    """Copy every table, then compare: same number of rows, same digest, on both sides."""
+    """Copy every table, then compare: same number of rows, same digest, on both sides (the
+    local digest is taken from the very rows that were copied)."""
     from evidence_store import postgres
 
     target = Queries(central)
-    for table, (columns, key) in sorted(tables.items()):
-        count = 0
-        for batch in _pages(store.index, table, columns, key):
-            if table == "meta":
-                batch = [row for row in batch if row[columns.index("key")] not in postgres.OWN_META_KEYS]
+    ours = {}
+    for table, columns in sorted(tables.items()):
+        digest = _Digest()
+        for batch in _batches(store.index, table, columns):
             target.migrate_insert(table, columns, batch)
-            count += len(batch)
-        say(f"table {table}: {count} row(s) copied")
+            digest.add(batch)
+        ours[table] = digest.value()
+        say(f"table {table}: {ours[table][0]} row(s) copied")
     postgres.restart_generated_keys(central)
-    for table, (columns, key) in sorted(tables.items()):
-        ours = table_digest(store.index, table, columns, key)
-        theirs = table_digest(target, table, columns, key)
-        if ours != theirs:
-            raise IntegrityError(f"table {table}: the copy differs ({theirs[0]} row(s) central, {ours[0]} local)",
-                                 where=table)
-        result.tables[table] = ours[0]
+    for table, columns in sorted(tables.items()):
+        with postgres.streaming(central):
+            theirs = table_digest(target, table, columns)
+        if ours[table] != theirs:
+            raise IntegrityError(f"table {table}: the copy differs ({theirs[0]} row(s) central, {ours[table][0]} "
+                                 "local)", where=table)
+        result.tables[table] = theirs[0]
     say(f"tables compared: {len(tables)} with the same rows on both sides")
 
 
-def _pages(queries: Queries, table: str, columns: list[str], key: list[str]):
-    positions = [columns.index(k) for k in key]
-    after = None
-    while True:
-        rows = queries.migrate_page(table, columns, key, after, BATCH_ROWS)
-        if not rows:
-            return
-        yield [tuple(row) for row in rows]
-        after = tuple(rows[-1][p] for p in positions)
-
-
-def table_digest(queries: Queries, table: str, columns: list[str], key: list[str]) -> tuple[int, str]:
-    """(row count, digest) of a table, independent of row order (each backend sorts text in its
-    own collation): the sum modulo 2^256 of the SHA-256 of each row's typed encoding. The
-    ``meta`` rows a central database writes itself are left out."""
+def _batches(queries: Queries, table: str, columns: list[str]):
+    """The rows of a table in lists of BATCH_ROWS, without the ``meta`` rows a central database
+    writes itself."""
     from evidence_store import postgres
 
-    total, count = 0, 0
     meta_key = columns.index("key") if table == "meta" else None
-    for batch in _pages(queries, table, columns, key):
-        for row in batch:
-            if meta_key is not None and row[meta_key] in postgres.OWN_META_KEYS:
-                continue
-            total = (total + int.from_bytes(hashlib.sha256(_encode(row)).digest(), "big")) % (1 << 256)
-            count += 1
-    return count, f"{total:064x}"
+    batch: list[tuple] = []
+    for row in queries.migrate_rows(table, columns):
+        if meta_key is not None and row[meta_key] in postgres.OWN_META_KEYS:
+            continue
+        batch.append(tuple(row))
+        if len(batch) == BATCH_ROWS:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
-def _encode(row: tuple) -> bytes:
-    out = bytearray()
-    for value in row:
-        if value is None:
-            out += b"N"
-        elif isinstance(value, bool | int):
-            text = str(int(value)).encode()
-            out += b"I%d:" % len(text) + text
-        elif isinstance(value, str):
-            data = value.encode("utf-8", "surrogatepass")
-            out += b"S%d:" % len(data) + data
-        elif isinstance(value, bytes | bytearray | memoryview):
-            data = bytes(value)
-            out += b"B%d:" % len(data) + data
-        else:
-            text = repr(value).encode()
-            out += b"F%d:" % len(text) + text
-    return bytes(out)
+class _Digest:
+    """Row count and an order-independent digest of rows: the sum modulo 2^256 of the SHA-256 of
+    each row's ``repr`` (each backend returns rows in its own order; both return int, str, bytes
+    and None, whose reprs differ between types, so '1' and 1 never digest alike)."""
+
+    def __init__(self):
+        self.count = 0
+        self.total = 0
+
+    def add(self, rows: list[tuple]) -> None:
+        sha = hashlib.sha256
+        self.total += sum(int.from_bytes(sha(repr(row).encode("utf-8", "surrogatepass")).digest(), "big")
+                          for row in rows)
+        self.count += len(rows)
+
+    def value(self) -> tuple[int, str]:
+        return self.count, f"{self.total % (1 << 256):064x}"
+
+
+def table_digest(queries: Queries, table: str, columns: list[str]) -> tuple[int, str]:
+    """(row count, digest) of a table (``_Digest``), without the ``meta`` rows a central database
+    writes itself."""
+    digest = _Digest()
+    for batch in _batches(queries, table, columns):
+        digest.add(batch)
+    return digest.value()
 
 
 # -- store.json and the marker ---------------------------------------------------------------------

@@ -671,6 +671,18 @@ def table_columns(index: PgIndex, table: str) -> list[str]:
         raise translate(exc, "read", index.url) from exc
 
 
+@contextlib.contextmanager
+def streaming(index: PgIndex) -> Iterator[PgIndex]:
+    """Inside a writing transaction, let SELECTs stream through server-side cursors, as a
+    reader's do (a migration reads back a million copied rows without holding them at once)."""
+    index._reading = True
+    try:
+        yield index
+    finally:
+        index._reading = False
+        index._close_server_cursors()
+
+
 def restart_generated_keys(index: PgIndex) -> None:
     """After rows were copied in with their keys: let each generated key continue after the
     largest copied one (else the next hold would be given hold_id 1 again)."""

@@ -588,15 +588,13 @@ class Queries:
         key = [_identifier(r[1]) for r in sorted((r for r in rows if r[5]), key=lambda r: r[5])]
         return columns, key
 
-    def migrate_page(self, table: str, columns: list[str], key: list[str], after: tuple | None,
-                     limit: int) -> list[tuple]:
-        """Up to ``limit`` rows of ``table`` after key ``after`` (None: from the start), in key
-        order: each backend pages in its own collation, so both read every row exactly once."""
+    def migrate_rows(self, table: str, columns: list[str]) -> Cursor:
+        """Every row of ``table`` (in no particular order), streamed."""
         names = ", ".join(f'"{_identifier(c)}"' for c in columns)
-        keys = ", ".join(f'"{_identifier(c)}"' for c in key)
-        where = "" if after is None else f" WHERE ({keys}) > ({', '.join('?' * len(key))})"
-        sql = f'SELECT {names} FROM "{_identifier(table)}"{where} ORDER BY {keys} LIMIT ?'
-        return self.conn.execute(sql, (*(after or ()), limit)).fetchall()
+        return self.conn.execute(f'SELECT {names} FROM "{_identifier(table)}"')
+
+    def migrate_has_rows(self, table: str) -> bool:
+        return self.conn.execute(f'SELECT 1 FROM "{_identifier(table)}" LIMIT 1').fetchone() is not None
 
     def migrate_insert(self, table: str, columns: list[str], rows: list[tuple]) -> None:
         """Insert rows as they are (PostgreSQL streams a batch through COPY)."""

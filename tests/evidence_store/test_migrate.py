@@ -99,11 +99,11 @@ def tables_of(queries: Queries) -> dict[str, tuple[list[str], list[str]]]:
 
 
 def local_digests(root: Path) -> tuple[int, dict]:
-    """Log size and, per non-log table, (columns, key, (rows, digest)) of the local store."""
+    """Log size and, per non-log table, (columns, (rows, digest)) of the local store."""
     with Store.open(root) as store:
         queries = store.index
-        return store.log.size(), {t: (c, k, table_digest(queries, t, c, k))
-                                  for t, (c, k) in tables_of(queries).items() if t not in LOG_TABLES}
+        return store.log.size(), {t: (c, table_digest(queries, t, c))
+                                  for t, (c, _k) in tables_of(queries).items() if t not in LOG_TABLES}
 
 
 def object_versions(bucket: str, prefix: str) -> dict[str, int]:
@@ -127,8 +127,8 @@ def check_migrated(root: Path, size: int, digests: dict, clips: dict, objects_ur
     body = json.loads(store.log.leaf(size))
     assert body["kind"] == "config" and body["migrated"]["objects"] == objects_url and body["migrated"]["size"] == size
     assert sum(1 for e in store.events() if e["kind"] == "config" and "migrated" in e) == 1
-    for table, (columns, key, digest) in digests.items():
-        assert table_digest(store.index, table, columns, key) == digest, table
+    for table, (columns, digest) in digests.items():
+        assert table_digest(store.index, table, columns) == digest, table
     bucket, _, prefix = objects_url[len("s3://"):].partition("/")
     versions = object_versions(bucket, prefix)
     live = {}
