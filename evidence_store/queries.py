@@ -597,10 +597,11 @@ class Queries:
         return self.conn.execute(f'SELECT 1 FROM "{_identifier(table)}" LIMIT 1').fetchone() is not None
 
     def migrate_insert(self, table: str, columns: list[str], rows: list[tuple]) -> None:
-        """Insert rows as they are (PostgreSQL streams a batch through COPY)."""
-        names = ", ".join(f'"{_identifier(c)}"' for c in columns)
+        """Insert rows as they are. Names unquoted (checked by _identifier, and written so in both
+        schemas): PostgreSQL turns exactly this plain form into one COPY per batch."""
+        names = ", ".join(_identifier(c) for c in columns)
         marks = ", ".join("?" * len(columns))
-        self.conn.executemany(f'INSERT INTO "{_identifier(table)}" ({names}) VALUES ({marks})', rows)
+        self.conn.executemany(f"INSERT INTO {_identifier(table)} ({names}) VALUES ({marks})", rows)
 
     def migrate_live_objects(self) -> dict[str, int]:
         """sha256 -> size of every object the index does not mark deleted."""
