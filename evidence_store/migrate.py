@@ -16,8 +16,9 @@ The order makes a crash harmless at any instant, and a rerun finishes the job:
    (``verify`` finds no fault), the table layouts. Then take the local write lock (SQLite's
    ``BEGIN IMMEDIATE``), held to the end: a dock that tries to ingest meanwhile gets "busy" and
    keeps its clips on the camera.
-2. Objects: each one already in the bucket is checked (bytes re-hashed, lock); a missing one is
-   uploaded. An upload is one PUT, whole or absent, so a rerun never adds a second version.
+2. Objects: each one already in the bucket is checked (bytes re-hashed, lock as things are now);
+   a missing one is uploaded. An upload is one PUT, whole or absent, so a rerun never adds a
+   second version. A copy whose item expired locally since an interrupted run is deleted.
 3. Rows: in one PostgreSQL transaction, every table is copied and compared (row count and an
    order-free digest per table) with the local one.
 4. The local database is frozen (a trigger on every table refuses every write) and that commits:
@@ -28,9 +29,10 @@ The order makes a crash harmless at any instant, and a rerun finishes the job:
 6. ``store.json`` is replaced (atomically) by one naming the database and the bucket, and
    ``log.checkpoint`` moves forward. From now on the store is central.
 
-A crash before 4 leaves the local store as it was (the database may hold its uncommitted nothing,
-the bucket some locked copies a rerun reuses); between 4 and 5 the local store refuses writes and
-a rerun copies again; after 5 a rerun finds the finished log and only switches ``store.json``.
+A crash before 4 leaves the local store as it was (the database holds its empty schema, the
+bucket locked copies that a rerun checks and reuses); between 4 and 5 the local store refuses
+writes and a rerun copies the rows again; after 5 a rerun finds the finished log and only
+switches ``store.json``.
 The local ``evidence.db`` (frozen) and ``objects/`` stay until the administrator removes them.
 """
 
