@@ -746,7 +746,7 @@ def cmd_migrate(args) -> int:
         f"{len(result.tables)} tables to {args.database}" if result.tables else f"finished moving {root}")
     out(f"objects: {result.objects_uploaded} uploaded, {result.objects_present} already there; "
         f"each verified and locked in {args.objects}")
-    out(f"migrate event: log index {result.event_index}; checkpoint of size {result.event_index + 1} signed")
+    out(f"migrate event: log index {result.event_index}; checkpoint of size {result.log_size + 1} signed")
     out(f"kept: the local evidence.db (frozen: it refuses writes) and objects/; remove them when no longer wanted "
         f"({MARKER_FILE} is gone once the move is finished)")
     return EXIT_OK

@@ -190,7 +190,10 @@ def _migrate_locked(store, central, bucket, target: dict, result: MigrationResul
         result.event_index = appended[0].index
     else:
         say(f"central log already holds the migrate event {size}; switching store.json")
-        note = central_log.latest_checkpoint()
+        kept = central_log.checkpoint_at(size + 1)
+        if kept is None:
+            raise IntegrityError(f"the central log holds no checkpoint of size {size + 1}", where="checkpoints")
+        note = kept
         result.event_index = size
         logged = json.loads(central_log.leaf(size)).get("files", {}).get(STORE_FILE)
         if logged != _sha(new_config):

@@ -626,14 +626,14 @@ class Queries:
 
     def migrate_unlock(self) -> None:
         """Release the local write lock without changing anything (ROLLBACK)."""
-        if self.conn.in_transaction:
+        if getattr(self.conn, "in_transaction", False):
             self.conn.execute("ROLLBACK")
 
     def migrate_frozen(self) -> bool:
         """Whether migrate_freeze has frozen this database."""
         row = self.conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE ?",
                                 (MIGRATE_TRIGGER + "%",)).fetchone()
-        return bool(row[0])
+        return row is not None and bool(row[0])
 
     def migrate_freeze(self, tables: list[str], message: str) -> None:
         """Make every later write to ``tables`` fail with ``message`` (a trigger per table and
