@@ -194,7 +194,7 @@ def test_migrate_cli_same_log_rows_locked_objects_then_verify_and_old_export_pas
     assert code == 0 and "nothing to do" in out
 
 
-def test_migrate_killed_at_instants_then_rerun_finishes_nothing_doubled(local, targets, ceph_rgw):
+def test_migrate_killed_at_instants_then_rerun_finishes_nothing_doubled(local, targets, capsys):
     """The real CLI as a subprocess, SIGKILLed (a few milliseconds of random delay after a progress
     line) while copying objects, copying tables, right after freezing the local store, after the
     central commit and after the switch of store.json; rerun until it says there is nothing to do."""
@@ -205,7 +205,7 @@ def test_migrate_killed_at_instants_then_rerun_finishes_nothing_doubled(local, t
     argv = [sys.executable, "-m", "evidence_store.cli", "-v", "--store", str(root), "migrate",
             "--database", database, "--objects", objects_url]
     jitter = random.Random(12)
-    kills = []
+    kills, frozen_refusals = [], 0
     patterns = ["migrate: object ", "migrate: table clips", "migrate: tables compared", "migrate: local store frozen",
                 "migrate: central log", "migrate: store.json now"]
     for pattern in [*patterns, None]:
@@ -218,9 +218,15 @@ def test_migrate_killed_at_instants_then_rerun_finishes_nothing_doubled(local, t
         out, err = proc.communicate(timeout=120)
         if proc.returncode == -signal.SIGKILL:
             kills.append(pattern)
+            if snapshot(root)["triggers"] and "database" not in json.loads((root / "store.json").read_text()):
+                # Between freeze and switch: a writer of the local store is refused, in one line.
+                code, _, err = run(capsys, "--store", root, "hold", clips["fresh"], "--case", "X 1", "--reason", "r")
+                assert code == 1 and "this local database is frozen" in err.splitlines()[0], err
+                frozen_refusals += 1
             continue
         assert proc.returncode == 0, err
     assert set(kills) >= set(patterns[:5]), f"killed only at {kills}"
+    assert frozen_refusals >= 1
     final = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert final.returncode == 0 and "nothing to do" in final.stdout, final.stderr
     check_migrated(root, size, digests, clips, objects_url).close()
