@@ -614,8 +614,6 @@ class Queries:
     def migrate_lock(self, wait_ms: int) -> None:
         """Take the local write lock (BEGIN IMMEDIATE), waiting at most ``wait_ms`` for a writer
         that holds it. The caller ends it with migrate_freeze or migrate_unlock."""
-        import sqlite3
-
         from evidence_store.db import database_error
 
         try:
