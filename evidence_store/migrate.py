@@ -149,7 +149,7 @@ def migrate(root: str | os.PathLike, database: str, objects_url: str, *, clock=N
         try:
             central = _open_central(store, database, create=not has_schema)
             try:
-                _migrate_locked(store, central, bucket, target, result, say)
+                _migrate_locked(store, central, target, result, say)
             finally:
                 central.close()
         finally:
@@ -163,8 +163,10 @@ def _open_central(store, database: str, *, create: bool):
     return postgres.connect(database, origin=store.origin, create=create)
 
 
-def _migrate_locked(store, central, bucket, target: dict, result: MigrationResult, say) -> None:
+def _migrate_locked(store, central, target: dict, result: MigrationResult, say) -> None:
     """Steps 2 to 6 (see the module docstring), under the local write lock."""
+    from evidence_store.store import Store
+
     local_log = store.log
     size = local_log.size()
     result.log_size = size
@@ -174,7 +176,9 @@ def _migrate_locked(store, central, bucket, target: dict, result: MigrationResul
     state = _central_state(store, central, central_log, size, target)
     if state == "empty":
         _write_marker(store.root, target)
-        _copy_objects(store, bucket, result, say)
+        # The store as it will be: its objects are the bucket, and its lock mapping is used.
+        locks = Store(store.root, json.loads(new_config), central, clock=store.clock, actor=store.actor)
+        _copy_objects(store, locks, result, say)
         with central.transaction():
             _copy_rows(store, central, tables, result, say)
             store.index.migrate_freeze(sorted(tables), FROZEN_MESSAGE)
@@ -295,18 +299,21 @@ def _wanted_objects(store) -> dict[str, _Wanted]:
 
 
 def lock_and_put(bucket, src, size: int, *, retain_until: datetime, legal_hold: bool):
-    """Upload one object locked the way the store locks its objects (the store's lock mapping:
-    retention until the item's deadline, legal hold while it is held)."""
+    """Upload one object already locked as the store's lock mapping wants it (retention until
+    the item's deadline, legal hold while it is held), so that it is never unlocked."""
     return bucket.put(src, size, retain_until=retain_until, legal_hold=legal_hold)
 
 
-def _copy_objects(store, bucket, result: MigrationResult, say) -> None:
+def _copy_objects(store, locks, result: MigrationResult, say) -> None:
+    """``locks``: the store as it will be (its objects the bucket): its lock mapping
+    (Store.lock_objects) re-locks what an interrupted run copied as things are now."""
     local = LocalObjects(store.root)
+    bucket = locks.objects
     wanted = _wanted_objects(store)
     say(f"objects: {len(wanted)} to copy and lock")
 
     def one(item: tuple[str, _Wanted]) -> bool:
-        return _copy_object(local, bucket, item[0], item[1], say)
+        return _copy_object(local, locks, item[0], item[1], say)
 
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
         for uploaded in pool.map(one, sorted(wanted.items())):
@@ -325,8 +332,9 @@ def _copy_objects(store, bucket, result: MigrationResult, say) -> None:
         say(f"object {sha} deleted from the bucket: its item expired since an interrupted run copied it")
 
 
-def _copy_object(local: LocalObjects, bucket, sha: str, want: _Wanted, say) -> bool:
+def _copy_object(local: LocalObjects, locks, sha: str, want: _Wanted, say) -> bool:
     """Make the bucket hold ``sha`` verified and locked; True if it was uploaded now."""
+    bucket = locks.objects
     status = bucket.lock_status(sha)
     uploaded = status is None
     if uploaded:
@@ -338,16 +346,11 @@ def _copy_object(local: LocalObjects, bucket, sha: str, want: _Wanted, say) -> b
         if ref.sha256 != sha:
             raise IntegrityError(f"object {sha} of {want.owner} changed while it was copied", where=sha)
     else:
+        # Copied by an interrupted run: a hold may have been placed or released since. The
+        # store's own lock mapping extends the retention first, then switches the legal hold.
         size = status.size
-        if status.legal_hold and not want.held:  # a hold released since an interrupted run
-            bucket.set_legal_hold(sha, False)
+        locks.lock_objects([sha], want.deadline, held=want.held)
     faults = bucket.check(sha, want.size if want.size is not None else size, deadline=want.deadline, held=want.held)
-    if faults and all(f.kind == "object-unlocked" for f in faults):
-        # A hold placed, or a deadline moved, since an interrupted run: lock as it is now.
-        if want.held:
-            bucket.set_legal_hold(sha, True)
-        bucket.extend_retention(sha, want.deadline)
-        faults = bucket.check(sha, size, quick=True, deadline=want.deadline, held=want.held)
     if faults:
         raise IntegrityError(f"{want.owner}: {faults[0]}", *([faults[0].hint] if faults[0].hint else []), where=sha)
     say(f"object {sha} {'uploaded' if uploaded else 'present'}, verified and locked until "
