@@ -23,6 +23,7 @@
     bodycam-evidence --store DIR consistency OLD [NEW]
     bodycam-evidence --store DIR record-config
     bodycam-evidence --store DIR report [--month YYYY-MM]
+    bodycam-evidence --store DIR migrate --database URL --objects s3://BUCKET/PREFIX
 
 Environment: ``BODYCAM_STORE`` for --store; ``BODYCAM_PASSPHRASE_FILE`` for --passphrase-file
 (init, view, export; else a terminal prompt, else failure: a passphrase is never an argument);
@@ -149,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("new", metavar="NEW", type=_tree_size, nargs="?",
                    help="a newer checkpointed size (default: the latest checkpoint)")
     cmd("record-config", "the administrator: log the hashes of recipients, log.vkey and store.json")
+    add_migrate_command(cmd)
     c = cmd("report", "monthly figures for oversight")
     c.add_argument("--month", metavar="YYYY-MM")
     c.add_argument("--json", action="store_true")
@@ -719,6 +721,38 @@ def cmd_approve(args) -> int:
 
 
 COMMANDS.update({"redact": cmd_redact, "delete": cmd_delete, "approve": cmd_approve})
+
+
+# -- migration of a local store to the data centre (issue 12) ------------------------------------
+
+
+def add_migrate_command(cmd) -> None:
+    c = cmd("migrate", "move this local store onto a central database and S3 bucket (same log, same proofs)")
+    c.add_argument("--database", metavar="URL", required=True,
+                   help="an empty PostgreSQL database (postgresql://USER@HOST/DB; password the libpq way)")
+    c.add_argument("--objects", metavar="S3URL", required=True,
+                   help="s3://BUCKET/PREFIX of a bucket with versioning and Object Lock (credentials the boto3 way)")
+
+
+def cmd_migrate(args) -> int:
+    from evidence_store.migrate import MARKER_FILE, migrate
+
+    root = store_dir(args)
+    result = migrate(root, args.database, args.objects)
+    if result.already:
+        out(f"{root} already uses {args.database} and {args.objects}: nothing to do")
+        return EXIT_OK
+    out(f"moved {root}: {result.log_size} log entries and {sum(result.tables.values())} rows in "
+        f"{len(result.tables)} tables to {args.database}" if result.tables else f"finished moving {root}")
+    out(f"objects: {result.objects_uploaded} uploaded, {result.objects_present} already there; "
+        f"each verified and locked in {args.objects}")
+    out(f"migrate event: log index {result.event_index}; checkpoint of size {result.log_size + 1} signed")
+    out(f"kept: the local evidence.db (frozen: it refuses writes) and objects/; remove them when no longer wanted "
+        f"({MARKER_FILE} is gone once the move is finished)")
+    return EXIT_OK
+
+
+COMMANDS.update({"migrate": cmd_migrate})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

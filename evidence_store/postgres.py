@@ -645,3 +645,73 @@ def snapshot_reader(url: str, snapshot_id: str) -> Iterator[PgIndex]:
         index._reading = False
         index._rollback()
         index.close()
+
+
+# -- migration of a local store (evidence_store.migrate) -----------------------------------------
+
+#: ``meta`` rows this module writes itself at create (not copied from a local store).
+OWN_META_KEYS = ("origin",)
+_COLUMNS = ("SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND table_name = %s ORDER BY ordinal_position")
+
+
+def stored_origin(url: str) -> tuple[bool, str | None]:
+    """(whether the database at ``url`` holds a store's schema, that store's log origin),
+    looked at without changing anything. Raises DatabaseError or UsageError, one line each."""
+    try:
+        import psycopg
+    except ImportError:
+        raise UsageError("the central index is PostgreSQL, and psycopg is not installed",
+                         "hint: pip install 'bodycam[central]'") from None
+    check_url(url)
+    try:
+        raw = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
+                              application_name="bodycam-evidence migrate")
+    except psycopg.Error as exc:
+        raise translate(exc, "connect to", url) from None
+    index = PgIndex(raw, url)
+    try:
+        if index._schema_version() is None:
+            return False, None
+        row = index._run(_ORIGIN, "open").fetchone()
+        return True, None if row is None else row[0]
+    finally:
+        index.close()
+
+
+def table_columns(index: PgIndex, table: str) -> list[str]:
+    """The columns of ``table`` in the store's database, in order ([] if there is no such table)."""
+    import psycopg
+
+    try:
+        return [name for (name,) in index._raw.execute(_COLUMNS, (table,))]
+    except psycopg.Error as exc:
+        raise translate(exc, "read", index.url) from exc
+
+
+@contextlib.contextmanager
+def streaming(index: PgIndex) -> Iterator[PgIndex]:
+    """Inside a writing transaction, let SELECTs stream through server-side cursors, as a
+    reader's do (a migration reads back a million copied rows without holding them at once)."""
+    index._reading = True
+    try:
+        yield index
+    finally:
+        index._reading = False
+        index._close_server_cursors()
+
+
+def restart_generated_keys(index: PgIndex) -> None:
+    """After rows were copied in with their keys: let each generated key continue after the
+    largest copied one (else the next hold would be given hold_id 1 again)."""
+    import psycopg
+    from psycopg import sql
+
+    for table, column in _GENERATED_KEYS.items():
+        statement = sql.SQL("SELECT setval(pg_get_serial_sequence({t}, {c}), "
+                            "COALESCE((SELECT MAX({ci}) FROM {ti}), 0) + 1, false)").format(
+            t=sql.Literal(table), c=sql.Literal(column), ci=sql.Identifier(column), ti=sql.Identifier(table))
+        try:
+            index._raw.execute(statement)
+        except psycopg.Error as exc:
+            raise translate(exc, "write", index.url) from exc

@@ -14,6 +14,7 @@ PgIndex.transaction) decides that.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
@@ -568,6 +569,96 @@ class Queries:
         """(clip, started, ingested) of the clips in ``state`` that did not arrive late."""
         return self._rows("SELECT clip_id, started_at, ingested_at FROM clips WHERE state = ? AND late = 0",
                           (state,)).fetchall()
+
+    # -- migration (migrate.py) -----------------------------------------------------------------
+    # A local store's tables are read whole and written into a central database of the same
+    # layout. Table and column names come from the SQLite schema (so no table is forgotten) and
+    # are checked before they become part of a statement. The migration is the one job that
+    # holds the local write lock itself for its whole run (migrate_lock ... migrate_freeze).
+
+    def migrate_tables(self) -> list[str]:
+        """The local database's own tables (SQLite's schema), by name."""
+        return [_identifier(name) for (name,) in self.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%' ORDER BY name")]
+
+    def migrate_layout(self, table: str) -> tuple[list[str], list[str]]:
+        """(columns in order, primary-key columns in key order) of a local table."""
+        rows = self.conn.execute(f'PRAGMA table_info("{_identifier(table)}")').fetchall()
+        columns = [_identifier(r[1]) for r in rows]
+        key = [_identifier(r[1]) for r in sorted((r for r in rows if r[5]), key=lambda r: r[5])]
+        return columns, key
+
+    def migrate_rows(self, table: str, columns: list[str]) -> Cursor:
+        """Every row of ``table`` (in no particular order), streamed."""
+        names = ", ".join(f'"{_identifier(c)}"' for c in columns)
+        return self.conn.execute(f'SELECT {names} FROM "{_identifier(table)}"')
+
+    def migrate_has_rows(self, table: str) -> bool:
+        return self.conn.execute(f'SELECT 1 FROM "{_identifier(table)}" LIMIT 1').fetchone() is not None
+
+    def migrate_insert(self, table: str, columns: list[str], rows: list[tuple]) -> None:
+        """Insert rows as they are. Names unquoted (checked by _identifier, and written so in both
+        schemas): PostgreSQL turns exactly this plain form into one COPY per batch."""
+        names = ", ".join(_identifier(c) for c in columns)
+        marks = ", ".join("?" * len(columns))
+        self.conn.executemany(f"INSERT INTO {_identifier(table)} ({names}) VALUES ({marks})", rows)
+
+    def migrate_live_objects(self) -> dict[str, int]:
+        """sha256 -> size of every object the index does not mark deleted."""
+        return dict(self.conn.execute("SELECT sha256, size FROM objects WHERE deleted_at IS NULL"))
+
+    def migrate_known_objects(self) -> set[str]:
+        """Every object name the index ever recorded (live or deleted)."""
+        return {sha for (sha,) in self.conn.execute("SELECT sha256 FROM objects")}
+
+    def migrate_lock(self, wait_ms: int) -> None:
+        """Take the local write lock (BEGIN IMMEDIATE), waiting at most ``wait_ms`` for a writer
+        that holds it. The caller ends it with migrate_freeze or migrate_unlock."""
+        from evidence_store.db import database_error
+
+        try:
+            self.conn.execute(f"PRAGMA busy_timeout = {int(wait_ms)}")
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise database_error(exc, "lock") from exc
+
+    def migrate_unlock(self) -> None:
+        """Release the local write lock without changing anything (ROLLBACK)."""
+        if getattr(self.conn, "in_transaction", False):
+            self.conn.execute("ROLLBACK")
+
+    def migrate_frozen(self) -> bool:
+        """Whether migrate_freeze has frozen this database."""
+        row = self.conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE ?",
+                                (MIGRATE_TRIGGER + "%",)).fetchone()
+        return row is not None and bool(row[0])
+
+    def migrate_freeze(self, tables: list[str], message: str) -> None:
+        """Make every later write to ``tables`` fail with ``message`` (a trigger per table and
+        statement kind), then COMMIT, which releases the lock taken by migrate_lock."""
+        text = message.replace("'", "''")
+        for table in tables:
+            for action in ("INSERT", "UPDATE", "DELETE"):
+                name = f"{MIGRATE_TRIGGER}{_identifier(table)}_{action.lower()}"
+                self.conn.execute(f'CREATE TRIGGER IF NOT EXISTS "{name}" BEFORE {action} ON "{_identifier(table)}" '
+                                  f"BEGIN SELECT RAISE(ABORT, '{text}'); END")
+        self.conn.execute("COMMIT")
+
+
+
+#: Name prefix of the triggers with which migrate freezes a local database that moved.
+MIGRATE_TRIGGER = "bodycam_moved_"
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}\Z")
+
+
+def _identifier(name: str) -> str:
+    """A table or column name read from a schema, checked before it enters a statement."""
+    if not isinstance(name, str) or not _IDENTIFIER.match(name):
+        from evidence_store.errors import IntegrityError
+
+        raise IntegrityError(f"the database schema names {str(name)[:40]!r}, which is not a table or column "
+                             "name the store uses", where="schema")
+    return name
 
 
 def iterate(cursor: Cursor) -> Iterator[tuple]:
