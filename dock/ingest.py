@@ -218,7 +218,18 @@ class Ingester:
             # device.json is only informational: verification always uses the enrolled key.
             log.warning("camera %s: device.json carries a public key other than the enrolled one; "
                         "the enrolled key is used", device_id)
-        with self.locks.hold(device_id):
+        waited = []
+
+        def waiting(holder: str) -> None:
+            waited.append(holder)
+            log.warning("camera %s: another dock is docking it (%s); waiting until it has finished", device_id, holder)
+
+        # The dock's own lock orders its threads and the docks of this machine; the store's orders
+        # every dock of the store (another machine shown the same camera would otherwise verify
+        # the same clips at the same time, take them for replays and delete under the other).
+        with self.locks.hold(device_id), store.hold_camera(device_id, waiting):
+            if waited:
+                log.info("camera %s: the other dock has finished; docking what it left", device_id)
             info = store.device(device_id)  # re-read under the lock
             docking = _Docking(store, outbox, device_id, info.last_docking, report)
             self._run(docking, revoked=info.revoked)

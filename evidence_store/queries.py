@@ -569,6 +569,33 @@ class Queries:
         return self._rows("SELECT clip_id, started_at, ingested_at FROM clips WHERE state = ? AND late = 0",
                           (state,)).fetchall()
 
+    # -- one dock per camera (dock coordination) --------------------------------------------------
+    # PostgreSQL only (store/coordination.py): session-level advisory locks, which the server
+    # releases when the session ends, so a dock that dies never leaves a camera locked. A local
+    # store locks a file instead.
+
+    def name_session(self, name: str) -> None:
+        """Name this session in pg_stat_activity, so a dock that waits can say whom it waits for."""
+        self._one("SELECT set_config('application_name', ?, false)", (name,))
+
+    def try_lock_camera(self, space: int, key: int) -> bool:
+        row = self._one("SELECT pg_try_advisory_lock(CAST(? AS integer), CAST(? AS integer))", (space, key))
+        return bool(row and row[0])
+
+    def lock_camera(self, space: int, key: int) -> None:
+        self._one("SELECT pg_advisory_lock(CAST(? AS integer), CAST(? AS integer))", (space, key))
+
+    def unlock_camera(self, space: int, key: int) -> None:
+        self._one("SELECT pg_advisory_unlock(CAST(? AS integer), CAST(? AS integer))", (space, key))
+
+    def camera_lock_holder(self, space: int, key: int) -> tuple | None:
+        """(application name, client address or None, server pid) of the session holding the lock."""
+        return self._one(
+            "SELECT a.application_name, host(a.client_addr), a.pid FROM pg_locks l "
+            "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
+            "AND l.classid = CAST(CAST(? AS integer) AS oid) AND l.objid = CAST(CAST(? AS integer) AS oid) "
+            "AND l.objsubid = 2", (space, key))
+
 
 def iterate(cursor: Cursor) -> Iterator[tuple]:
     """Rows of a cursor one by one (a PostgreSQL reader streams them from a server cursor)."""
