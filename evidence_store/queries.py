@@ -578,6 +578,14 @@ class Queries:
         """Name this session in pg_stat_activity, so a dock that waits can say whom it waits for."""
         self._one("SELECT set_config('application_name', ?, false)", (name,))
 
+    def probe_session(self, idle_s: int, interval_s: int, count: int) -> None:
+        """Have the server probe this session's TCP connection, so that a dock machine that
+        vanishes (power cut: no FIN ever comes) frees its cameras' locks in about
+        idle + interval * count seconds, not after the operating system's two hours. A session
+        on a Unix socket ignores these."""
+        self._one("SELECT set_config('tcp_keepalives_idle', ?, false), set_config('tcp_keepalives_interval', ?, false), "
+                  "set_config('tcp_keepalives_count', ?, false)", (str(idle_s), str(interval_s), str(count)))
+
     def try_lock_camera(self, space: int, key: int) -> bool:
         row = self._one("SELECT pg_try_advisory_lock(CAST(? AS integer), CAST(? AS integer))", (space, key))
         return bool(row and row[0])

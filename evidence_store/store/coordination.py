@@ -9,8 +9,9 @@ checked and quarantine the genuine recording as a replay, and both would delete 
 So the docking of a camera holds a lock that every dock of the store sees:
 
 * central store (PostgreSQL): a session-level advisory lock keyed by the device id. The server
-  releases it when the session ends, so a dock that dies (SIGKILL, power loss: its TCP
-  connection closes) never leaves a camera locked;
+  releases it when the session ends, so a dock that dies never leaves a camera locked: a killed
+  process's connection closes at once; a machine cut off (power, network) is found dead by the
+  server's TCP keepalive probes, which the session sets to about a minute (KEEPALIVE);
 * local store (SQLite, one machine): flock(2) on ``locks/<device-id>.lock`` in the store folder,
   which the kernel releases when the process dies, whatever dock state folder each dock uses.
 
@@ -46,6 +47,9 @@ LOCKS_DIR = "locks"
 LOCK_SPACE = 0x62646B63  # "bdkc"
 #: What a waiting dock is told when the holder cannot be named (another role's session).
 UNKNOWN_HOLDER = "another dock"
+#: TCP keepalive of a dock's database session (idle, interval, probes): a dock machine that is
+#: cut off frees its cameras within about a minute.
+KEEPALIVE = (30, 10, 3)
 
 
 def lock_key(device_id: str) -> tuple[int, int]:
@@ -80,6 +84,7 @@ def _database_lock(store: Store, device_id: str, tell: Callable[[str], None]) ->
     key = lock_key(device_id)
     index = store.index
     index.name_session(holder_name())
+    index.probe_session(*KEEPALIVE)
     if not index.try_lock_camera(*key):
         found = index.camera_lock_holder(*key)
         tell(_describe(found) if found else UNKNOWN_HOLDER)
