@@ -35,6 +35,7 @@ from pathlib import Path
 
 import pytest
 
+from evidence_store.clip.ids import parse_time
 from evidence_store.clip.manifest import MANIFEST_FILE
 from evidence_store.clip.outbox import Outbox
 from evidence_store.store import Store
@@ -238,7 +239,7 @@ def assert_every_object_locked(central: Central) -> None:
     assert versions
     with Store.open(central.root) as store:
         for info in store.clips():
-            deadline = info.deadline
+            deadline = parse_time(info.deadline)
             names = [store.conn.execute("SELECT manifest_sha256, journal_sha256 FROM clips WHERE clip_id = ?",
                                         (info.clip_id,)).fetchone()]
             names += store.conn.execute("SELECT sha256 FROM segments WHERE clip_id = ?", (info.clip_id,)).fetchall()
