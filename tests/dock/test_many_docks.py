@@ -14,8 +14,9 @@ cameras' outboxes as folders (udev off: a test has no USB); the two-docks test u
 one server, or sharing the folder), or PostgreSQL with the objects on Ceph RGW (each dock then
 has its own copy of the store folder: keys and store.json, as on separate machines).
 
-Seeded: BODYCAM_DOCKS_SEED picks the kill instants, BODYCAM_FUZZ_ITERATIONS multiplies the
-number of kills and rounds (default 1: about a minute on a loaded 2-core machine).
+Seeded: BODYCAM_DOCKS_SEED picks the kill instants and clip counts; BODYCAM_DOCKS_ITERATIONS
+multiplies the kills, the clips and the rounds of the tests marked ``slow`` (default 1: each
+under a minute on a loaded 2-core machine, plus Ceph's start for the S3 variant).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from tests.dock.conftest import Camera, new_camera
 from tests.dock.helpers import outbox_clip_names
 
 REPO = Path(__file__).resolve().parents[2]
-FUZZ = max(1, int(os.environ.get("BODYCAM_FUZZ_ITERATIONS", "1")))
+FUZZ = max(1, int(os.environ.get("BODYCAM_DOCKS_ITERATIONS", "1")))
 SEED = int(os.environ.get("BODYCAM_DOCKS_SEED", "20261201"))
 PASSPHRASE = b"many docks"
 DOCKS, CAMERAS_PER_DOCK, CLIPS_PER_CAMERA = 3, 2, 4
@@ -274,6 +275,7 @@ def wait_for(predicate, timeout: float, docks=()) -> None:
 # -- several docks, different cameras, killed at random ------------------------------------------
 
 
+@pytest.mark.slow
 def test_many_docks_killed_at_random_lose_and_double_nothing(central, tmp_path):
     rng = random.Random(SEED)
     per_dock = make_cameras(central, tmp_path, DOCKS, CAMERAS_PER_DOCK, CLIPS_PER_CAMERA * FUZZ)
@@ -384,6 +386,7 @@ def test_two_docks_same_camera_one_docks_other_waits_then_finds_it_done(one_stor
     assert_store_verifies(one_store)
 
 
+@pytest.mark.slow
 def test_two_docks_same_camera_at_once_double_and_quarantine_nothing(one_store, tmp_path):
     """The same outbox shown to two docks at the same instant, several times (seeded)."""
     rng = random.Random(SEED)
