@@ -35,7 +35,9 @@ import json
 import logging
 import os
 import stat
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -53,7 +55,7 @@ from evidence_store.clip.journal import CUT, JOURNAL_FILE, MAX_JOURNAL_BYTES, TA
 from evidence_store.clip.manifest import MANIFEST_FILE, Manifest, SegmentRecord, manifest_hash, parse_manifest
 from evidence_store.clip.outbox import QUARANTINED, STORED, DeviceRecord, Outbox, Receipt
 from evidence_store.errors import EvidenceError, IntegrityError
-from evidence_store.objects import ObjectTooLarge
+from evidence_store.objects import LocalObjects, ObjectTooLarge
 
 if TYPE_CHECKING:  # the store is heavy (SQLite, the log); the caller's open_store loads it
     from evidence_store.store import Store
@@ -75,6 +77,8 @@ FLAG_EXTRA_FILES = "extra-files"
 FUTURE_TOLERANCE = timedelta(minutes=5)  # camera clocks are set at each docking; minutes of drift are normal
 QUARANTINE_MAX_FILE = 8 * 2**30  # a quarantined file larger than any real segment is named, not kept
 FaultHook = Callable[[str, "str | None"], None]
+#: Segments copied side by side into a store whose objects are remote (see Ingester._copies).
+REMOTE_COPIES = 2
 
 
 class _Skip(Exception):
@@ -167,6 +171,7 @@ class _Docking:
     # SHA-256 of camera files read whole in this docking, by (device, inode, size, mtime, ctime):
     # the clearing proves a copied segment is held without reading it a second time.
     seen: dict = field(default_factory=dict)
+    progress_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class Ingester:
@@ -218,7 +223,18 @@ class Ingester:
             # device.json is only informational: verification always uses the enrolled key.
             log.warning("camera %s: device.json carries a public key other than the enrolled one; "
                         "the enrolled key is used", device_id)
-        with self.locks.hold(device_id):
+        waited = []
+
+        def waiting(holder: str) -> None:
+            waited.append(holder)
+            log.warning("camera %s: another dock is docking it (%s); waiting until it has finished", device_id, holder)
+
+        # The dock's own lock orders its threads and the docks of this machine; the store's orders
+        # every dock of the store (another machine shown the same camera would otherwise verify
+        # the same clips at the same time, take them for replays and delete under the other).
+        with self.locks.hold(device_id), store.hold_camera(device_id, waiting):
+            if waited:
+                log.info("camera %s: the other dock has finished; docking what it left", device_id)
             info = store.device(device_id)  # re-read under the lock
             docking = _Docking(store, outbox, device_id, info.last_docking, report)
             self._run(docking, revoked=info.revoked)
@@ -444,8 +460,7 @@ class Ingester:
         objects: dict = {}
         states: dict[str, str] = {}
         problems: list[str] = []
-        for seg in manifest.segments:
-            ref, state, problem = self._copy_segment(dk, cand, seg, journal)
+        for seg, (ref, state, problem) in zip(manifest.segments, self._copies(dk, cand, manifest.segments, journal)):
             if ref is not None:
                 objects[seg.name] = ref
             if problem:
@@ -467,6 +482,27 @@ class Ingester:
             # quarantined and can never block the genuine clip.
             raise _Quarantine(f"store refused: {exc}", journal_bytes=journal_bytes, objects=objects) from None
         self._fault("ingested", cand.clip_id)
+
+    def _copies(self, dk: _Docking, cand: Candidate, segments: list[SegmentRecord], journal: Journal) -> Iterator[tuple]:
+        """The result of _copy_segment for each segment, in the manifest's order. Into a store
+        whose objects are remote (S3) up to REMOTE_COPIES run side by side, so that reading and
+        hashing one segment overlaps the upload of another (measured: 0.8x of boto3's upload_file
+        with one at a time, 0.96x with two; bench_docks); into a folder one at a time (one disk:
+        nothing to overlap), each handed on as soon as it is done, so a crash finds the same steps.
+        The commit waits for all of them either way."""
+        workers = 1 if isinstance(dk.store.objects, LocalObjects) else min(REMOTE_COPIES, len(segments))
+        if workers <= 1:
+            for seg in segments:
+                yield self._copy_segment(dk, cand, seg, journal)
+            return
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dock-copy") as pool:
+            futures = [pool.submit(self._copy_segment, dk, cand, seg, journal) for seg in segments]
+            try:
+                for future in futures:
+                    yield future.result()
+            finally:
+                for future in futures:
+                    future.cancel()  # a failed copy ends the clip: the ones not yet begun are not
 
     def _journal(self, cand: Candidate, key: DevicePublicKey) -> tuple[bytes, Journal]:
         path = cand.path / JOURNAL_FILE
@@ -510,9 +546,10 @@ class Ingester:
             label = f"{cand.clip_id[:13]} {seg.name}"
 
             def on_bytes(n: int) -> None:
-                dk.done_bytes += n
-                if self.progress:
-                    self.progress(dk.done_bytes, dk.total_bytes, label)
+                with dk.progress_lock:  # copies may run side by side (_copies)
+                    dk.done_bytes += n
+                    if self.progress:
+                        self.progress(dk.done_bytes, dk.total_bytes, label)
 
             try:
                 result = copy_and_check(dk.store.put_object, fd, seg.name, journal.entries, seg.bytes, on_bytes)

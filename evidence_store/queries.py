@@ -647,6 +647,43 @@ class Queries:
 
 
 #: Name prefix of the triggers with which migrate freezes a local database that moved.
+
+    # -- one dock per camera (dock coordination) --------------------------------------------------
+    # PostgreSQL only (store/coordination.py): session-level advisory locks, which the server
+    # releases when the session ends, so a dock that dies never leaves a camera locked. A local
+    # store locks a file instead.
+
+    def name_session(self, name: str) -> None:
+        """Name this session in pg_stat_activity, so a dock that waits can say whom it waits for."""
+        self._one("SELECT set_config('application_name', ?, false)", (name,))
+
+    def probe_session(self, idle_s: int, interval_s: int, count: int) -> None:
+        """Have the server probe this session's TCP connection, so that a dock machine that
+        vanishes (power cut: no FIN ever comes) frees its cameras' locks in about
+        idle + interval * count seconds, not after the operating system's two hours. A session
+        on a Unix socket ignores these."""
+        self._one("SELECT set_config('tcp_keepalives_idle', ?, false), set_config('tcp_keepalives_interval', ?, false), "
+                  "set_config('tcp_keepalives_count', ?, false)", (str(idle_s), str(interval_s), str(count)))
+
+    def try_lock_camera(self, space: int, key: int) -> bool:
+        row = self._one("SELECT pg_try_advisory_lock(CAST(? AS integer), CAST(? AS integer))", (space, key))
+        return bool(row and row[0])
+
+    def lock_camera(self, space: int, key: int) -> None:
+        self._one("SELECT pg_advisory_lock(CAST(? AS integer), CAST(? AS integer))", (space, key))
+
+    def unlock_camera(self, space: int, key: int) -> None:
+        self._one("SELECT pg_advisory_unlock(CAST(? AS integer), CAST(? AS integer))", (space, key))
+
+    def camera_lock_holder(self, space: int, key: int) -> tuple | None:
+        """(application name, client address or None, server pid) of the session holding the lock."""
+        return self._one(
+            "SELECT a.application_name, host(a.client_addr), a.pid FROM pg_locks l "
+            "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
+            "AND l.classid = CAST(CAST(? AS integer) AS oid) AND l.objid = CAST(CAST(? AS integer) AS oid) "
+            "AND l.objsubid = 2", (space, key))
+
+
 MIGRATE_TRIGGER = "bodycam_moved_"
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}\Z")
 

@@ -216,6 +216,14 @@ class Store(KeysMixin, DevicesMixin, IngestMixin, AccessMixin, ExpiryMixin, Lock
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def hold_camera(self, device_id: str, waiting=None):
+        """The lock that lets one dock at a time dock camera ``device_id``, across every machine
+        that writes this store (a context manager; blocking; see store/coordination.py).
+        ``waiting(holder)`` is called once when another dock holds it."""
+        from evidence_store.store.coordination import hold_camera
+
+        return hold_camera(self, device_id, waiting)
+
     @contextmanager
     def _command(self) -> Iterator[_Tx]:
         with db.transaction(self.conn):
