@@ -588,6 +588,22 @@ class _ServerCursor(_Cursor):
             raise translate(exc, "read", self._index.url) from exc
 
 
+def _session(url: str, application: str) -> PgIndex:
+    """An autocommit session on the database at ``url`` (checked first). Raises UsageError or
+    DatabaseError, one line each."""
+    try:
+        import psycopg
+    except ImportError:
+        raise UsageError("this store's index is in PostgreSQL, and psycopg is not installed",
+                         "hint: pip install 'bodycam[central]'") from None
+    check_url(url)
+    try:
+        raw = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, application_name=application)
+    except psycopg.Error as exc:
+        raise translate(exc, "connect to", url) from None
+    return PgIndex(raw, url)
+
+
 def connect(url: str, *, origin: str, create: bool = False) -> PgIndex:
     """Connect to the store database at ``url`` (a libpq URL without password).
 
@@ -596,18 +612,7 @@ def connect(url: str, *, origin: str, create: bool = False) -> PgIndex:
     version this program knows (older ones are migrated). Raises UsageError or DatabaseError, one
     line each, having changed nothing.
     """
-    try:
-        import psycopg
-    except ImportError:
-        raise UsageError("this store's index is in PostgreSQL, and psycopg is not installed",
-                         "hint: pip install 'bodycam[central]'") from None
-    check_url(url)
-    try:
-        raw = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
-                              application_name="bodycam-evidence")
-    except psycopg.Error as exc:
-        raise translate(exc, "connect to", url) from None
-    index = PgIndex(raw, url)
+    index = _session(url, "bodycam-evidence")
     try:
         index._run(_READER_PLANS, "connect to")
         if create:
@@ -658,18 +663,7 @@ _COLUMNS = ("SELECT column_name FROM information_schema.columns WHERE table_sche
 def stored_origin(url: str) -> tuple[bool, str | None]:
     """(whether the database at ``url`` holds a store's schema, that store's log origin),
     looked at without changing anything. Raises DatabaseError or UsageError, one line each."""
-    try:
-        import psycopg
-    except ImportError:
-        raise UsageError("the central index is PostgreSQL, and psycopg is not installed",
-                         "hint: pip install 'bodycam[central]'") from None
-    check_url(url)
-    try:
-        raw = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
-                              application_name="bodycam-evidence migrate")
-    except psycopg.Error as exc:
-        raise translate(exc, "connect to", url) from None
-    index = PgIndex(raw, url)
+    index = _session(url, "bodycam-evidence migrate")
     try:
         if index._schema_version() is None:
             return False, None
