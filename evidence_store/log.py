@@ -201,7 +201,9 @@ class EventLog:
         for field, salt, text in self.conn.execute(
                 "SELECT et.field, t.salt, t.text FROM event_texts et JOIN texts t USING (text_id) "
                 "WHERE et.idx = ?", (index,)):
-            if text is not None and (salt is None or body.get(field) != ev.salted_digest(bytes(salt), text)):
+            # A salt of another length would let bytes move between salt and text (same digest).
+            if text is not None and (salt is None or len(salt) != ev.SALT_SIZE or not isinstance(text, str)
+                                     or body.get(field) != ev.salted_digest(bytes(salt), text)):
                 raise IntegrityError(f"event {index}: the stored {field} does not match its log entry")
             out[field] = text
         return out

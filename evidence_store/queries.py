@@ -420,11 +420,15 @@ class Queries:
         return self._rows("SELECT idx, subject, leaf, kind, clip_id, device_id, time FROM events "
                           "WHERE idx >= ? AND idx < ? ORDER BY idx", (lo, hi))
 
+    def text_count(self) -> int:
+        row = self._one("SELECT count(*) FROM texts")
+        return 0 if row is None else int(row[0])
+
     def event_texts_in_range(self, lo: int, hi: int) -> Cursor:
-        """(idx, link field, salt, text, field, digest, clip, retain_until, erased_at) of the personal
-        texts linked to the entries in [lo, hi), ordered like the entries (event_texts' key)."""
+        """(idx, link field, salt, text, field, digest, clip, retain_until, erased_at, text id) of the
+        personal texts linked to the entries in [lo, hi), ordered like the entries (event_texts' key)."""
         return self._rows("SELECT et.idx, et.field, t.salt, t.text, t.field, t.digest, t.clip_id, t.retain_until, "
-                          "t.erased_at FROM event_texts et LEFT JOIN texts t USING (text_id) "
+                          "t.erased_at, et.text_id FROM event_texts et LEFT JOIN texts t USING (text_id) "
                           "WHERE et.idx >= ? AND et.idx < ? ORDER BY et.idx, et.field", (lo, hi))
 
     def clip_objects_in_state(self, state: str) -> list[tuple[str, str, str]]:
@@ -499,7 +503,10 @@ class Queries:
 
     def text_links_outside(self, size: int) -> list[int]:
         """Log indexes outside [0, size) that personal texts are linked to."""
-        return [idx for (idx,) in self._rows("SELECT DISTINCT idx FROM event_texts WHERE idx >= ? OR idx < 0", (size,))]
+        # Two ranges of the key, not one OR: SQLite scans the whole table for the OR.
+        return [idx for (idx,) in self._rows("SELECT DISTINCT idx FROM event_texts WHERE idx < 0 UNION "
+                                             "SELECT DISTINCT idx FROM event_texts WHERE idx >= ? ORDER BY 1",
+                                             (size,))]
 
     def unlinked_texts(self) -> list[int]:
         """Ids of personal texts no log entry links to."""

@@ -4,7 +4,7 @@ import pytest
 
 from evidence_store import merkle
 from evidence_store import verify as v
-from evidence_store.errors import UsageError
+from evidence_store.errors import IntegrityError, UsageError
 from evidence_store.verify import verify_store
 from tests.evidence_store.conftest import local_objects, on_s3, remove_object, tamper_object
 
@@ -149,6 +149,33 @@ def test_verify_altered_personal_text_found(store, filled):
     store.conn.execute("UPDATE texts SET text = 'someone else' WHERE text = 'review'")
     (fault,) = verify_store(store)
     assert fault.kind == v.TEXT_ALTERED
+
+
+def test_verify_text_bytes_moved_into_salt_found(store, filled):
+    """SHA-256(salt || text) is the same when the text's first byte moves to the salt's end: the
+    text the index shows changes ('eview') under the same digest. The salt's fixed length is what
+    tells them apart, in verify and wherever a decision reads a text (texts_of)."""
+    ((text_id, salt, text, idx),) = store.conn.execute(
+        "SELECT t.text_id, t.salt, t.text, et.idx FROM texts t JOIN event_texts et USING (text_id) "
+        "WHERE t.text = 'review'").fetchall()
+    store.conn.execute("UPDATE texts SET salt = ?, text = ? WHERE text_id = ?",
+                       (bytes(salt) + text[:1].encode(), text[1:], text_id))
+    (fault,) = verify_store(store)
+    assert fault.kind == v.TEXT_ALTERED and fault.where == f"log index {idx}" and "salted hash" in fault.message
+    with pytest.raises(IntegrityError, match=f"event {idx}: the stored reason"):
+        store.log.texts_of(idx)
+
+
+def test_verify_two_links_to_one_text_found(store, filled):
+    """Verify counts texts against links when every link names a distinct text; a link moved to
+    another entry's text breaks that count's premise, so the texts are looked at one by one: the
+    moved link's entry and the text it no longer names are both reported."""
+    rows = store.conn.execute("SELECT idx, text_id FROM event_texts WHERE field = 'actor' ORDER BY idx").fetchall()
+    (first_idx, first_text), (second_idx, second_text) = rows[0], rows[1]
+    store.conn.execute("UPDATE event_texts SET text_id = ? WHERE idx = ? AND field = 'actor'", (first_text, second_idx))
+    faults = verify_store(store)
+    assert {(f.kind, f.where) for f in faults} >= {(v.TEXT_ALTERED, f"log index {second_idx}"),
+                                                  (v.TEXT_ALTERED, f"text {second_text}")}
 
 
 def test_verify_index_row_disagreeing_with_manifest_found(store, filled):
