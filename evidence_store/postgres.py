@@ -579,6 +579,15 @@ class _ServerCursor(_Cursor):
             if len(batch) < FETCH_ROWS:  # the last one: no round trip to learn that nothing follows
                 return
 
+    def __iter__(self) -> Iterator:  # type: ignore[override]
+        # A generator, not a __next__ method per row: three million rows are a verify's reading.
+        import psycopg
+
+        try:
+            yield from self._rows
+        except psycopg.Error as exc:
+            raise translate(exc, "read", self._index.url) from exc
+
     def __next__(self):
         import psycopg
 

@@ -411,6 +411,19 @@ class Queries:
             rows = self._rows("SELECT hash FROM hashes WHERE id >= ? AND id < ? ORDER BY id", (lo, hi))
         return [bytes(h) for (h,) in rows]
 
+    def stored_hashes_by_id(self, ids: list[int]) -> dict[int, bytes]:
+        """The stored hashes of the given ids (a few: one per tree level) that exist."""
+        marks = ",".join("?" * len(ids))
+        return {i: bytes(h) for i, h in self._rows(f"SELECT id, hash FROM hashes WHERE id IN ({marks})", ids)}
+
+    def stored_hashes_matching(self, first: int, expected: bytes) -> int:
+        """How many stored hashes with ids first, first+1, ... equal their 32-byte slice of
+        ``expected`` (the engine compares; nothing comes back but the count)."""
+        row = self._one("SELECT count(*) FROM hashes WHERE id >= ? AND id < ? "
+                        "AND hash = substr(?, CAST((id - ?) * 32 + 1 AS INTEGER), 32)",
+                        (first, first + len(expected) // 32, expected, first))
+        return 0 if row is None else int(row[0])
+
     def stored_hash_ids(self) -> Cursor:
         """(id, hash) of every stored hash in id order (to find a gap)."""
         return self._rows("SELECT id, hash FROM hashes ORDER BY id")

@@ -226,6 +226,9 @@ _COLUMN_NAMES = ("kind", "clip", "device", "time")
 #: contiguous range (parsing a million JSON leaves is CPU-bound and the ranges are independent
 #: but for the per-subject chain, which is stitched afterwards).
 PARALLEL_MIN_ENTRIES = 200_000
+#: Ranges per worker process, and the fewest entries worth a range of their own.
+RANGES_PER_WORKER = 4
+PARALLEL_MIN_RANGE = 50_000
 
 
 def _scan_log(store, faults: list[Fault]) -> LogData:
@@ -242,11 +245,18 @@ def _scan_log(store, faults: list[Fault]) -> LogData:
     if end < PARALLEL_MIN_ENTRIES or workers < 2 or threading.active_count() > 1:
         parts = [_scan_range(index, 0, end)]
     else:
-        bounds = [end * k // workers for k in range(workers + 1)]
+        # A few ranges per worker, taken in turn: the workers then finish within a small range's
+        # time of each other, where one range each left one idle while the other still ran.
+        ranges = max(workers, min(workers * RANGES_PER_WORKER, end // PARALLEL_MIN_RANGE))
+        bounds = [end * k // ranges for k in range(ranges + 1)]
         source = index.reader_source(store.root / DB_FILE)
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+        try:
             futures = [pool.submit(_scan_range_in_worker, source, lo, hi) for lo, hi in zip(bounds, bounds[1:])]
             parts = [f.result() for f in futures]
+        finally:
+            # The results are in: the workers' exit need not hold up the rest of verify.
+            pool.shutdown(wait=False, cancel_futures=True)
     heads: dict[str, str] = {}
     blobs = []
     for part in parts:
