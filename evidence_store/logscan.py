@@ -57,25 +57,25 @@ def where(idx: int, body: dict) -> str:
 
 
 def text_retention() -> Callable[[str], str]:
-    """event time -> the retain_until its personal texts get at least (records.TEXT_RETENTION
-    later), with the date arithmetic cached per day: a million texts must not each parse a time."""
+    """day (YYYY-MM-DD) -> the day from which the personal texts of that day's events may be
+    erased (records.TEXT_RETENTION later): an event at ``day`` + ``T...`` keeps them until at least
+    that day + the same ``T...``. "?" for a day that is no date (it sorts after every date)."""
     from evidence_store.clip.ids import format_time, parse_time
     from evidence_store.store.records import TEXT_RETENTION
 
     days: dict[str, str] = {}
 
-    def until(time: str) -> str:
-        day = time[:10]
-        later = days.get(day)
-        if later is None:
+    def later(day: str) -> str:
+        found = days.get(day)
+        if found is None:
             try:
-                later = format_time(parse_time(day + "T00:00:00.000Z") + TEXT_RETENTION)[:10]
+                found = format_time(parse_time(day + "T00:00:00.000Z") + TEXT_RETENTION)[:10]
             except ValueError:
-                later = "?"
-            days[day] = later
-        return later + time[10:]
+                found = "?"
+            days[day] = found
+        return found
 
-    return until
+    return later
 
 
 def distinct_text_ids(ids: list[int]) -> tuple[int, int, int] | None:
@@ -112,17 +112,15 @@ def compare_stored_hashes(index, lo: int, leaves: list[bytes], out: RangeScan) -
     million hashes back into Python objects)."""
     first = merkle.stored_hash_count(lo)
     computed: list[bytes] = []
-    append = computed.append
+    append, extend = computed.append, computed.extend
     stack: list[bytes | None] = []
     pop, push = stack.pop, stack.append
     node = merkle.NODE_PREFIX
     sha = hashlib.sha256
     crossing = out.crossing
-    i = lo
-    for h in leaves:
-        append(h)
-        n = i
-        top: bytes | None = h
+
+    def completed(top: bytes | None, n: int) -> bytes | None:
+        """Store the subtrees that leaf number n's append completes above the level of ``top``."""
         while n & 1:
             left = pop() if stack else None  # nothing left of it here: the subtree starts before lo
             if left is None or top is None:
@@ -133,13 +131,30 @@ def compare_stored_hashes(index, lo: int, leaves: list[bytes], out: RangeScan) -
                 top = sha(node + left + top).digest()
                 append(top)
             n >>= 1
-        push(top)
-        i += 1
+        return top
+
+    start = 0
+    if lo & 1 and leaves:  # an odd first leaf completes subtrees that start before lo
+        append(leaves[0])
+        push(completed(leaves[0], lo))
+        start = 1
+    # Then two leaves at a time: the second of each pair completes their parent, and perhaps more.
+    i = lo + start
+    for left_leaf, right_leaf in zip(leaves[start::2], leaves[start + 1::2]):
+        top = sha(node + left_leaf + right_leaf).digest()
+        extend((left_leaf, right_leaf, top))
+        n = i >> 1
+        push(completed(top, n) if n & 1 else top)
+        i += 2
+    if (len(leaves) - start) & 1:  # a last unpaired leaf
+        append(leaves[-1])
+        push(leaves[-1])
     if crossing:
         known = index.stored_hashes_by_id(crossing)
         for j in crossing:
-            computed[j - first] = known.get(j, b"")  # missing: unequal, and the caller names it
-    if any(len(h) != merkle.HASH_SIZE for h in computed):
-        out.hashes_equal = False
-        return
+            found = known.get(j, b"")  # missing: unequal, and the caller names it
+            if len(found) != merkle.HASH_SIZE:  # the comparison below goes by 32-byte slices
+                out.hashes_equal = False
+                return
+            computed[j - first] = found
     out.hashes_equal = index.stored_hashes_matching(first, b"".join(computed)) == len(computed)

@@ -369,7 +369,8 @@ def _scan_range(index: Queries, lo: int, hi: int) -> RangeScan:
     leaf_columns = _LEAF_COLUMNS
     # Texts ordered like the events (event_texts' key starts with idx): merged as we go.
     texts = iter(index.event_texts_in_range(lo, hi))
-    retain_until = text_retention()
+    retention_day = text_retention()
+    day, day_later = "", retention_day("")
     pending = next(texts, None)
     rows = index.events_in_range(lo, hi)
     position = lo
@@ -387,7 +388,11 @@ def _scan_range(index: Queries, lo: int, hi: int) -> RangeScan:
             body, sound = exc, False
         except (TypeError, KeyError):  # not an object, or a field missing
             sound = False
-        if not sound and not _entry_faults(body, idx, kind, clip_id, device_id, time, out.faults):
+        if sound:
+            logged_kind, logged_clip = kind, clip_id
+        elif _entry_faults(body, idx, kind, clip_id, device_id, time, out.faults):
+            logged_kind, logged_clip = body.get("kind"), body.get("clip")
+        else:
             heads[subject] = lh.hex()  # not an event at all: nothing more to compare
             while pending is not None and pending[0] <= idx:
                 pending = next(texts, None)
@@ -400,12 +405,11 @@ def _scan_range(index: Queries, lo: int, hi: int) -> RangeScan:
                                     f"does not follow the previous event about {subject} (events removed or reordered)",
                                     HINT_LOG))
         heads[subject] = lh.hex()
-        logged_clip = body.get("clip")
         # The personal texts kept in the index must still hash to the salted digests in the leaf.
         while pending is not None and pending[0] < idx:
             pending = next(texts, None)  # texts of an entry that is not in the log: step 7 finds the row
         linked = 0
-        floor = None  # the retention the texts of this entry must have, computed once per entry
+        floor: str | None = None  # the earliest retain_until of this entry's texts, once per entry
         while pending is not None and pending[0] == idx:
             _, fieldname, salt, text, t_field, digest, t_clip, t_until, erased_at, text_id = pending
             linked += 1
@@ -422,12 +426,19 @@ def _scan_range(index: Queries, lo: int, hi: int) -> RangeScan:
                                             "does not match the salted hash in the log", HINT_LOG))
                     pending = next(texts, None)
                     continue
+            if floor is None:
+                if isinstance(time, str):
+                    if time[:10] != day:  # one date sum per day, not per text
+                        day = time[:10]
+                        day_later = retention_day(day)
+                    floor = day_later + time[10:]
+                else:
+                    floor = "?"  # sorts after every date: any retention date is then too early
             if t_field != fieldname or digest != logged or t_clip != logged_clip:
                 out.faults.append(Fault(TEXT_ALTERED, f"log index {idx}",
                                         f"the {fieldname} text's row names another field, digest or clip than the log",
                                         HINT_LOG))
-            elif not isinstance(t_until, str) or t_until < (
-                    floor := floor or retain_until(time if isinstance(time, str) else "")):
+            elif not isinstance(t_until, str) or t_until < floor:
                 # Erasure acts on retain_until: an earlier one would erase an access log early.
                 # (Same-width ISO times: the string order is the time order.)
                 out.faults.append(Fault(TEXT_ALTERED, f"log index {idx}",
@@ -441,7 +452,6 @@ def _scan_range(index: Queries, lo: int, hi: int) -> RangeScan:
         if linked != ("actor" in body) + ("officer" in body) + ("reason" in body) + ("case" in body):
             out.faults.append(Fault(TEXT_ALTERED, f"log index {idx}",
                                     "the personal texts linked to this entry are not those its leaf names", HINT_LOG))
-        logged_kind = body.get("kind")
         if logged_kind in KEPT_KINDS or logged_clip is None:
             out.bodies[idx] = body
             if logged_kind == ev.EXPIRE:
