@@ -66,7 +66,6 @@ from evidence_store.logscan import (
     compare_stored_hashes,
     distinct_text_ids,
     join_text_ids,
-    load_leaf,
     text_retention,
     where,
 )
@@ -367,6 +366,7 @@ def _scan_range(index: Queries, lo: int, hi: int) -> RangeScan:
     event_format = ev.EVENT_FORMAT
     salt_size = ev.SALT_SIZE
     leaf_columns = _LEAF_COLUMNS
+    load_leaf = ev.load_leaf
     # Texts ordered like the events (event_texts' key starts with idx): merged as we go.
     texts = iter(index.event_texts_in_range(lo, hi))
     retention_day = text_retention()

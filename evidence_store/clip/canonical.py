@@ -15,10 +15,23 @@ from evidence_store.clip import safejson
 from evidence_store.clip.errors import FormatError
 
 
+def _valid(value: Any) -> bool:
+    """Whether ``value`` holds only what canonical JSON encodes: the fast pass, which builds no
+    paths and recurses only into containers (an expiry run encodes fifty thousand events)."""
+    if isinstance(value, dict):
+        if not all(isinstance(key, str) for key in value):
+            return False
+        items: Any = value.values()
+    elif isinstance(value, list):
+        items = value
+    else:
+        return isinstance(value, (str, int)) or value is None  # bool is an int
+    return all(isinstance(item, (str, int)) or item is None or _valid(item) for item in items)
+
+
 def _check(value: Any, where: str) -> None:
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return
-    if isinstance(value, int):
+    """Raise FormatError naming the first part of ``value`` that canonical JSON cannot encode."""
+    if _valid(value):
         return
     if isinstance(value, float):
         raise FormatError(f"{where}: floats are not allowed in canonical JSON")
