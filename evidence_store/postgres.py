@@ -304,8 +304,12 @@ class _Cursor:
     def fetchall(self):
         return self._guard(self._cursor.fetchall)
 
-    def __iter__(self) -> _Cursor:
-        return self
+    def __iter__(self) -> Iterator:
+        # Converted a batch at a time, not one fetchone per row: an expiry reads a million
+        # leaves this way (and not all at once: libpq already holds them once).
+        fetch = self._cursor.fetchmany
+        while rows := self._guard(lambda: fetch(FETCH_ROWS)):
+            yield from rows
 
     def __next__(self):
         row = self._guard(self._cursor.fetchone)
@@ -579,7 +583,7 @@ class _ServerCursor(_Cursor):
             if len(batch) < FETCH_ROWS:  # the last one: no round trip to learn that nothing follows
                 return
 
-    def __iter__(self) -> Iterator:  # type: ignore[override]
+    def __iter__(self) -> Iterator:
         # A generator, not a __next__ method per row: three million rows are a verify's reading.
         import psycopg
 

@@ -25,9 +25,6 @@ from evidence_store import db
 from evidence_store.index import CENTRAL, LOCAL, Cursor, Index
 from evidence_store.vocabulary import ClipState
 
-#: Values per ``IN (...)`` list: below SQLite's parameter limit (999 in old builds).
-IN_LIST_SIZE = 500
-
 #: How a verify worker reaches the snapshot its parent reads: (backend, SQLite file or
 #: PostgreSQL URL, exported snapshot id or None); see ``Queries.reader_source``.
 ReaderSource = tuple[str, str, str | None]
@@ -279,23 +276,28 @@ class Queries:
     )
     _LIVE_SQL = " UNION ALL ".join(q for q, _ in _LIVE_QUERIES)
 
+    def _keys_table(self, keys: Iterable[str]) -> str:
+        """Fill the session's temporary table of keys (emptied first) and return the subquery
+        that names them: an expiry marks 50,000 clips and 150,000 objects, which row by row (or
+        in IN lists, which PostgreSQL's driver re-parses per statement) cost seconds, and as one
+        bulk insert (PostgreSQL: COPY) and one statement each, a fraction of one."""
+        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS work_keys (key TEXT PRIMARY KEY)")
+        self.conn.execute("DELETE FROM work_keys")
+        self.conn.executemany("INSERT INTO work_keys (key) VALUES (?)", [(k,) for k in set(keys)])
+        return "SELECT key FROM work_keys"
+
     def expire_quarantined(self, qids: Iterable[str], at: str) -> None:
         """Mark quarantined items expired at ``at`` (their rows stay as tombstones)."""
-        self.conn.executemany("UPDATE quarantine SET state = ?, expired_at = ? WHERE qid = ?",
-                              [(ClipState.EXPIRED, at, qid) for qid in qids])
+        self.conn.execute(f"UPDATE quarantine SET state = ?, expired_at = ? WHERE qid IN ({self._keys_table(qids)})",
+                          (ClipState.EXPIRED, at))
 
     def expire_clips(self, clip_ids: Iterable[str], at: str) -> None:
         """Mark clips expired at ``at`` (their rows stay as tombstones)."""
-        self.conn.executemany("UPDATE clips SET state = ?, expired_at = ? WHERE clip_id = ?",
-                              [(ClipState.EXPIRED, at, clip_id) for clip_id in clip_ids])
+        self.conn.execute(f"UPDATE clips SET state = ?, expired_at = ? WHERE clip_id IN ({self._keys_table(clip_ids)})",
+                          (ClipState.EXPIRED, at))
 
     def mark_objects_deleted(self, hashes: Iterable[str], at: str) -> None:
-        # A few hundred rows per statement: an expiry over 50,000 clips marks 150,000 objects.
-        wanted = list(hashes)
-        for start in range(0, len(wanted), IN_LIST_SIZE):
-            part = wanted[start:start + IN_LIST_SIZE]
-            self.conn.execute(f"UPDATE objects SET deleted_at = ? WHERE sha256 IN ({','.join('?' * len(part))})",
-                              (at, *part))
+        self.conn.execute(f"UPDATE objects SET deleted_at = ? WHERE sha256 IN ({self._keys_table(hashes)})", (at,))
 
     def held_clip_ids(self) -> set[str]:
         """Ids of the clips and quarantined items under an active hold (by the index)."""

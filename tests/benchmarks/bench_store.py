@@ -5,7 +5,7 @@
 * appending 100,000 events (1,000 per transaction, each signing a checkpoint) vs plain SQLite
   inserts of the same rows: goal >= 20,000 events/s;
 * verifying a log of 1,000,000 events (leaves, stored hashes, checkpoints, chains, texts) vs one
-  SHA-256 pass over the same leaves: goal < 5 s;
+  SHA-256 pass over the same leaves, each the fastest of three runs: goal < 5 s;
 * one inclusion proof at 1,000,000 from SQLite vs the same proof from an in-memory list: < 1 ms;
 * an expiry run over 100,000 clips (half due) vs the pure retention decision alone: < 10 s;
 * exporting a clip (decrypt, hash, remux, proofs, signed list) vs ``ffmpeg -c copy`` of the same
@@ -37,6 +37,7 @@ PASSPHRASE = b"bench"
 APPEND_EVENTS = 100_000
 APPEND_BATCH = 1_000
 VERIFY_EVENTS = 1_000_000
+VERIFY_RUNS = 3
 EXPIRE_CLIPS = 100_000
 PROOFS = 1_000
 EXPORT_SECONDS = 30.0
@@ -95,14 +96,20 @@ def bench_verify_and_proof(tmp: Path) -> list[dict]:
         with store._command() as tx:
             tx.append_many(list(_events(step, start)))
     size = store.log.size()
-    begin = time.perf_counter()
-    faults = verify_store(store)
-    elapsed = time.perf_counter() - begin
+    # The fastest of VERIFY_RUNS, as timeit reports: on a shared machine noise only ever adds
+    # (runs of the same code differed by 15 % here), and the reference is taken the same way.
+    elapsed, faults = float("inf"), []
+    for _ in range(VERIFY_RUNS):
+        begin = time.perf_counter()
+        faults = verify_store(store)
+        elapsed = min(elapsed, time.perf_counter() - begin)
     leaves = [bytes(r[0]) for r in store.conn.execute("SELECT leaf FROM events ORDER BY idx")]
-    begin = time.perf_counter()
-    for leaf in leaves:
-        hashlib.sha256(b"\x00" + leaf).digest()
-    ref = time.perf_counter() - begin
+    ref = float("inf")
+    for _ in range(VERIFY_RUNS):
+        begin = time.perf_counter()
+        for leaf in leaves:
+            hashlib.sha256(b"\x00" + leaf).digest()
+        ref = min(ref, time.perf_counter() - begin)
     rows = [_row(f"verify a log of {size:,} events", elapsed, "s", ref, "< 5 s", elapsed < 5 and not faults,
                  "one SHA-256 pass over the leaves")]
     # One inclusion proof at 1,000,000 from SQLite.
