@@ -418,7 +418,7 @@ def _scan_range(index: Queries, lo: int, hi: int) -> RangeScan:
             if text is not None:
                 # A salt of another length would let bytes move between salt and text (same digest).
                 try:
-                    altered = len(salt) != salt_size or logged != sha(salt + text.encode("utf-8")).hexdigest()
+                    altered = len(salt) != salt_size or logged != sha(salt + text.encode()).hexdigest()  # UTF-8
                 except (TypeError, AttributeError):  # no salt, or a salt or text of another type
                     altered = True
                 if altered:
