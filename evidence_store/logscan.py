@@ -3,9 +3,8 @@
 A million-entry log is scanned by one worker process per core, each over a contiguous range
 (verify._scan_range); what a range found comes back as a ``RangeScan``, and verify stitches the
 ranges together: the per-subject chains across range borders, the stored Merkle hashes over two
-ranges (``crossing``), and the personal-text ids each range's entries link (``text_ids``: when
-every link names a distinct text, as many texts as links means that no text is linked to nothing,
-which spares a million-row anti-join).
+ranges (``crossing``), and the personal-text links each range counted (``links``: see
+verify._unlinked_texts, which a count spares a million-row anti-join).
 """
 
 from __future__ import annotations
@@ -37,9 +36,7 @@ class RangeScan:
     expired_subjects: set = field(default_factory=set)
     first_prev: dict = field(default_factory=dict)  # subject -> (idx, prev, where) of its first entry here
     last_head: dict = field(default_factory=dict)  # subject -> hex leaf hash of its last entry here
-    #: (lowest, highest, count) of the text ids the range's entries link, each linked once; None
-    #: if unknown or not distinct (verify then asks the index for unlinked texts row by row).
-    text_ids: tuple[int, int, int] | None = None
+    links: int = 0  # personal-text links of these entries (each found its text row)
 
 
 def where(idx: int, body: dict) -> str:
@@ -66,29 +63,6 @@ def text_retention() -> Callable[[str], str]:
         return found
 
     return later
-
-
-def distinct_text_ids(ids: list[int]) -> tuple[int, int, int] | None:
-    """(lowest, highest, count) of a range's linked text ids if no id is linked twice, else None."""
-    if not ids:
-        return (0, -1, 0)
-    ordered = sorted(ids)  # appends assign them in order: already sorted, a linear pass
-    if not all(map(int.__lt__, ordered, ordered[1:])):
-        return None
-    return ordered[0], ordered[-1], len(ordered)
-
-
-def join_text_ids(parts: list[tuple[int, int, int] | None]) -> tuple[int, int, int] | None:
-    """One (lowest, highest, count) for parts (chunks, ranges) whose text ids are each distinct
-    and in ascending, disjoint intervals (as appends assign them), else None."""
-    if None in parts:
-        return None
-    present = [p for p in parts if p is not None and p[2]]
-    if any(a[1] >= b[0] for a, b in zip(present, present[1:])):
-        return None
-    if not present:
-        return (0, -1, 0)
-    return present[0][0], present[-1][1], sum(p[2] for p in present)
 
 
 def compare_stored_hashes(index, lo: int, leaves: list[bytes], out: RangeScan) -> None:

@@ -446,10 +446,13 @@ class Queries:
         return 0 if row is None else int(row[0])
 
     def event_texts_in_range(self, lo: int, hi: int) -> Cursor:
-        """(idx, link field, salt, text, field, digest, clip, retain_until, erased_at, text id) of the
-        personal texts linked to the entries in [lo, hi), ordered like the entries (event_texts' key)."""
-        return self._rows("SELECT et.idx, et.field, t.salt, t.text, t.field, t.digest, t.clip_id, t.retain_until, "
-                          "t.erased_at, et.text_id FROM event_texts et LEFT JOIN texts t USING (text_id) "
+        """(idx, link field, salt, text, same field, digest, clip, retain_until, erased_at)
+        of the personal texts linked to the entries in [lo, hi), ordered like the entries
+        (event_texts' key). "same field": whether the text row names the link's field (1; 0 or
+        None if not, or if the row is missing), compared by the engine: two million fewer strings
+        for a verify to build."""
+        return self._rows("SELECT et.idx, et.field, t.salt, t.text, t.field = et.field, t.digest, t.clip_id, "
+                          "t.retain_until, t.erased_at FROM event_texts et LEFT JOIN texts t USING (text_id) "
                           "WHERE et.idx >= ? AND et.idx < ? ORDER BY et.idx, et.field", (lo, hi))
 
     def clip_objects_in_state(self, state: str) -> list[tuple[str, str, str]]:

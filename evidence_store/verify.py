@@ -64,8 +64,6 @@ from evidence_store.logscan import (
     KEPT_KINDS,
     RangeScan,
     compare_stored_hashes,
-    distinct_text_ids,
-    join_text_ids,
     text_retention,
     where,
 )
@@ -152,9 +150,9 @@ class LogData:
     bodies: dict[int, dict] = field(default_factory=dict)
     #: Subjects (clip ids, quarantine ids) that have an expire event.
     expired_subjects: set[str] = field(default_factory=set)
-    #: (lowest, highest, count) of the text ids linked by the entries, each once (logcheck);
-    #: None if some range was not proven so: step 7d then looks for unlinked texts row by row.
-    linked_text_ids: tuple[int, int, int] | None = None
+    #: Personal-text links of all entries, each to an existing text row (None: the scan stopped
+    #: at a gap); step 7d compares it with the number of texts.
+    links: int | None = None
 
 
 def verify_store(store, clip_ids: Iterable[str] | None = None,
@@ -280,7 +278,7 @@ def _scan_log(store, faults: list[Fault]) -> LogData:
     data.leaf_hashes = b"".join(blobs)
     data.size = len(data.leaf_hashes) // 32
     if len(blobs) == len(parts) and data.size == end:
-        data.linked_text_ids = join_text_ids([part.text_ids for part in parts])
+        data.links = sum(part.links for part in parts)
     if len(blobs) == len(parts) and all(part.hashes_equal for part in parts):
         data.read_stored = _stored_reader(store, data.size, [j for part in parts for j in part.crossing])
     return data
@@ -360,8 +358,6 @@ def _scan_range(index: Queries, lo: int, hi: int) -> RangeScan:
     get_head = heads.get
     leaves: list[bytes] = []
     keep_leaf = leaves.append
-    text_ids: list[int] = []
-    keep_text_id = text_ids.append
     sha = hashlib.sha256
     event_format = ev.EVENT_FORMAT
     salt_size = ev.SALT_SIZE
@@ -411,9 +407,8 @@ def _scan_range(index: Queries, lo: int, hi: int) -> RangeScan:
         linked = 0
         floor: str | None = None  # the earliest retain_until of this entry's texts, once per entry
         while pending is not None and pending[0] == idx:
-            _, fieldname, salt, text, t_field, digest, t_clip, t_until, erased_at, text_id = pending
+            _, fieldname, salt, text, same_field, digest, t_clip, t_until, erased_at = pending
             linked += 1
-            keep_text_id(text_id)
             logged = body.get(fieldname)
             if text is not None:
                 # A salt of another length would let bytes move between salt and text (same digest).
@@ -434,7 +429,7 @@ def _scan_range(index: Queries, lo: int, hi: int) -> RangeScan:
                     floor = day_later + time[10:]
                 else:
                     floor = "?"  # sorts after every date: any retention date is then too early
-            if t_field != fieldname or digest != logged or t_clip != logged_clip:
+            if same_field != 1 or digest != logged or t_clip != logged_clip:
                 out.faults.append(Fault(TEXT_ALTERED, f"log index {idx}",
                                         f"the {fieldname} text's row names another field, digest or clip than the log",
                                         HINT_LOG))
@@ -449,6 +444,7 @@ def _scan_range(index: Queries, lo: int, hi: int) -> RangeScan:
                 out.faults.append(Fault(TEXT_ERASED_EARLY, f"log index {idx}",
                                         f"the {fieldname} text was erased before its two years had passed", HINT_LOG))
             pending = next(texts, None)
+        out.links += linked
         if linked != ("actor" in body) + ("officer" in body) + ("reason" in body) + ("case" in body):
             out.faults.append(Fault(TEXT_ALTERED, f"log index {idx}",
                                     "the personal texts linked to this entry are not those its leaf names", HINT_LOG))
@@ -462,7 +458,6 @@ def _scan_range(index: Queries, lo: int, hi: int) -> RangeScan:
     out.size = position - lo
     out.leaf_hashes = b"".join(leaves)
     if out.gap_at is None:
-        out.text_ids = distinct_text_ids(text_ids)
         compare_stored_hashes(index, lo, leaves, out)
     return out
 
@@ -962,7 +957,7 @@ def _check_state(store, state: logstate.LogState, data: LogData, wanted: set[str
         for idx in index.text_links_outside(state.size):
             faults.append(Fault(TEXT_ALTERED, f"log index {idx}", "personal texts are linked to a log entry that "
                                 "does not exist", HINT_LOG))
-        for text_id in _unlinked_texts(index, data):
+        for text_id in _unlinked_texts(index, data, sound=not faults):
             faults.append(Fault(TEXT_ALTERED, f"text {text_id}", "a personal text no log entry names", HINT_LOG))
         for sha in sorted(state.expired_objects.keys() - rows.keys()):
             faults.append(Fault(ROW_MISMATCH, f"object {sha}", "an expire event deleted it but its objects row (the "
@@ -976,12 +971,16 @@ def _check_state(store, state: logstate.LogState, data: LogData, wanted: set[str
                                     "is kept", HINT_EXPIRE))
 
 
-def _unlinked_texts(index: Queries, data: LogData) -> list[int]:
-    """Ids of personal texts no log entry links to. When the scan saw every link name a distinct
-    text (and every link resolve), as many texts as links means none is unlinked: a count, not an
-    anti-join of two million-row tables (a second of a million-event verify)."""
-    linked = data.linked_text_ids
-    if linked is not None and not index.text_links_outside(data.size) and index.text_count() == linked[2]:
+def _unlinked_texts(index: Queries, data: LogData, sound: bool) -> list[int]:
+    """Ids of personal texts no log entry links to.
+
+    When nothing was found wrong so far (``sound``: the leaves match their signed checkpoints,
+    and every link's text row exists and carries the salted digest its leaf names), the links
+    name distinct texts: each leaf digest hashes a fresh random salt, so no two are alike and no
+    text can carry two of them. Then as many texts as links means that none is unlinked: a
+    count, not an anti-join of two million-row tables (a second of a million-event verify)."""
+    if sound and data.links is not None and not index.text_links_outside(data.size) \
+            and index.text_count() == data.links:
         return []
     return index.unlinked_texts()
 

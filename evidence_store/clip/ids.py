@@ -44,10 +44,12 @@ def format_time(moment: datetime) -> str:
     """UTC, millisecond precision, 'Z': 2026-11-25T10:00:00.123Z."""
     if moment.tzinfo is None:
         raise ValueError("naive datetime: the camera and store only use aware UTC times")
-    moment = moment.astimezone(UTC)
-    # Four-digit year always: strftime writes year 1 as "1", which parse_time (rightly) refuses,
-    # and a camera whose clock said year 1 could then never seal its clip.
-    return f"{moment.year:04d}" + moment.strftime("-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    m = moment.astimezone(UTC)
+    # Four-digit year always (strftime writes year 1 as "1", which parse_time rightly refuses,
+    # and a camera whose clock said year 1 could then never seal its clip); one f-string, not
+    # strftime: an expiry run formats 150,000 times.
+    return (f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}."
+            f"{m.microsecond // 1000:03d}Z")
 
 
 # The one form FORMAT.md § 1.1 allows. Anything looser (a date alone, an offset, no fraction) once
