@@ -281,7 +281,7 @@ class Queries:
         that names them: an expiry marks 50,000 clips and 150,000 objects, which row by row (or
         in IN lists, which PostgreSQL's driver re-parses per statement) cost seconds, and as one
         bulk insert (PostgreSQL: COPY) and one statement each, a fraction of one."""
-        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS work_keys (key TEXT PRIMARY KEY)")
+        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS work_keys (key TEXT NOT NULL)")
         self.conn.execute("DELETE FROM work_keys")
         self.conn.executemany("INSERT INTO work_keys (key) VALUES (?)", [(k,) for k in set(keys)])
         return "SELECT key FROM work_keys"
