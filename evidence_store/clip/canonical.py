@@ -9,6 +9,7 @@ one logical record has exactly one byte form and one hash.
 from __future__ import annotations
 
 import json
+from itertools import repeat
 from typing import Any
 
 from evidence_store.clip import safejson
@@ -19,7 +20,7 @@ def _valid(value: Any) -> bool:
     """Whether ``value`` holds only what canonical JSON encodes: the fast pass, which builds no
     paths and recurses only into containers (an expiry run encodes fifty thousand events)."""
     if isinstance(value, dict):
-        if not all(isinstance(key, str) for key in value):
+        if not all(map(isinstance, value, repeat(str))):
             return False
         items: Any = value.values()
     elif isinstance(value, list):
