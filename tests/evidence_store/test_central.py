@@ -153,16 +153,18 @@ def test_central_read_only_database_typed_error_changes_nothing(tmp_path, postgr
 # -- many writers, killed at random instants ---------------------------------------------------
 
 
-def _ingester(root: str, clips_file: str) -> None:
-    """A dock's work for one camera: every clip put and ingested (those already in are no-ops)."""
+def _ingester(root: str, clips_file: str, started) -> None:
+    """A dock's work for one camera: every clip put and ingested (those already in are no-ops).
+    ``started`` is set once the store is open, so the kill lands in the ingests, not in start-up."""
     clips = pickle.loads(Path(clips_file).read_bytes())
     with Store.open(root, actor="dock") as store:
+        started.set()
         for clip in clips:
             put_and_ingest(store, clip)
 
 
 def test_central_writers_killed_at_random_lose_and_double_nothing(tmp_path, postgres_url):
-    cameras, per_camera = 4, 5
+    cameras, per_camera = 4, 10
     store = new_store(tmp_path / "s", postgres_url)
     files, expected = [], set()
     for n in range(cameras):
@@ -181,20 +183,27 @@ def test_central_writers_killed_at_random_lose_and_double_nothing(tmp_path, post
     for _ in range(30):  # rounds: start every unfinished camera's writer, kill some at random
         if not pending:
             break
-        procs = {n: ctx.Process(target=_ingester, args=(str(store.root), files[n])) for n in pending}
+        started = {n: ctx.Event() for n in pending}
+        procs = {n: ctx.Process(target=_ingester, args=(str(store.root), files[n], started[n])) for n in pending}
         for p in procs.values():
             p.start()
-        time.sleep(rng.uniform(0.2, 2.5))
-        for p in procs.values():
-            if p.is_alive() and rng.random() < 0.6:
-                p.kill()
-                kills += 1
+        for n in procs:
+            assert started[n].wait(120), f"writer {n} never opened the store"
+        # An ingest takes some 10 ms and the writers queue on the log head, so a kill within the
+        # first 150 ms lands in a transaction, between them, or (rarely) after a writer is done.
+        time.sleep(rng.uniform(0.0, 0.15))
+        victims = {n for n in sorted(procs) if rng.random() < 0.6}
+        if kills == 0 and not victims:  # the first round kills at least one, whatever the draw
+            victims = {rng.choice(sorted(procs))}
+        for n in victims:
+            procs[n].kill()
         for n, p in procs.items():
             p.join(180)
             if p.exitcode == 0:
                 pending.discard(n)
             else:
                 assert p.exitcode == -9, f"writer {n} failed with exit code {p.exitcode}"
+                kills += 1
     assert not pending, "writers never finished"
     assert kills > 0
     listed = [c.clip_id for c in store.clips()]

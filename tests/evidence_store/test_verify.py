@@ -171,7 +171,7 @@ def test_verify_two_links_to_one_text_found(store, filled):
     another entry's text breaks that count's premise, so the texts are looked at one by one: the
     moved link's entry and the text it no longer names are both reported."""
     rows = store.conn.execute("SELECT idx, text_id FROM event_texts WHERE field = 'actor' ORDER BY idx").fetchall()
-    (first_idx, first_text), (second_idx, second_text) = rows[0], rows[1]
+    (_, first_text), (second_idx, second_text) = rows[0], rows[1]
     store.conn.execute("UPDATE event_texts SET text_id = ? WHERE idx = ? AND field = 'actor'", (first_text, second_idx))
     faults = verify_store(store)
     assert {(f.kind, f.where) for f in faults} >= {(v.TEXT_ALTERED, f"log index {second_idx}"),
