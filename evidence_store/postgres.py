@@ -40,6 +40,7 @@ BACKEND = "postgresql"
 #: gives up with DatabaseBusy; the same budget as SQLite's busy timeout.
 LOCK_TIMEOUT_MS = 60_000
 CONNECT_TIMEOUT_S = 10
+SHOWN_URL_CHARS = 200  # of a --database URL in an error line
 #: Rows fetched per round trip by a reader's server-side cursor (verify streams a million leaves
 #: without holding them all in memory).
 FETCH_ROWS = 20_000
@@ -226,7 +227,7 @@ def check_url(url: str) -> str:
     from psycopg.conninfo import conninfo_to_dict
 
     if not is_url(url):
-        raise UsageError(f"not a PostgreSQL URL: {url!r}", "hint: --database postgresql://USER@HOST/DBNAME")
+        raise UsageError(f"not a PostgreSQL URL: '{redacted(url)}'", "hint: --database postgresql://USER@HOST/DBNAME")
     try:
         params = conninfo_to_dict(url)
     except psycopg.ProgrammingError as exc:
@@ -239,8 +240,11 @@ def check_url(url: str) -> str:
 
 
 def redacted(url: str) -> str:
-    """The URL as messages show it (it never holds a password: check_url refused those)."""
-    return url
+    """The URL as messages show it. It never holds a password (check_url refused those), but it
+    is typed text: a line break or a page of characters in it must not break the one-line error."""
+    cut = url[:SHOWN_URL_CHARS]
+    text = cut if cut.isprintable() else cut.encode("unicode_escape").decode("ascii")
+    return text + ("..." if len(url) > SHOWN_URL_CHARS else "")
 
 
 def _first_line(exc: BaseException) -> str:

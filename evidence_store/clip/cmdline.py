@@ -46,7 +46,8 @@ def check_identifier(kind: str, text: str, option: str) -> str:
     pattern, allowed = _IDENTIFIERS[kind]
     if not isinstance(text, str) or not pattern.match(text):
         # "unknown": no such identifier can exist, so none is known under it either.
-        raise UsageError(f"{option}: unknown {kind} {_shown(str(text))}: not a {kind} id ({allowed})")
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise UsageError(f"{option}: unknown {kind} {_shown(str(text))}: not {article} {kind} id ({allowed})")
     return text
 
 

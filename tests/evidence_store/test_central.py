@@ -82,6 +82,22 @@ def test_central_unreachable_server_one_line_nothing_created(tmp_path, pw, capsy
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.parametrize("url", [
+    "postgresql://bodycam@/" + "d" * 5000 + "?host={tmp}&port=5999",
+    "postgresql://bodycam@/line\nbreak?host={tmp}&port=5999",
+    "mysql://" + "x" * 5000,
+    "postgresql://bodycam@/db?host={tmp}&port=5999&sslmode=\u2028bogus",
+])
+def test_central_typed_url_echoed_short_and_on_one_line(tmp_path, pw, capsys, url):
+    url = url.replace("{tmp}", str(tmp_path))
+    code, _, err = run(capsys, "--store", tmp_path / "s", "init", "--passphrase-file", pw, "--database", url)
+    assert code in (1, 2)
+    lines = err.splitlines()
+    assert lines[0].startswith("bodycam-evidence: error: ") and "Traceback" not in err
+    assert len(lines) <= 2 and all(len(line) < 700 for line in lines), err
+    assert not (tmp_path / "s").exists()
+
+
 def test_central_wrong_credentials_one_line_nothing_created(tmp_path, pw, postgres_url, monkeypatch, capsys):
     wrong = tmp_path / "pgpass"
     wrong.write_text("*:*:*:bodycam:not-the-password\n")
