@@ -193,6 +193,8 @@ class DatabaseReadOnly(DatabaseError):
 HINT_BUSY = "hint: another dock or command holds the lock; try again"
 HINT_READONLY = ("hint: commands that write run as a member of the store's group (bodycam-store); "
                  "evidence.db and its folder must be group-writable (0660, 2770)")
+HINT_LOST = ("hint: stop the dock and the expiry timer, put back this store's evidence.db (moved away, or "
+             "its backup), then run 'bodycam-evidence verify'; see README, 'Backups and a lost index'")
 HINT_FULL = "hint: free space on the store's file system, then run the command again (nothing was changed)"
 
 
@@ -230,7 +232,9 @@ def connect(path: str | Path, *, create: bool = False) -> sqlite3.Connection:
     """
     path = Path(path)
     if not create and not path.is_file():
-        raise DatabaseError(f"{path}: no evidence database")
+        # The store's folder is there (store.json was read): its index was removed or moved.
+        # "init" would not help (it refuses a folder that is not empty) and must not be hinted.
+        raise DatabaseError(f"{path}: the store's evidence database is missing", HINT_LOST)
     if create and not path.exists():
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, DB_MODE)
         try:
@@ -241,14 +245,24 @@ def connect(path: str | Path, *, create: bool = False) -> sqlite3.Connection:
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                                check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        # Before anything writes to the file (WAL mode writes its header): schema version 0 is a
+        # file no init ever finished, emptied or swapped for another database. Building a fresh
+        # schema in it would present an empty store (no clips, a new log) as if nothing had been
+        # recorded.
+        if not create and conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+            raise DatabaseError(f"{path}: holds no evidence index (empty, or replaced by another database)",
+                                HINT_LOST)
         conn.execute("PRAGMA journal_mode = WAL")
         # FULL: a committed ingest survives power loss before the dock writes the receipt.
         conn.execute("PRAGMA synchronous = FULL")
         _migrate(conn)
+    except DatabaseError:
+        conn.close()
+        raise
     except sqlite3.Error as exc:
         error = database_error(exc, "open")
         if type(error) is DatabaseError:
-            error = DatabaseError(f"{path}: cannot open the evidence database ({exc})")
+            error = DatabaseError(f"{path}: cannot open the evidence database ({exc})", HINT_LOST)
         raise error from None
     return conn
 

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from evidence_store import db
 from evidence_store.cli import main
 from evidence_store.store import Store
 from tests.clipfactory import EMERGENCY, DeviceFixture, make_clip
@@ -80,6 +81,38 @@ def test_cli_not_a_store_one_line_no_traceback(env, capsys):
     assert code == 1 and out == ""
     assert err.splitlines()[0] == f"bodycam-evidence: error: {tmp} is not an evidence store (no store.json)"
     assert err.splitlines()[1].startswith("hint: ") and "Traceback" not in err
+
+
+@local_only
+@pytest.mark.parametrize("damage", ["removed", "emptied", "another database", "not a database"])
+def test_cli_lost_database_refused_never_rebuilt_empty(cli_store, capsys, damage):
+    """A store whose evidence.db is gone or swapped must not open as an empty store (no clips,
+    a new log): every command refuses with the restore hint, and the file stays as it was."""
+    root, _, _ = cli_store
+    path = root / "evidence.db"
+    for leftover in root.glob("evidence.db-*"):  # a closed store's WAL files are gone already
+        leftover.unlink()
+    path.unlink()
+    if damage == "emptied":
+        path.write_bytes(b"")
+    elif damage == "another database":
+        import sqlite3
+
+        other = sqlite3.connect(path)
+        other.execute("CREATE TABLE notes (text TEXT)")
+        other.commit()
+        other.close()
+    elif damage == "not a database":
+        path.write_bytes(b"x" * 4096)
+    before = path.read_bytes() if path.exists() else None
+    for argv in (["list"], ["verify"], ["expire"]):
+        code, out, err = run(capsys, "--store", root, *argv)
+        assert code != 0 and out == "", (argv, out)
+        lines = err.splitlines()
+        assert len(lines) == 2 and "evidence.db" in lines[0] and "Traceback" not in err, err
+        assert lines[1] == db.HINT_LOST, err
+    assert (path.read_bytes() if path.exists() else None) == before
+    assert sorted(p.name for p in root.glob("evidence.db*")) == ([] if before is None else ["evidence.db"])
 
 
 def test_cli_list_json_has_exactly_the_documented_fields(cli_store, capsys):
