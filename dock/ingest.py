@@ -236,7 +236,7 @@ class Ingester:
             if waited:
                 log.info("camera %s: the other dock has finished; docking what it left", device_id)
             info = store.device(device_id)  # re-read under the lock
-            docking = _Docking(store, outbox, device_id, info.last_docking, report)
+            docking = _Docking(store, outbox, device_id, store.last_docking(device_id), report)
             self._run(docking, revoked=info.revoked)
         if report.count(OUT_STORED) or report.count(OUT_QUARANTINED):
             self._expire(store, report)

@@ -52,8 +52,12 @@ DELETE_APPROVE = "delete-approve"
 #: The SHA-256 of each file that decides where video is encrypted to or what is trusted
 #: (recipients, log.vkey, store.json): logged at init and whenever the administrator changes one.
 CONFIG = "config"
+#: A docking that stored or quarantined everything the camera held: the camera's later clips were
+#: recorded after it, whatever their clocks claim, so it bounds their deadlines
+#: (retention.earliest_start). In the log, so that an edited index row cannot move that bound.
+DOCKING = "docking"
 KINDS = (ENROLL, ASSIGN, REVOKE, INGEST, GAP, QUARANTINE, VIEW, EXPORT, HOLD, RELEASE, JUSTIFY, EXPIRE,
-         REDACT, DELETE_REQUEST, DELETE_APPROVE, CONFIG)
+         REDACT, DELETE_REQUEST, DELETE_APPROVE, CONFIG, DOCKING)
 #: Accesses: the log of who saw plaintext. Their personal texts are kept two years.
 ACCESS_KINDS = (VIEW, EXPORT, REDACT)
 #: Kinds whose officer-given reason is required (the law: every access with a reason). Machine-made

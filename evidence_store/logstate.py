@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 #: Event kinds this module reads; the others (view, export, gap, justify, ...) change no state
 #: that expiry or ingest act on.
 STATE_KINDS = frozenset({"ingest", "quarantine", "hold", "release", "expire", "enroll", "assign", "revoke",
-                         "justify", "config"})
+                         "justify", "config", "docking"})
 
 
 @dataclass
@@ -95,6 +95,17 @@ class DeviceFacts:
     assign_index: int | None = None  # the latest assign event: the officer's salted hash is there
     last_sequence: int | None = None
     last_manifest: str | None = None
+    #: (log index, time) of each docking event, in log order; the last one bounds the next clips.
+    dockings: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def last_docking(self) -> str | None:
+        return self.dockings[-1][1] if self.dockings else None
+
+    def docking_before(self, index: int) -> str | None:
+        """The time of the latest docking logged before log index ``index`` (None: none was)."""
+        earlier = [at for idx, at in self.dockings if idx < index]
+        return earlier[-1] if earlier else None
 
 
 @dataclass
@@ -218,6 +229,11 @@ def derive(bodies: Iterable[tuple[int, dict]], leaf_hash: Callable[[int], str], 
             device = state.devices.get(_str(body.get("device")) or "")
             if device is not None:
                 device.revoked, device.revoke_index = True, idx
+        elif kind == "docking":
+            device = state.devices.get(_str(body.get("device")) or "")
+            at = _str(body.get("at"))
+            if device is not None and at is not None:
+                device.dockings.append((idx, at))
         elif kind == "config":
             files = body.get("files")
             if isinstance(files, dict) and all(isinstance(v, str) for v in files.values()):

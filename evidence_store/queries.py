@@ -515,7 +515,7 @@ class Queries:
     def device_state_rows(self) -> list[tuple]:
         """Every device row's columns that 7d compares with the log."""
         return self._rows("SELECT device_id, public_key, profile, officer, revoked, revoked_reason, enrolled_at, "
-                          "last_sequence, last_manifest_sha256 FROM devices").fetchall()
+                          "last_sequence, last_manifest_sha256, last_docking FROM devices").fetchall()
 
     def object_deletions(self) -> dict[str, str | None]:
         """sha256 -> deleted_at (None: kept) of every objects row."""

@@ -54,7 +54,7 @@ from evidence_store import checkpoint as cpmod
 from evidence_store import events as ev
 from evidence_store import logstate, merkle, retention
 from evidence_store.clip.devkey import DevicePublicKey
-from evidence_store.clip.ids import parse_time
+from evidence_store.clip.ids import format_time, parse_time
 from evidence_store.clip.journal import parse_journal
 from evidence_store.clip.manifest import parse_manifest
 from evidence_store.db import DB_FILE
@@ -811,6 +811,30 @@ def _check_index(store, data: LogData, wanted: set[str] | None, faults: list[Fau
 # -- 7d. every index table against the state the log proves ---------------------------------------
 
 
+def _check_starts_after_dockings(state: logstate.LogState, data: LogData, pick: Callable[[str | None], bool],
+                                 faults: list[Fault]) -> None:
+    """Each deadline counts from no earlier than the camera's last docking logged before its
+    ingest (retention.earliest_start), and from no later: recomputed from the leaves, so that an
+    index row edited before an ingest cannot have moved a deadline unseen. Ingests with no
+    docking event before them (a store from before they were logged) keep step 6's check alone."""
+    for clip_id, facts in state.clips.items():
+        device = state.devices.get(facts.device or "")
+        docked = device.docking_before(facts.index) if device is not None else None
+        if docked is None or not pick(clip_id):
+            continue
+        body = data.bodies.get(facts.index) or {}
+        try:
+            claimed = _time_of(body.get("claimed_started_at", body.get("started_at")))
+            started, arrived, bound = _time_of(facts.started_at), _time_of(facts.ingested_at), _time_of(docked)
+        except EvidenceError:
+            continue  # step 6 names a start that is no time
+        want = retention.earliest_start(claimed, bound, arrived)
+        if started != want:
+            faults.append(Fault(INDEX_MISMATCH, f"clip {clip_id} (log index {facts.index})",
+                                f"its deadline counts from {facts.started_at}, but its claimed start and the "
+                                f"camera's docking at {docked} before it make that {format_time(want)}", HINT_CLIP))
+
+
 def _check_state(store, state: logstate.LogState, data: LogData, wanted: set[str] | None,
                  faults: list[Fault]) -> None:
     """What 7b/7c leave out: every column expiry, ingest, list or report act on, against the
@@ -864,6 +888,7 @@ def _check_state(store, state: logstate.LogState, data: LogData, wanted: set[str
     for clip_id in segs.keys() - state.clips.keys():
         if pick(clip_id):
             differ(f"clip {clip_id}", ["segments"], "the log (no ingest event)")
+    _check_starts_after_dockings(state, data, pick, faults)
     # Quarantined items.
     kept: dict[str, dict[str, tuple]] = {}
     for qid, name, sha, size in index.quarantine_object_state_rows():
@@ -916,7 +941,8 @@ def _check_state(store, state: logstate.LogState, data: LogData, wanted: set[str
     if wanted is None:
         device_rows = index.device_state_rows()
         for row in device_rows:
-            device_id, public_key, profile, officer, revoked, revoked_reason, enrolled_at, last_seq, last_manifest = row
+            (device_id, public_key, profile, officer, revoked, revoked_reason, enrolled_at, last_seq, last_manifest,
+             last_docking) = row
             device = state.devices.get(device_id)
             if device is None:
                 faults.append(Fault(ROW_MISMATCH, f"device {device_id}", "has an index row but no enroll event",
@@ -934,7 +960,10 @@ def _check_state(store, state: logstate.LogState, data: LogData, wanted: set[str
                 ("revoked_reason", revoked_reason, revoked_reason if logged_reason is _ERASED else logged_reason),
                 ("officer", officer, officer if logged_officer is _ERASED else logged_officer),
                 ("last_sequence", last_seq, device.last_sequence),
-                ("last_manifest_sha256", last_manifest, device.last_manifest)) if a != b]
+                ("last_manifest_sha256", last_manifest, device.last_manifest),
+                # Without docking events (a store from before they were logged) the row bounds
+                # nothing: ingest takes the bound from the log alone.
+                ("last_docking", last_docking, device.last_docking if device.dockings else last_docking)) if a != b]
             differ(f"device {device_id} (log index {device.index})", names)
         for device_id in state.devices.keys() - {r[0] for r in device_rows}:
             faults.append(Fault(ROW_MISMATCH, f"device {device_id}", "was enrolled but its index row is gone",
@@ -998,12 +1027,10 @@ def _event_texts(index: Queries) -> dict[tuple[int, str], str | object]:
 
 
 def _fmt(moment) -> str:
-    from evidence_store.clip.ids import format_time
     return format_time(moment)
 
 
 def _parse(text) -> object:
-    from evidence_store.clip.ids import parse_time
     return parse_time(text or "")
 
 

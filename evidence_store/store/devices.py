@@ -8,6 +8,7 @@ from dataclasses import asdict
 from datetime import datetime
 
 from evidence_store import events as ev
+from evidence_store import logstate
 from evidence_store.clip.devkey import DevicePublicKey
 from evidence_store.clip.ids import check_device_id, format_time, parse_time
 from evidence_store.clip.outbox import NRW, ClockStamp, Enrollment, Profile
@@ -98,8 +99,33 @@ class DevicesMixin(StoreBase):
         return ClockStamp(device_id, format_time(at)).sign(self.signer)
 
     def record_docking(self, device_id: str, at: datetime) -> datetime | None:
-        """Remember a docking time; returns the previous one (the dock flags older manifests)."""
-        with self._transaction():
-            previous = self._require_device(device_id).last_docking
+        """Log a docking (docking event, and the index row for ``status``); returns the previous
+        one. The dock flags manifests older than it, and ingest counts no deadline from earlier."""
+        with self._command() as tx:
+            self._require_device(device_id)
+            previous = self.last_docking(device_id)
             self.index.set_last_docking(device_id, format_time(at))
+            tx.append(ev.Event(ev.DOCKING, tx.time, f"device:{device_id}", device=device_id,
+                               personal={"actor": self.actor}, data={"at": format_time(at)}))
         return previous
+
+    def last_docking(self, device_id: str) -> datetime | None:
+        """The camera's last docking as the log records it, never as the index row alone says:
+        the row is a member of bodycam-store's to edit, and it would move deadlines."""
+        facts = self._logged_device(device_id)
+        at = facts.last_docking if facts is not None else None
+        return parse_time(at) if at else None
+
+    def _logged_device(self, device_id: str) -> logstate.DeviceFacts | None:
+        """What the log says of a device: its own events (enroll, assign, revoke, docking) and the
+        ingest of its highest stored sequence. Read from the events table, whose rows verify
+        proves against the signed tree."""
+        try:
+            bodies = [(idx, json.loads(bytes(leaf))) for idx, leaf in self.index.event_leaves_about(f"device:{device_id}")]
+            row = self.index.last_ingest_of_device(device_id, ev.INGEST)
+            if row is not None:
+                bodies.append((row[0], json.loads(bytes(row[1]))))
+        except ValueError:
+            raise IntegrityError(f"device {device_id}: an event about it in the log is damaged",
+                                 "hint: run 'bodycam-evidence verify'", where=f"device {device_id}") from None
+        return logstate.derive(sorted(bodies, key=lambda b: b[0]), lambda i: "").devices.get(device_id)

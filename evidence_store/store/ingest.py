@@ -77,7 +77,7 @@ class IngestMixin(StoreBase):
             if device is None or device.revoked:
                 state = "revoked" if device else "not enrolled"
                 raise IntegrityError(f"{where}: device {manifest.device_id} is {state}", where=where)
-            self._check_device_row(device, where)
+            logged = self._check_device_row(device, where)
             parse_manifest(manifest_bytes, DevicePublicKey.parse(device.public_key))  # defence in depth
             names = [s.name for s in manifest.segments]
             if sorted(segments) != sorted(names):
@@ -97,7 +97,8 @@ class IngestMixin(StoreBase):
             # The deadline counts from the start, but never from later than now (retention.basis)
             # and never from a start the chain proves impossible (retention.earliest_start): the
             # corrected start is what the index and the leaf hold, the claim stays in the leaf.
-            started = retention.earliest_start(claimed, device.last_docking, tx.now)
+            docked = parse_time(logged.last_docking) if logged.last_docking else None
+            started = retention.earliest_start(claimed, docked, tx.now)
             due = retention.deadline(retention.basis(started, tx.now), self.policy)
             late = tx.now > due
             # Before the commit (see locks.py): a stored clip's objects are never unlocked.
@@ -141,19 +142,21 @@ class IngestMixin(StoreBase):
                  manifest.sequence, " late" if late else "")
         return IngestResult(manifest.clip_id, mhash, already=False, event_index=appended.index, gaps=gaps, late=late)
 
-    def _check_device_row(self, device: DeviceInfo, where: str) -> None:
-        """The device row's key, revocation and chain position, against its events in the log:
-        an edited row must not let a revoked camera, another key or a replayed sequence in."""
-        bodies = [(idx, json.loads(bytes(leaf)))
-                  for idx, leaf in self.index.event_leaves_about(f"device:{device.device_id}")]
-        row = self.index.last_ingest_of_device(device.device_id, ev.INGEST)
-        if row is not None:
-            bodies.append((row[0], json.loads(bytes(row[1]))))
-        facts = logstate.derive(sorted(bodies, key=lambda b: b[0]), lambda i: "").devices.get(device.device_id)
-        if facts is None or (facts.public_key, facts.revoked, facts.last_sequence, facts.last_manifest) != (
-                device.public_key, device.revoked, device.last_sequence, device.last_manifest_sha256):
+    def _check_device_row(self, device: DeviceInfo, where: str) -> logstate.DeviceFacts:
+        """The device row's key, revocation, chain position and last docking, against its events
+        in the log: an edited row must not let a revoked camera, another key or a replayed
+        sequence in, nor move a deadline. Returns what the log says."""
+        facts = self._logged_device(device.device_id)
+        # A row's docking time without any docking event is a store's from before they were
+        # logged: it bounds nothing (the bound comes from the log), so it is not compared.
+        row_docking = device.last_docking if facts is not None and facts.dockings else None
+        logged_docking = parse_time(facts.last_docking) if facts is not None and facts.last_docking else None
+        if facts is None or (facts.public_key, facts.revoked, facts.last_sequence, facts.last_manifest,
+                             logged_docking) != (device.public_key, device.revoked, device.last_sequence,
+                                                 device.last_manifest_sha256, row_docking):
             raise IntegrityError(f"{where}: the index row of device {device.device_id} differs from its events "
                                  "in the log", "hint: run 'bodycam-evidence verify'", where=where)
+        return facts
 
     def _check_chain(self, device: DeviceInfo, manifest: Manifest, mhash: str, where: str) -> list[int]:
         """The per-device chain rule of the contract; returns the missing sequence numbers."""

@@ -110,7 +110,7 @@ def test_cli_assign_and_revoke_reach_store_and_camera(camera, store_root, state_
     assert main(["--store", str(store_root), "ingest", str(camera.outbox.root)]) == 4
     with Store.open(store_root) as store:
         kinds = [e["kind"] for e in store.events()]
-    assert kinds[-3:] == ["assign", "revoke", "quarantine"]
+    assert kinds[-5:] == ["assign", "docking", "revoke", "quarantine", "docking"]
 
 
 def test_cli_status_json_cameras_docking_pending_quarantined(camera, store_root, state_dir, capsys):

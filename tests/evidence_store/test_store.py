@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 
+from evidence_store.clip.ids import format_time
 from evidence_store.clip.outbox import Enrollment, Receipt
 from evidence_store.errors import EvidenceError, IntegrityError, UsageError
 from evidence_store.objects import ObjectTooLarge
@@ -71,6 +72,78 @@ def test_store_assign_reaches_enrollment_note(store, camera):
 def test_store_record_docking_returns_previous(store, camera, clock):
     assert store.record_docking(camera.device_id, clock.now()) is None
     assert store.record_docking(camera.device_id, clock.now() + timedelta(hours=1)) == clock.now()
+
+
+def _wrong_clock_clip(store, camera, tmp_path, claimed):
+    """A clip whose camera's clock says ``claimed`` (far before the previous docking)."""
+    return make_clip(tmp_path / "outbox", camera, store.recipients, started_at=claimed)
+
+
+def _set_docking_row(store, camera, at):
+    """What an insider with write access to the index does to the devices row."""
+    store.conn.execute("UPDATE devices SET last_docking = ? WHERE device_id = ?", (format_time(at), camera.device_id))
+
+
+def test_store_docking_logged_and_the_next_clips_deadline_counts_from_it(store, camera, clock, tmp_path):
+    docked = clock.now()
+    store.record_docking(camera.device_id, docked)
+    docking = store.events()[-1]
+    assert (docking["kind"], docking["device"], docking["at"]) == ("docking", camera.device_id, format_time(docked))
+    assert store.last_docking(camera.device_id) == docked
+    clock.advance(hours=2)
+    clip = _wrong_clock_clip(store, camera, tmp_path, docked - timedelta(days=20))
+    put_and_ingest(store, clip)
+    assert store.clip(clip.clip_id).deadline == format_time(docked + store.policy.retention)
+    assert verify_store(store) == []
+
+
+def test_store_docking_row_moved_by_insider_refused_at_ingest_and_named_by_verify(store, camera, clock, tmp_path):
+    """Lowering the row would let a wrongly clocked clip keep its impossible start (deleted at
+    once as late); raising it would keep a clip past its two weeks. The log decides."""
+    docked = clock.now()
+    store.record_docking(camera.device_id, docked)
+    clock.advance(hours=2)
+    for moved in (docked - timedelta(days=30), docked + timedelta(hours=1)):
+        _set_docking_row(store, camera, moved)
+        faults = verify_store(store)
+        assert [(f.where, "last_docking" in f.message) for f in faults] == [
+            (f"device {camera.device_id} (log index 1)", True)]
+        clip = _wrong_clock_clip(store, camera, tmp_path, docked - timedelta(days=20))
+        with pytest.raises(IntegrityError, match="differs from its events in the log"):
+            put_and_ingest(store, clip)
+        assert store.clips() == []
+    _set_docking_row(store, camera, docked)
+    assert verify_store(store) == []
+
+
+def test_store_docking_row_without_docking_event_bounds_nothing(store, camera, clock, tmp_path):
+    """A store from before dockings were logged keeps a time in the row with no event behind it:
+    it is no bound (the log has none), and not a fault."""
+    _set_docking_row(store, camera, clock.now())
+    clock.advance(hours=2)
+    claimed = clock.now() - timedelta(days=1)
+    clip = _wrong_clock_clip(store, camera, tmp_path, claimed)
+    put_and_ingest(store, clip)
+    assert store.last_docking(camera.device_id) is None
+    assert store.clip(clip.clip_id).deadline == format_time(claimed + store.policy.retention)
+    assert verify_store(store) == []
+
+
+def test_store_verify_recomputes_each_start_from_the_docking_before_it(store, camera, clock, tmp_path, monkeypatch):
+    """An ingest whose start ignored the camera's last docking (as an edited row could once make
+    it) is named by verify, from the leaves alone."""
+    from evidence_store import retention
+
+    docked = clock.now()
+    store.record_docking(camera.device_id, docked)
+    clock.advance(hours=2)
+    with monkeypatch.context() as m:
+        m.setattr(retention, "earliest_start", lambda claimed, previous, arrived: claimed)
+        clip = _wrong_clock_clip(store, camera, tmp_path, docked - timedelta(days=20))
+        put_and_ingest(store, clip)
+    faults = verify_store(store)
+    assert len(faults) == 1 and faults[0].where.startswith(f"clip {clip.clip_id}"), faults
+    assert f"docking at {format_time(docked)}" in faults[0].message
 
 
 @local_objects

@@ -48,8 +48,9 @@ NOT_CHECKED = {
     ("objects", "kind"): "never read: a label for people looking at the table by hand",
     ("objects", "created_at"): "never read: an orphan's age is its file's time, a clip's its ingest event",
     ("checkpoints", "created_at"): "never read: the signed note carries everything that is checked",
-    ("devices", "last_docking"): "not in the log (record_docking appends no event); only flags manifests "
-                                 "older than the last docking, never decides a deletion",
+    ("devices", "last_docking"): "checked against the docking events where the camera has any (ingest "
+                                 "refuses a differing row, verify names it); a camera with none has no "
+                                 "bound, and the row is only what 'status' shows",
     ("holds", "hold_id"): "a row key only: holds are matched to the log by event_index",
     ("texts", "text_id"): "a row key only: the link from event_texts is checked through the salted digest",
     ("texts", "erased_at"): "checked only as 'erased before two years'; moving it on a kept text changes nothing",
