@@ -52,3 +52,19 @@ def test_logstate_device_chain_position_from_ingest_events():
     ])
     device = logstate.derive(bodies, lambda i: hashes[i], len(bodies)).devices["cam-1"]
     assert (device.last_sequence, device.last_manifest, device.revoked) == (3, "m3", True)
+
+
+def test_logstate_dockings_in_order_and_the_one_before_each_index():
+    t, d1, d2 = "2026-11-01T08:00:00.000Z", "2026-11-02T18:00:00.000Z", "2026-11-03T18:00:00.000Z"
+    bodies, hashes = _leaves([
+        ev.Event(ev.ENROLL, t, "device:cam-1", device="cam-1", data={"public_key": "k", "profile": {}}),
+        ev.Event(ev.DOCKING, d1, "device:cam-1", device="cam-1", data={"at": d1}),
+        ev.Event(ev.INGEST, t, "c-1", clip="c-1", device="cam-1", data={"sequence": 0, "manifest": "m0"}),
+        ev.Event(ev.DOCKING, d2, "device:cam-1", device="cam-1", data={"at": d2}),
+        ev.Event(ev.DOCKING, d2, "device:cam-2", device="cam-2", data={"at": d2}),  # never enrolled: ignored
+    ])
+    state = logstate.derive(bodies, lambda i: hashes[i], len(bodies))
+    device = state.devices["cam-1"]
+    assert device.dockings == [(1, d1), (3, d2)] and device.last_docking == d2
+    assert [device.docking_before(i) for i in (0, 1, 2, 3, 4)] == [None, None, d1, d1, d2]
+    assert "cam-2" not in state.devices
