@@ -2,16 +2,17 @@
 block devices. A watchdog (inotify) observer notices a clip being sealed (its manifest appears,
 usually by rename) and a worker ingests that outbox.
 
-Why a worker thread: the observer's thread must return quickly or inotify's queue overflows; and a
-burst of events for one outbox (ten clips sealed at once) becomes one ingest. A periodic rescan
-catches anything an overflowing inotify queue dropped.
+Why worker threads: the observer's thread must return quickly or inotify's queue overflows; and a
+burst of events for one outbox (ten clips sealed at once) becomes one ingest. One worker per
+folder: an ingest may wait for another dock that holds its camera, and the other cameras must not
+wait with it (as docked USB cameras each have their own worker). A periodic rescan catches
+anything an overflowing inotify queue dropped.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -48,11 +49,12 @@ class FolderWatcher:
         self.ingest = ingest
         self.rescan_seconds = rescan_seconds
         self.settle_seconds = settle_seconds
-        self._queue: queue.Queue = queue.Queue()
-        self._pending: set[Path] = set()
+        # Per folder: set when it has something to ingest (many requests, one ingest).
+        self._wanted = {folder: threading.Event() for folder in self.folders}
+        self._busy: set[Path] = set()
         self._guard = threading.Lock()
         self._stop = threading.Event()
-        self._worker: threading.Thread | None = None
+        self._workers: list[threading.Thread] = []
         self._timer: threading.Thread | None = None
         if observer is None:
             from watchdog.observers import Observer
@@ -60,7 +62,6 @@ class FolderWatcher:
             observer = Observer()
         self.observer = observer
         self.ingested = 0  # number of ingest runs, for tests and status
-        self._busy = False
 
     # watchdog calls this on its own thread.
     def dispatch(self, event) -> None:
@@ -71,11 +72,11 @@ class FolderWatcher:
                     self.request(folder)
 
     def request(self, folder: Path) -> None:
-        with self._guard:
-            if folder in self._pending:
-                return
-            self._pending.add(folder)
-        self._queue.put(folder)
+        wanted = self._wanted.get(Path(folder).absolute())
+        if wanted is None:
+            log.warning("%s is not a watched folder; ignored", folder)
+            return
+        wanted.set()
 
     def start(self) -> None:
         for folder in self.folders:
@@ -84,8 +85,10 @@ class FolderWatcher:
             (folder / CLIPS_DIR).mkdir(exist_ok=True)
             self.observer.schedule(self, str(folder), recursive=True)
         self.observer.start()
-        self._worker = threading.Thread(target=self._work, name="dock-watch", daemon=True)
-        self._worker.start()
+        for n, folder in enumerate(self.folders):
+            worker = threading.Thread(target=self._work, args=(folder,), name=f"dock-watch-{n}", daemon=True)
+            worker.start()
+            self._workers.append(worker)
         self._timer = threading.Thread(target=self._rescan, name="dock-rescan", daemon=True)
         self._timer.start()
         for folder in self.folders:  # clips sealed while no dock was watching
@@ -93,34 +96,37 @@ class FolderWatcher:
 
     def stop(self) -> None:
         self._stop.set()
-        self._queue.put(None)
+        for wanted in self._wanted.values():
+            wanted.set()  # wakes each worker, which sees the stop
         self.observer.stop()
         self.observer.join(timeout=5)
-        if self._worker:
-            self._worker.join(timeout=60)
+        for worker in self._workers:
+            worker.join(timeout=60)
 
     def alive(self) -> bool:
-        return bool(self._worker and self._worker.is_alive() and self.observer.is_alive())
+        return bool(self._workers) and all(w.is_alive() for w in self._workers) and self.observer.is_alive()
 
     def idle(self) -> bool:
         with self._guard:
-            return not self._pending and self._queue.empty() and not self._busy
+            return not self._busy and not any(wanted.is_set() for wanted in self._wanted.values())
 
     def _rescan(self) -> None:
         while not self._stop.wait(self.rescan_seconds):
             for folder in self.folders:
                 self.request(folder)
 
-    def _work(self) -> None:
+    def _work(self, folder: Path) -> None:
+        wanted = self._wanted[folder]
         while True:
-            folder = self._queue.get()
-            if folder is None or self._stop.is_set():
+            wanted.wait()
+            if self._stop.is_set():
                 return
             # Let a burst of seals settle so they become one ingest.
-            self._stop.wait(self.settle_seconds)
+            if self._stop.wait(self.settle_seconds):
+                return
             with self._guard:
-                self._pending.discard(folder)
-                self._busy = True
+                wanted.clear()
+                self._busy.add(folder)
             try:
                 self.ingest(folder)
             except (DockError, EvidenceError, OSError) as exc:
@@ -129,5 +135,5 @@ class FolderWatcher:
                 log.exception("%s: unexpected failure", folder)
             finally:
                 with self._guard:
-                    self._busy = False
-                self.ingested += 1
+                    self._busy.discard(folder)
+                    self.ingested += 1

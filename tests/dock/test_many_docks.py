@@ -150,10 +150,20 @@ class Dock:
         self.kills += 1
 
     def stop(self) -> int:
+        """SIGTERM once this start is serving (it logs "watching" after its handlers are in):
+        a TERM during interpreter start-up ends it by the default action (-15), which systemd
+        counts as a clean stop too, but says nothing about the dock's own shutdown."""
         assert self.proc is not None
+        deadline = time.monotonic() + 60
+        while self.proc.poll() is None and time.monotonic() < deadline and not self._serving():
+            time.sleep(0.05)
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout=120)
+
+    def _serving(self) -> bool:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "INFO dock.daemon: watching " in text.rsplit(f"--- start {self.starts - 1}\n", 1)[-1]
 
     def exited(self) -> int | None:
         return None if self.proc is None else self.proc.poll()

@@ -16,6 +16,7 @@ from dock.udev import UdevEvent
 from dock.watch import FolderWatcher, sealed_outbox
 from evidence_store.clip.sdnotify import SdNotifier
 from evidence_store.store import Store
+from tests.dock.conftest import new_camera
 from tests.dock.helpers import FolderMounter, outbox_clip_names, stored_clips
 
 
@@ -57,6 +58,36 @@ def test_watch_clip_ingested_once_sealed_not_before(camera, ingester, store_root
         assert outbox_clip_names(camera.outbox) == []
     finally:
         watcher.stop()
+
+
+def test_watch_camera_held_by_another_dock_does_not_hold_the_other_folders(camera, store, ingester, store_root,
+                                                                            tmp_path):
+    """Another dock holds cam-07 (its store-wide lock): this dock waits for it in that folder's
+    worker, while cam-08's folder is ingested at once; cam-07's clip follows once released."""
+    other = new_camera(store, tmp_path / "outbox-08", "cam-08")
+    held_clip, free_clip = camera.clip(), other.clip()
+    release, holding = threading.Event(), threading.Event()
+
+    def other_dock() -> None:
+        with Store.open(store_root) as elsewhere, elsewhere.hold_camera(camera.device_id):
+            holding.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=other_dock, daemon=True)
+    holder.start()
+    assert holding.wait(10)
+    watcher = FolderWatcher([camera.outbox.root, other.outbox.root], ingester.ingest, settle_seconds=0.05)
+    watcher.start()
+    try:
+        assert _wait(lambda: free_clip.clip_id in stored_clips(store_root))
+        assert held_clip.clip_id not in stored_clips(store_root) and not watcher.idle()
+        release.set()
+        assert _wait(lambda: held_clip.clip_id in stored_clips(store_root) and watcher.idle())
+        assert outbox_clip_names(camera.outbox) == [] and outbox_clip_names(other.outbox) == []
+    finally:
+        release.set()
+        watcher.stop()
+        holder.join(10)
 
 
 def _listen(tmp_path):
