@@ -41,8 +41,13 @@ from evidence_store.objects_s3 import (  # noqa: E402
 DAY = timedelta(days=1)
 
 
+#: One moment for the whole module: two deadlines computed a call apart could straddle a second
+#: (S3 keeps whole seconds), and a lock checked against the later one looked too short.
+_NOW = datetime.now(UTC).replace(microsecond=0)
+
+
 def _deadline(days: float = 14) -> datetime:
-    return (datetime.now(UTC) + timedelta(days=days)).replace(microsecond=0)
+    return _NOW + timedelta(days=days)
 
 
 @pytest.fixture
