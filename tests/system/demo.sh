@@ -46,8 +46,10 @@ say "2. A new camera makes its own signing key; the dock enrolls it and hands it
 run bodycam-device init --outbox "$OUTBOX" --device-id cam-07
 run bodycam-dock --store "$STORE" enroll "$OUTBOX" --device-id cam-07
 run bodycam-dock --store "$STORE" assign cam-07 --officer "PK-4711"
-echo "The assignment reaches the camera at its next docking:"
-run bodycam-dock --store "$STORE" ingest "$OUTBOX"
+# Not docked again before step 7: the demo sets the camera's clock back to make old clips, and
+# after a docking the store would rightly refuse a start before it (the clip chain proves the
+# clip newer) and count two weeks from that docking instead.
+echo "The assignment reaches the camera at its next docking (step 7); until then the store names the officer."
 
 say "3. Sixteen days ago: an officer announces a recording (button, amber light, beep), then records. Then the camera sits in a locker, undocked."
 run bodycam-device simulate --outbox "$OUTBOX" --seconds "$SECONDS_PER_CLIP" --clock "$(ago 16 0 0)"
@@ -69,7 +71,7 @@ run bodycam-device status --outbox "$OUTBOX"
 
 say "7. The camera is docked. The dock verifies every signature and hash, stores, receipts, clears. The 16-day-old clip is past its two weeks: deleted at once."
 run bodycam-dock --store "$STORE" ingest "$OUTBOX"
-echo "(The demo set the camera's clock back to make old clips, so the dock flags them as dated before the last docking.)"
+echo "(The demo set the camera's clock back to make old clips; the camera had not docked since, so their starts stand.)"
 run bodycam-dock --store "$STORE" status
 echo "Left on the camera: only the store's signed receipts."
 run ls "$OUTBOX/clips" "$OUTBOX/receipts"
