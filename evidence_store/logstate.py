@@ -103,6 +103,12 @@ class DeviceFacts:
     def last_docking(self) -> str | None:
         return self.dockings[-1][1] if self.dockings else None
 
+    def docking_row_agrees(self, row: str | None) -> bool:
+        """Whether an index row's last docking is the logged one. A row time with no docking event
+        at all is a store's from before they were logged: it bounds nothing (ingest takes the
+        bound from the log alone), so it agrees."""
+        return not self.dockings or row == self.last_docking
+
     def docking_before(self, index: int) -> str | None:
         """The time of the latest docking logged before log index ``index`` (None: none was).
         A bisection: verify asks it for every clip, and a camera docks twice a day for years."""

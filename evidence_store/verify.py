@@ -906,8 +906,8 @@ def _check_state(store, state: logstate.LogState, data: LogData, wanted: set[str
         want_late: int | None
         try:
             start = store._quarantine_start(item)
-            want_start = _fmt(start)
-            want_late = int(_parse(item.at) > start + store.policy.retention)
+            want_start = format_time(start)
+            want_late = int(parse_time(item.at or "") > start + store.policy.retention)
         except ValueError:
             want_start, want_late = None, None
         want = (qid, item.claimed_clip, item.device, item.manifest, item.journal, item.cause, item.at,
@@ -960,10 +960,9 @@ def _check_state(store, state: logstate.LogState, data: LogData, wanted: set[str
                 ("revoked_reason", revoked_reason, revoked_reason if logged_reason is _ERASED else logged_reason),
                 ("officer", officer, officer if logged_officer is _ERASED else logged_officer),
                 ("last_sequence", last_seq, device.last_sequence),
-                ("last_manifest_sha256", last_manifest, device.last_manifest),
-                # Without docking events (a store from before they were logged) the row bounds
-                # nothing: ingest takes the bound from the log alone.
-                ("last_docking", last_docking, device.last_docking if device.dockings else last_docking)) if a != b]
+                ("last_manifest_sha256", last_manifest, device.last_manifest)) if a != b]
+            if not device.docking_row_agrees(last_docking):
+                names.append("last_docking")
             differ(f"device {device_id} (log index {device.index})", names)
         for device_id in state.devices.keys() - {r[0] for r in device_rows}:
             faults.append(Fault(ROW_MISMATCH, f"device {device_id}", "was enrolled but its index row is gone",
@@ -1024,14 +1023,6 @@ def _event_texts(index: Queries) -> dict[tuple[int, str], str | object]:
     whose texts an index row copies (ingest, assign, revoke): few, so all are read."""
     return {(idx, fieldname): _ERASED if text is None else text
             for idx, fieldname, text in index.copied_texts(("officer", "reason"), (ev.INGEST, ev.ASSIGN, ev.REVOKE))}
-
-
-def _fmt(moment) -> str:
-    return format_time(moment)
-
-
-def _parse(text) -> object:
-    return parse_time(text or "")
 
 
 def _check_config(store, state: logstate.LogState, faults: list[Fault]) -> None:

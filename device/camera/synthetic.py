@@ -114,7 +114,7 @@ class SyntheticCamera(Camera):
         strip = Image.new("L", (w, min(h, 14)))
         ImageDraw.Draw(strip).text((2, 1), text, fill=255)
         rows = slice(h - strip.height, h)
-        self._paint(planes, rows, slice(0, w), 0)
+        self._paint(planes, rows, slice(0, w), 16)
         planes[0][rows] = (16 + np.asarray(strip, np.uint16) * 219 // 255).astype(np.uint8)
         return av.VideoFrame.from_ndarray(frame, format="yuv420p")
 

@@ -121,10 +121,10 @@ class DevicesMixin(StoreBase):
         ingest of its highest stored sequence. Read from the events table, whose rows verify
         proves against the signed tree."""
         try:
-            bodies = [(idx, json.loads(bytes(leaf))) for idx, leaf in self.index.event_leaves_about(f"device:{device_id}")]
+            bodies = [(idx, ev.load_leaf(bytes(leaf))) for idx, leaf in self.index.event_leaves_about(f"device:{device_id}")]
             row = self.index.last_ingest_of_device(device_id, ev.INGEST)
             if row is not None:
-                bodies.append((row[0], json.loads(bytes(row[1]))))
+                bodies.append((row[0], ev.load_leaf(bytes(row[1]))))
         except ValueError:
             raise IntegrityError(f"device {device_id}: an event about it in the log is damaged",
                                  "hint: run 'bodycam-evidence verify'", where=f"device {device_id}") from None

@@ -147,13 +147,10 @@ class IngestMixin(StoreBase):
         in the log: an edited row must not let a revoked camera, another key or a replayed
         sequence in, nor move a deadline. Returns what the log says."""
         facts = self._logged_device(device.device_id)
-        # A row's docking time without any docking event is a store's from before they were
-        # logged: it bounds nothing (the bound comes from the log), so it is not compared.
-        row_docking = device.last_docking if facts is not None and facts.dockings else None
-        logged_docking = parse_time(facts.last_docking) if facts is not None and facts.last_docking else None
-        if facts is None or (facts.public_key, facts.revoked, facts.last_sequence, facts.last_manifest,
-                             logged_docking) != (device.public_key, device.revoked, device.last_sequence,
-                                                 device.last_manifest_sha256, row_docking):
+        row_docking = format_time(device.last_docking) if device.last_docking else None
+        if facts is None or (facts.public_key, facts.revoked, facts.last_sequence, facts.last_manifest) != (
+                device.public_key, device.revoked, device.last_sequence, device.last_manifest_sha256) \
+                or not facts.docking_row_agrees(row_docking):
             raise IntegrityError(f"{where}: the index row of device {device.device_id} differs from its events "
                                  "in the log", "hint: run 'bodycam-evidence verify'", where=where)
         return facts
